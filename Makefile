@@ -1,0 +1,61 @@
+# Surge: `make help` lists the targets. `make run` and `make test` set up everything they need.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PROTO_SRC := $(wildcard protos/loyalty/v1/*.proto)
+PROTO_STAMP := protos/loyalty/v1/.generated
+
+.PHONY: help setup system-deps run stop test check format protos protos-clean migrate rebuild-cache
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+system-deps: ## Install redis-server and PostgreSQL from apt when missing
+	@scripts/system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+$(PROTO_STAMP): $(PROTO_SRC) $(VENV)/.installed
+	$(BIN)/python -m grpc_tools.protoc -I. \
+		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
+		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
+		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
+	@touch $@
+
+protos: $(PROTO_STAMP) ## Generate Python code and stubs from protos/ (never edit the output)
+
+protos-clean:
+	rm -f protos/loyalty/v1/*_pb2*.py protos/loyalty/v1/*_pb2*.pyi $(PROTO_STAMP)
+
+setup: system-deps $(VENV)/.installed protos ## Install everything (venv, packages, Redis, PostgreSQL) and generate protos
+
+run: setup ## Serve on 127.0.0.1:50051; starts a local Redis + PostgreSQL under .data/ unless REDIS_URL/DATABASE_URL are set
+	$(BIN)/surge serve
+
+stop: ## Stop the local Redis and PostgreSQL that `make run` started
+	@test -x $(BIN)/surge && $(BIN)/surge stack stop || echo "nothing to stop"
+
+migrate: setup ## Apply database migrations (embedded default or DATABASE_URL)
+	$(BIN)/surge migrate
+
+rebuild-cache: setup ## Rebuild Redis from PostgreSQL without overwriting live counters
+	$(BIN)/surge rebuild-cache
+
+test: setup ## Run the whole test suite against real Redis and PostgreSQL
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+check: setup ## ruff format check, ruff lint, mypy
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+format: setup ## Apply ruff formatting and safe fixes
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .

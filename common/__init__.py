@@ -1,0 +1,1 @@
+"""Pieces every domain package shares: the error tree, input validation, store helpers."""

@@ -1,0 +1,231 @@
+"""Domain errors. They carry data; the gRPC edge alone turns them into status codes.
+
+DomainError
+├── InvalidArgument(field, message)          malformed request, names the field
+├── NotFound(resource, resource_id)
+├── AlreadyExists(resource, field, value)     a unique value taken (e.g. a SKU)
+├── IdempotencyKeyReused(key)                 same key, different request
+├── RequestInProgress(key)                    same key, first call still running (retryable)
+├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
+├── Unavailable(dependency)                   Redis or PostgreSQL unreachable (retryable)
+└── Refusal                                   a business rule said no
+    ├── SoldOut(campaign_id, remaining)
+    ├── InsufficientPoints(member_id, available, required)
+    ├── LimitExceeded(campaign_id, limit, taken)
+    ├── CampaignNotActive(campaign_id, starts_at, ends_at)
+    ├── MemberFrozen(member_id)
+    ├── InsufficientStock(item_id, on_hand, requested)
+    ├── NotCancellable(redemption_id, status)
+    ├── PaymentNotPending(redemption_id, status)
+    └── PaymentWindowClosed(redemption_id)
+
+Every error has an UPPER_SNAKE `reason` and `metadata()` of strings, which become a
+google.rpc.ErrorInfo at the edge. Messages never contain exception text from a driver.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class DomainError(Exception):
+    reason: ClassVar[str] = "DOMAIN_ERROR"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def metadata(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidArgument(DomainError):
+    reason = "INVALID_ARGUMENT"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.description = message
+
+    def metadata(self) -> dict[str, str]:
+        return {"field": self.field}
+
+
+class NotFound(DomainError):
+    reason = "NOT_FOUND"
+
+    def __init__(self, resource: str, resource_id: str) -> None:
+        super().__init__(f"{resource} {resource_id} not found")
+        self.resource = resource
+        self.resource_id = resource_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"resource": self.resource, "id": self.resource_id}
+
+
+class AlreadyExists(DomainError):
+    reason = "ALREADY_EXISTS"
+
+    def __init__(self, resource: str, field: str, value: str) -> None:
+        super().__init__(f"a {resource} with {field} {value!r} already exists")
+        self.resource, self.field, self.value = resource, field, value
+
+    def metadata(self) -> dict[str, str]:
+        return {"resource": self.resource, "field": self.field}
+
+
+class IdempotencyKeyReused(DomainError):
+    reason = "IDEMPOTENCY_KEY_REUSED"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used for a different request")
+        self.key = key
+
+    def metadata(self) -> dict[str, str]:
+        return {"idempotency_key": self.key}
+
+
+class RequestInProgress(DomainError):
+    reason = "REQUEST_IN_PROGRESS"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"a request with idempotency key {key!r} is in progress; retry")
+        self.key = key
+
+    def metadata(self) -> dict[str, str]:
+        return {"idempotency_key": self.key}
+
+
+class HoldExpired(DomainError):
+    reason = "HOLD_EXPIRED"
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"the hold for idempotency key {key!r} lapsed before commit; retry")
+        self.key = key
+
+    def metadata(self) -> dict[str, str]:
+        return {"idempotency_key": self.key}
+
+
+class Unavailable(DomainError):
+    reason = "DEPENDENCY_UNAVAILABLE"
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(f"{dependency} is unavailable; retry with the same idempotency key")
+        self.dependency = dependency
+
+    def metadata(self) -> dict[str, str]:
+        return {"dependency": self.dependency}
+
+
+class Refusal(DomainError):
+    """A business rule refused the request; nothing changed."""
+
+    reason = "REFUSED"
+
+
+class SoldOut(Refusal):
+    reason = "SOLD_OUT"
+
+    def __init__(self, campaign_id: str, remaining: int) -> None:
+        super().__init__(f"campaign {campaign_id} has {remaining} units left")
+        self.campaign_id, self.remaining = campaign_id, remaining
+
+    def metadata(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id, "units_remaining": str(self.remaining)}
+
+
+class InsufficientPoints(Refusal):
+    reason = "INSUFFICIENT_POINTS"
+
+    def __init__(self, member_id: str, available: int, required: int) -> None:
+        super().__init__(f"member has {available} points available, {required} required")
+        self.member_id, self.available, self.required = member_id, available, required
+
+    def metadata(self) -> dict[str, str]:
+        return {"available": str(self.available), "required": str(self.required)}
+
+
+class LimitExceeded(Refusal):
+    reason = "LIMIT_EXCEEDED"
+
+    def __init__(self, campaign_id: str, limit: int, taken: int) -> None:
+        super().__init__(f"per-member limit is {limit} units; member already has {taken}")
+        self.campaign_id, self.limit, self.taken = campaign_id, limit, taken
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "campaign_id": self.campaign_id,
+            "per_member_limit": str(self.limit),
+            "units_taken": str(self.taken),
+        }
+
+
+class CampaignNotActive(Refusal):
+    reason = "CAMPAIGN_NOT_ACTIVE"
+
+    def __init__(self, campaign_id: str, starts_at: str, ends_at: str) -> None:
+        super().__init__(f"campaign {campaign_id} runs from {starts_at} to {ends_at}")
+        self.campaign_id, self.starts_at, self.ends_at = campaign_id, starts_at, ends_at
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "campaign_id": self.campaign_id,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+        }
+
+
+class MemberFrozen(Refusal):
+    reason = "MEMBER_FROZEN"
+
+    def __init__(self, member_id: str) -> None:
+        super().__init__(f"member {member_id} is frozen")
+        self.member_id = member_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"member_id": self.member_id}
+
+
+class InsufficientStock(Refusal):
+    reason = "INSUFFICIENT_STOCK"
+
+    def __init__(self, item_id: str, on_hand: int, requested: int) -> None:
+        super().__init__(f"item {item_id} has {on_hand} units on hand, {requested} requested")
+        self.item_id, self.on_hand, self.requested = item_id, on_hand, requested
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "stock_on_hand": str(self.on_hand)}
+
+
+class NotCancellable(Refusal):
+    reason = "REDEMPTION_NOT_CANCELLABLE"
+
+    def __init__(self, redemption_id: str, status: str) -> None:
+        super().__init__(f"redemption {redemption_id} is {status} and cannot be cancelled")
+        self.redemption_id, self.status = redemption_id, status
+
+    def metadata(self) -> dict[str, str]:
+        return {"redemption_id": self.redemption_id, "status": self.status}
+
+
+class PaymentNotPending(Refusal):
+    reason = "PAYMENT_NOT_PENDING"
+
+    def __init__(self, redemption_id: str, status: str) -> None:
+        super().__init__(f"redemption {redemption_id} is {status}, not waiting for payment")
+        self.redemption_id, self.status = redemption_id, status
+
+    def metadata(self) -> dict[str, str]:
+        return {"redemption_id": self.redemption_id, "status": self.status}
+
+
+class PaymentWindowClosed(Refusal):
+    reason = "PAYMENT_WINDOW_CLOSED"
+
+    def __init__(self, redemption_id: str) -> None:
+        super().__init__(f"the payment window of redemption {redemption_id} has closed")
+        self.redemption_id = redemption_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"redemption_id": self.redemption_id}

@@ -1,0 +1,52 @@
+"""Checks on request fields. Each failure is an InvalidArgument naming the field."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from common.errors import InvalidArgument
+
+MAX_KEY_LENGTH = 128
+MAX_NAME_LENGTH = 200
+MAX_REASON_LENGTH = 500
+# Printable ASCII without leading/trailing blanks keeps keys safe in logs, Redis keys and SQL.
+_KEY_RE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+
+
+def uuid_id(field: str, value: str) -> str:
+    """A resource id: a UUID in canonical lower-case form."""
+    if not value:
+        raise InvalidArgument(field, "is required")
+    try:
+        parsed = uuid.UUID(value)
+    except ValueError:
+        raise InvalidArgument(field, "must be a UUID") from None
+    return str(parsed)
+
+
+def idempotency_key(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if len(value) > MAX_KEY_LENGTH:
+        raise InvalidArgument(field, f"must be at most {MAX_KEY_LENGTH} characters")
+    if not _KEY_RE.match(value):
+        raise InvalidArgument(field, "must be printable ASCII without leading or trailing spaces")
+    return value
+
+
+def text(field: str, value: str, *, max_length: int, required: bool) -> str:
+    stripped = value.strip()
+    if required and not stripped:
+        raise InvalidArgument(field, "is required")
+    if len(value) > max_length:
+        raise InvalidArgument(field, f"must be at most {max_length} characters")
+    if any(ord(ch) < 0x20 for ch in value):
+        raise InvalidArgument(field, "must not contain control characters")
+    return stripped
+
+
+def int_range(field: str, value: int, *, minimum: int, maximum: int) -> int:
+    if value < minimum or value > maximum:
+        raise InvalidArgument(field, f"must be between {minimum} and {maximum}")
+    return value

@@ -1,0 +1,1 @@
+"""Flash-sale campaigns and the redemption path: Redis gate, group commit, sweeper, audit."""

@@ -1,0 +1,230 @@
+"""The audit: checks every invariant of DESIGN-NOTES over PostgreSQL and Redis together.
+
+Reusable: the tests call it after each scenario, and the load test runs it as a command
+against any deployment. It only reads. `settled=True` says traffic has stopped and one sweep
+has passed, so in-flight holds must be gone and Redis must equal what a rebuild would give.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from flashsale.gate import CampaignKeys
+from points.gate import member_keys
+
+
+@dataclass
+class AuditReport:
+    campaigns: int = 0
+    members: int = 0
+    redemptions: int = 0
+    units_committed: int = 0
+    violations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+    def fail(self, message: str) -> None:
+        self.violations.append(message)
+
+
+_PG_CHECKS: list[tuple[str, str]] = [
+    (
+        "campaign over-redeemed (committed + held > allotted)",
+        "SELECT id::text, units_committed, units_held, units_allotted FROM campaigns "
+        "WHERE units_committed + units_held > units_allotted",
+    ),
+    (
+        "campaign counters disagree with its redemptions",
+        "SELECT c.id::text, c.units_committed, c.units_held, "
+        "coalesce(sum(r.quantity) FILTER (WHERE r.status = 'COMMITTED'), 0) AS committed, "
+        "coalesce(sum(r.quantity) FILTER (WHERE r.status = 'PENDING_PAYMENT'), 0) AS pending "
+        "FROM campaigns c LEFT JOIN redemptions r ON r.campaign_id = c.id GROUP BY c.id "
+        "HAVING c.units_committed <> coalesce(sum(r.quantity) FILTER (WHERE r.status = 'COMMITTED'), 0) "
+        "OR c.units_held <> coalesce(sum(r.quantity) FILTER (WHERE r.status = 'PENDING_PAYMENT'), 0)",
+    ),
+    (
+        "per-member units disagree with redemptions or exceed the limit",
+        "SELECT x.campaign_id::text, x.member_id::text, x.units, coalesce(cm.units_taken, 0), "
+        "c.per_member_limit FROM ("
+        "  SELECT campaign_id, member_id, sum(quantity) AS units FROM redemptions "
+        "  WHERE status IN ('COMMITTED', 'PENDING_PAYMENT') GROUP BY campaign_id, member_id"
+        ") x JOIN campaigns c ON c.id = x.campaign_id "
+        "LEFT JOIN campaign_members cm ON cm.campaign_id = x.campaign_id "
+        "AND cm.member_id = x.member_id "
+        "WHERE x.units <> coalesce(cm.units_taken, 0) OR x.units > c.per_member_limit",
+    ),
+    (
+        "negative balance or held points above balance",
+        "SELECT id::text, points_balance, points_held FROM members "
+        "WHERE points_balance < 0 OR points_held < 0 OR points_held > points_balance",
+    ),
+    (
+        "balance differs from the sum of the ledger",
+        "SELECT m.id::text, m.points_balance, coalesce(sum(l.amount), 0) FROM members m "
+        "LEFT JOIN ledger_entries l ON l.member_id = m.id GROUP BY m.id "
+        "HAVING m.points_balance <> coalesce(sum(l.amount), 0)",
+    ),
+    (
+        "held points differ from redemptions waiting for payment",
+        "SELECT m.id::text, m.points_held, coalesce(sum(r.points_total), 0) FROM members m "
+        "LEFT JOIN redemptions r ON r.member_id = m.id AND r.status = 'PENDING_PAYMENT' "
+        "GROUP BY m.id HAVING m.points_held <> coalesce(sum(r.points_total), 0)",
+    ),
+    (
+        "committed redemption of a virtual item without a code",
+        "SELECT r.id::text FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
+        "JOIN items i ON i.id = c.item_id WHERE i.kind = 'VIRTUAL' AND r.status = 'COMMITTED' "
+        "AND r.redemption_code IS NULL",
+    ),
+    (
+        "negative stock on hand",
+        "SELECT id::text, stock_on_hand FROM items WHERE stock_on_hand < 0",
+    ),
+]
+
+
+async def audit(
+    pool: AsyncConnectionPool,
+    redis: Redis,
+    *,
+    settled: bool,
+    stuck_after_ms: int = 0,
+) -> AuditReport:
+    """stuck_after_ms: a hold this long past its deadline is stuck (deadline + one sweep)."""
+    report = AuditReport()
+    async with pool.connection() as conn:
+        for title, sql in _PG_CHECKS:
+            for row in await (await conn.execute(sql)).fetchall():
+                report.fail(f"{title}: {tuple(row)}")
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT id::text, units_allotted, units_committed, units_held, version, "
+            "per_member_limit FROM campaigns"
+        )
+        campaigns = await cur.fetchall()
+        await cur.execute(
+            "SELECT campaign_id::text, member_id::text, units_taken, version FROM campaign_members"
+        )
+        taken_rows = await cur.fetchall()
+        await cur.execute(
+            "SELECT id::text, points_balance - points_held AS spendable, version, frozen FROM members"
+        )
+        members = await cur.fetchall()
+        await cur.execute("SELECT count(*) AS n FROM redemptions")
+        counted = await cur.fetchone()
+    report.campaigns, report.members = len(campaigns), len(members)
+    report.redemptions = int(counted["n"]) if counted else 0
+    report.units_committed = sum(c["units_committed"] for c in campaigns)
+
+    per_campaign: dict[str, list[dict[str, Any]]] = {}
+    for row in taken_rows:
+        per_campaign.setdefault(row["campaign_id"], []).append(row)
+    now_ms = int(time.time() * 1000)
+    for campaign in campaigns:
+        await _audit_campaign(redis, report, campaign, per_campaign.get(campaign["id"], []),
+                              settled=settled, now_ms=now_ms, stuck_after_ms=stuck_after_ms)  # fmt: skip
+    await _audit_members(redis, report, members, settled=settled)
+    return report
+
+
+async def _audit_campaign(
+    redis: Redis,
+    report: AuditReport,
+    pg: dict[str, Any],
+    members: list[dict[str, Any]],
+    *,
+    settled: bool,
+    now_ms: int,
+    stuck_after_ms: int,
+) -> None:
+    k = CampaignKeys(pg["id"])
+    state = await redis.hgetall(k.state)
+    if not state:
+        return  # not loaded: nothing in Redis to disagree (it loads lazily)
+    s = {
+        _str(a): int(b)
+        for a, b in state.items()
+        if _str(a) in {"allotted", "taken", "tver", "held"}
+    }
+    name = f"campaign {pg['id']}"
+    taken_pg = pg["units_committed"] + pg["units_held"]
+    if s["allotted"] != pg["units_allotted"]:
+        report.fail(f"{name}: Redis allotted {s['allotted']} != PostgreSQL {pg['units_allotted']}")
+    if s["taken"] + s["held"] > s["allotted"]:
+        report.fail(f"{name}: Redis taken {s['taken']} + held {s['held']} > allotted")
+    if s["held"] < 0:
+        report.fail(f"{name}: Redis held {s['held']} < 0")
+    if s["tver"] > pg["version"]:
+        report.fail(f"{name}: Redis mirror version {s['tver']} ahead of PostgreSQL {pg['version']}")
+    if s["tver"] == pg["version"] and s["taken"] != taken_pg:
+        report.fail(f"{name}: Redis taken {s['taken']} != PostgreSQL {taken_pg} at one version")
+
+    deadlines = await redis.zrange(k.deadlines, 0, -1, withscores=True)
+    held_sum = 0
+    for hold, deadline in deadlines:
+        qty = await redis.hget(k.record(_str(hold)), "qty")
+        held_sum += int(qty or 0)
+        if stuck_after_ms and deadline + stuck_after_ms < now_ms:
+            report.fail(
+                f"{name}: hold {_str(hold)} stuck {now_ms - deadline:.0f} ms past its deadline"
+            )
+    if held_sum != s["held"]:
+        report.fail(f"{name}: Redis held {s['held']} != sum of its holds {held_sum}")
+
+    redis_taken = {_str(a): int(b) for a, b in (await redis.hgetall(k.taken)).items()}
+    redis_tver = {_str(a): int(b) for a, b in (await redis.hgetall(k.tver)).items()}
+    for row in members:
+        member, version = row["member_id"], row["version"]
+        if redis_tver.get(member, 0) == version and redis_taken.get(member) != row["units_taken"]:
+            report.fail(f"{name}: member {member} taken differs between Redis and PostgreSQL")
+        if settled and redis_tver.get(member, 0) != version:
+            report.fail(f"{name}: member {member} taken mirror is behind after settling")
+    if settled:
+        if s["held"] != 0:
+            report.fail(f"{name}: {s['held']} units still held after settling")
+        if s["tver"] != pg["version"] or s["taken"] != taken_pg:
+            report.fail(f"{name}: Redis taken {s['taken']} differs from a rebuild ({taken_pg})")
+
+
+async def _audit_members(
+    redis: Redis, report: AuditReport, members: list[dict[str, Any]], *, settled: bool
+) -> None:
+    for start in range(0, len(members), 500):
+        chunk = members[start : start + 500]
+        pipe = redis.pipeline(transaction=False)
+        for row in chunk:
+            state_key, holds_key = member_keys(row["id"])
+            pipe.hgetall(state_key)
+            pipe.hvals(holds_key)
+        replies = await pipe.execute()
+        for i, row in enumerate(chunk):
+            state, holds = replies[2 * i], replies[2 * i + 1]
+            if not state:
+                continue
+            s = {_str(a): int(b) for a, b in state.items()}
+            name = f"member {row['id']}"
+            held_sum = sum(int(h) for h in holds)
+            if s["held"] != held_sum:
+                report.fail(f"{name}: Redis held {s['held']} != sum of its holds {held_sum}")
+            if s["spendable"] - s["held"] < 0:
+                report.fail(f"{name}: Redis available {s['spendable'] - s['held']} < 0")
+            if s["ver"] > row["version"]:
+                report.fail(f"{name}: Redis mirror version ahead of PostgreSQL")
+            if s["ver"] == row["version"] and s["spendable"] != row["spendable"]:
+                report.fail(
+                    f"{name}: Redis spendable {s['spendable']} != PostgreSQL {row['spendable']}"
+                )
+            if settled and (s["held"] != 0 or s["ver"] != row["version"]):
+                report.fail(f"{name}: Redis differs from a rebuild after settling")
+
+
+def _str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

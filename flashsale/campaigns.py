@@ -1,0 +1,245 @@
+"""Campaigns: units allotted out of an item's stock, sold in a time window at a price."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from common import paging, validation
+from common.errors import InsufficientStock, InvalidArgument, NotFound
+from flashsale.gate import CampaignGate, CampaignLoad, hold_id
+from inventory.items import ItemKind
+
+MAX_UNITS = 10**7
+MAX_PRICE = 10**12
+
+
+@dataclass(frozen=True)
+class CampaignMeta:
+    """What never changes after creation: safe to cache for the life of the process."""
+
+    id: str
+    item_id: str
+    item_kind: ItemKind
+    name: str
+    units_allotted: int
+    points_price: int
+    cash_price_cents: int
+    per_member_limit: int
+    starts_at: datetime
+    ends_at: datetime
+    created_at: datetime
+
+    @property
+    def needs_payment(self) -> bool:
+        return self.cash_price_cents > 0
+
+
+@dataclass(frozen=True)
+class Campaign:
+    meta: CampaignMeta
+    units_committed: int
+    units_held: int
+
+    @property
+    def units_remaining(self) -> int:
+        return self.meta.units_allotted - self.units_committed - self.units_held
+
+
+@dataclass(frozen=True)
+class CampaignPage:
+    campaigns: list[Campaign]
+    next_page_token: str
+
+
+_COLUMNS = (
+    "c.id::text, c.item_id::text, i.kind AS item_kind, c.name, c.units_allotted, "
+    "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
+    "c.created_at, c.units_committed, c.units_held, c.version"
+)
+
+
+class Campaigns:
+    def __init__(self, pool: AsyncConnectionPool, gate: CampaignGate, *, record_ttl_s: int) -> None:
+        self._pool = pool
+        self._gate = gate
+        self._record_ttl_s = record_ttl_s
+        self._meta: dict[str, CampaignMeta] = {}
+
+    async def create(
+        self,
+        *,
+        item_id: str,
+        name: str,
+        units_allotted: int,
+        points_price: int,
+        cash_price_cents: int,
+        per_member_limit: int,
+        starts_at: datetime,
+        ends_at: datetime,
+    ) -> Campaign:
+        item_id = validation.uuid_id("item_id", item_id)
+        name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
+        validation.int_range("units_allotted", units_allotted, minimum=1, maximum=MAX_UNITS)
+        validation.int_range("points_price", points_price, minimum=0, maximum=MAX_PRICE)
+        validation.int_range("cash_price_cents", cash_price_cents, minimum=0, maximum=MAX_PRICE)
+        if points_price == 0 and cash_price_cents == 0:
+            raise InvalidArgument("points_price", "points_price and cash_price_cents are both 0")
+        validation.int_range("per_member_limit", per_member_limit, minimum=1, maximum=MAX_UNITS)
+        if ends_at <= starts_at:
+            raise InvalidArgument("ends_at", "must be after starts_at")
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT stock_on_hand FROM items WHERE id = %s FOR UPDATE", (item_id,)
+            )
+            item = await cur.fetchone()
+            if item is None:
+                raise NotFound("item", item_id)
+            if item["stock_on_hand"] < units_allotted:
+                raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
+            await cur.execute(
+                "UPDATE items SET stock_on_hand = stock_on_hand - %s WHERE id = %s",
+                (units_allotted, item_id),
+            )
+            await cur.execute(
+                "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
+                "cash_price_cents, per_member_limit, starts_at, ends_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+                (item_id, name, units_allotted, points_price, cash_price_cents,
+                 per_member_limit, starts_at, ends_at),
+            )  # fmt: skip
+            created = await cur.fetchone()
+            assert created is not None
+        await self.load_into_gate(created["id"])
+        return await self.get(created["id"])
+
+    async def meta(self, campaign_id: str) -> CampaignMeta:
+        """Cached: campaigns are immutable once created. NotFound if there is none."""
+        cached = self._meta.get(campaign_id)
+        if cached is not None:
+            return cached
+        return (await self.get(campaign_id)).meta
+
+    async def get(self, campaign_id: str) -> Campaign:
+        campaign_id = validation.uuid_id("campaign_id", campaign_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {_COLUMNS} FROM campaigns c JOIN items i ON i.id = c.item_id "
+                "WHERE c.id = %s",
+                (campaign_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("campaign", campaign_id)
+        return await self._campaign(row)
+
+    async def list(self, *, active_only: bool, page_size: int, page_token: str) -> CampaignPage:
+        size = paging.page_size(page_size, default=50)
+        after = paging.decode(page_token)
+        clauses, params = [], []
+        if active_only:
+            clauses.append("c.starts_at <= now() AND c.ends_at > now()")
+        if after is not None:
+            clauses.append("(c.created_at, c.id) < (%s, %s::uuid)")
+            params += [after[0], after[1]]
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+        async with self._pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {_COLUMNS} FROM campaigns c JOIN items i ON i.id = c.item_id {where} "
+                "ORDER BY c.created_at DESC, c.id DESC LIMIT %s",
+                (*params, size + 1),
+            )
+            rows = await cur.fetchall()
+        campaigns = [await self._campaign(row) for row in rows[:size]]
+        token = ""
+        if len(rows) > size:
+            last = campaigns[-1].meta
+            token = paging.encode(last.created_at, last.id)
+        return CampaignPage(campaigns, token)
+
+    async def ids_to_watch(self, *, ended_within: timedelta) -> list[str]:
+        """Campaigns that may hold Redis state: not ended, or ended recently."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text FROM campaigns WHERE ends_at > now() - %s", (ended_within,)
+            )
+            return [row[0] for row in await cur.fetchall()]
+
+    async def load_into_gate(self, campaign_id: str) -> bool:
+        """Puts the campaign into Redis from PostgreSQL: records of recent redemptions first
+        (so replays keep their outcome), then the state, created if absent or refreshed
+        where PostgreSQL is newer. Never overwrites live counters. Returns True if created."""
+        async with self._pool.connection() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT units_allotted, per_member_limit, starts_at, ends_at, "
+                "units_committed + units_held AS taken, version FROM campaigns WHERE id = %s",
+                (campaign_id,),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound("campaign", campaign_id)
+            await cur.execute(
+                "SELECT member_id::text, units_taken, version FROM campaign_members "
+                "WHERE campaign_id = %s",
+                (campaign_id,),
+            )
+            members = [
+                (r["member_id"], r["units_taken"], r["version"]) for r in await cur.fetchall()
+            ]
+            await cur.execute(
+                "SELECT member_id::text, idempotency_key, request_hash FROM redemptions "
+                "WHERE campaign_id = %s AND created_at > now() - %s",
+                (campaign_id, timedelta(seconds=self._record_ttl_s)),
+            )
+            records = [
+                (hold_id(r["member_id"], r["idempotency_key"]), r["request_hash"])
+                for r in await cur.fetchall()
+            ]
+        await self._gate.restore_records(campaign_id, records)
+        return await self._gate.load(
+            campaign_id,
+            CampaignLoad(
+                allotted=row["units_allotted"],
+                limit=row["per_member_limit"],
+                starts_ms=_ms(row["starts_at"]),
+                ends_ms=_ms(row["ends_at"]),
+                taken=row["taken"],
+                version=row["version"],
+                members=members,
+            ),
+        )
+
+    async def _campaign(self, row: dict[str, object]) -> Campaign:
+        meta = CampaignMeta(
+            id=str(row["id"]),
+            item_id=str(row["item_id"]),
+            item_kind=ItemKind(str(row["item_kind"])),
+            name=str(row["name"]),
+            units_allotted=int(row["units_allotted"]),  # type: ignore[call-overload]
+            points_price=int(row["points_price"]),  # type: ignore[call-overload]
+            cash_price_cents=int(row["cash_price_cents"]),  # type: ignore[call-overload]
+            per_member_limit=int(row["per_member_limit"]),  # type: ignore[call-overload]
+            starts_at=row["starts_at"],  # type: ignore[arg-type]
+            ends_at=row["ends_at"],  # type: ignore[arg-type]
+            created_at=row["created_at"],  # type: ignore[arg-type]
+        )
+        self._meta[meta.id] = meta
+        in_flight = await self._gate.in_flight(meta.id)
+        return Campaign(
+            meta,
+            units_committed=int(row["units_committed"]),  # type: ignore[call-overload]
+            units_held=int(row["units_held"]) + in_flight,  # type: ignore[call-overload]
+        )
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)

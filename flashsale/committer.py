@@ -1,0 +1,186 @@
+"""Group commit: redemptions waiting to be committed share one PostgreSQL statement and one
+fsync. There is no batching timer: while a batch is being committed the next one gathers,
+so an idle server commits at once and a busy one commits in bulk.
+
+Each batch runs commit_redemptions() (server/migrations/0002) on an autocommit connection
+(one round trip; the pool's statement_timeout, the commit fence, bounds it), then hands the results to `after_commit` (which settles the Redis holds in one pipeline)
+before any caller is answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from psycopg_pool import AsyncConnectionPool
+
+from common.errors import Unavailable
+from flashsale.gate import CampaignMirror
+from points.gate import MemberMirror
+
+log = logging.getLogger(__name__)
+_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+
+
+@dataclass(frozen=True)
+class CommitEntry:
+    id: str
+    member_id: str
+    campaign_id: str
+    quantity: int
+    points_total: int
+    cash_total_cents: int
+    idempotency_key: str
+    request_hash: str
+    shipping_address: dict[str, str] | None
+    redemption_code: str | None
+    requested_at: datetime
+    # The latest moment PostgreSQL may accept the entry: the hold's deadline less the
+    # commit fence, so the sweeper never releases a hold whose commit is still running.
+    fence: datetime
+    payment_due_at: datetime | None
+
+    def as_json(self, ord_: int) -> dict[str, Any]:
+        data = asdict(self)
+        for name in ("requested_at", "fence", "payment_due_at"):
+            if data[name] is not None:
+                data[name] = data[name].isoformat()
+        data["ord"] = ord_
+        return data
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    outcome: str
+    redemption_id: str | None
+    request_hash: str | None
+    campaign: CampaignMirror | None
+    member: MemberMirror | None
+
+
+AfterCommit = Callable[[list[tuple[CommitEntry, CommitResult]]], Awaitable[None]]
+
+
+@dataclass
+class _Waiting:
+    entry: CommitEntry
+    future: asyncio.Future[CommitResult]
+
+
+class GroupCommitter:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        after_commit: AfterCommit,
+        max_batch: int,
+        workers: int,
+    ) -> None:
+        self._pool = pool
+        self._after_commit = after_commit
+        self._max_batch = max_batch
+        self._workers = workers
+        self._queue: asyncio.Queue[_Waiting | None] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.batches = 0  # committed batches, for tests and metrics
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._run(), name=f"commit-{i}") for i in range(self._workers)
+        ]
+
+    async def submit(self, entry: CommitEntry) -> CommitResult:
+        if self._closing:
+            raise Unavailable("the server is shutting down")
+        waiting = _Waiting(entry, asyncio.get_running_loop().create_future())
+        self._queue.put_nowait(waiting)
+        return await waiting.future
+
+    async def close(self) -> None:
+        """Stops taking entries, commits everything queued, then returns."""
+        self._closing = True
+        for _ in self._tasks:
+            self._queue.put_nowait(None)
+        await asyncio.gather(*self._tasks)
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._max_batch and not self._queue.empty():
+                nxt = self._queue.get_nowait()
+                if nxt is None:
+                    stop = True
+                    break
+                batch.append(nxt)
+            await self._commit_batch(batch)
+            if stop:
+                return
+
+    async def _commit_batch(self, batch: list[_Waiting]) -> None:
+        try:
+            results = await self._commit([w.entry for w in batch])
+        except psycopg.OperationalError as e:
+            log.warning("commit batch of %d failed: %s", len(batch), e)
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_exception(Unavailable("postgresql"))
+            return
+        except Exception as e:  # a bug: fail these callers loudly, keep serving the rest
+            log.exception("commit batch of %d failed", len(batch))
+            for w in batch:
+                if not w.future.done():
+                    w.future.set_exception(e)
+            return
+        self.batches += 1
+        pairs = [(w.entry, r) for w, r in zip(batch, results, strict=True)]
+        try:
+            await self._after_commit(pairs)
+        except Exception:
+            # The batch is durable; the sweeper settles any hold left in Redis.
+            log.exception("settling Redis holds after a commit failed")
+        for w, r in zip(batch, results, strict=True):
+            if not w.future.done():
+                w.future.set_result(r)
+
+    async def _commit(self, entries: list[CommitEntry]) -> list[CommitResult]:
+        payload = Jsonb([e.as_json(i) for i, e in enumerate(entries)])
+        for attempt in range(3):
+            try:
+                async with self._pool.connection() as conn:
+                    cur = conn.cursor(row_factory=dict_row)
+                    await cur.execute("SELECT * FROM commit_redemptions(%s)", (payload,))
+                    rows = await cur.fetchall()
+                break
+            except _RETRYABLE:
+                if attempt == 2:
+                    raise
+                log.warning("commit batch retried after a lock conflict")
+        by_ord = {row["ord"]: row for row in rows}
+        return [_result(by_ord[i]) for i in range(len(entries))]
+
+
+def _result(row: dict[str, Any]) -> CommitResult:
+    campaign = member = None
+    if row["campaign_version"] is not None:
+        campaign = CampaignMirror(
+            row["campaign_taken"], row["campaign_version"],
+            row["member_units"], row["member_units_version"],
+        )  # fmt: skip
+    if row["member_version"] is not None:
+        member = MemberMirror(row["member_spendable"], row["member_version"], row["member_frozen"])
+    rid = row["redemption_id"]
+    return CommitResult(
+        row["outcome"], str(rid) if rid else None, row["request_hash"], campaign, member
+    )

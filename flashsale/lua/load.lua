@@ -1,0 +1,27 @@
+-- load: put a campaign's state into Redis from PostgreSQL without overwriting live counters.
+-- If the state is absent it is created (held = 0: no hold can exist without it); if it is
+-- present, only mirror values newer than Redis's are applied, and held is never touched.
+-- Runs on the campaign's hash slot.
+--
+-- KEYS[1] state  KEYS[2] taken  KEYS[3] tver
+-- ARGV[1] allotted  ARGV[2] per-member limit  ARGV[3] starts ms  ARGV[4] ends ms
+-- ARGV[5] taken (committed + waiting for payment)  ARGV[6] its version
+-- ARGV[7..] triples: member id, member taken, its version
+-- Reply: {1} created, {0} refreshed
+local state, taken, tver = KEYS[1], KEYS[2], KEYS[3]
+local created = 0
+if redis.call('EXISTS', state) == 0 then
+  redis.call('HSET', state, 'allotted', ARGV[1], 'limit', ARGV[2], 'starts_ms', ARGV[3],
+             'ends_ms', ARGV[4], 'taken', ARGV[5], 'tver', ARGV[6], 'held', 0)
+  created = 1
+elseif tonumber(ARGV[6]) > tonumber(redis.call('HGET', state, 'tver') or '0') then
+  redis.call('HSET', state, 'taken', ARGV[5], 'tver', ARGV[6])
+end
+for i = 7, #ARGV, 3 do
+  local member, units, version = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  if version > tonumber(redis.call('HGET', tver, member) or '0') then
+    redis.call('HSET', taken, member, units)
+    redis.call('HSET', tver, member, version)
+  end
+end
+return {created}

@@ -1,0 +1,86 @@
+-- reserve: hold units of one campaign for one member under one idempotency key.
+-- Runs on the campaign's hash slot: every key is {campaign:ID}...
+--
+-- KEYS[1] state     hash: allotted, limit, starts_ms, ends_ms, taken, tver, held
+--                   (taken/tver mirror PostgreSQL; held = units in in-flight holds)
+-- KEYS[2] record    hash for this hold id: state (held|done|refused), member, qty, fp,
+--                   deadline, reason, n1, n2
+-- KEYS[3] deadlines zset: hold id -> deadline ms, in-flight holds only
+-- KEYS[4] mheld     hash: member -> units in in-flight holds
+-- KEYS[5] taken     hash: member -> units taken in PostgreSQL (mirror)
+-- ARGV[1] member id      ARGV[2] hold id ("member:key")   ARGV[3] quantity
+-- ARGV[4] request fingerprint   ARGV[5] now ms   ARGV[6] hold deadline ms
+-- ARGV[7] how long a refusal is remembered, s
+--
+-- Reply (first element is flashsale.gate.Reserve):
+--   {1, deadline}        HELD: a new hold
+--   {2, deadline}        IN_FLIGHT: this key already holds units, not yet resolved
+--   {3}                  DONE: this key is in PostgreSQL; read the redemption there
+--   {4, reason, n1, n2}  REFUSED_BEFORE: the key was refused; refuse the same way
+--   {5}                  KEY_REUSED: same key, different request
+--   {6}                  NOT_LOADED: campaign state missing (flushed): load and retry
+--   {7}                  NOT_ACTIVE: outside the sale window
+--   {8, limit, taken}    LIMIT_EXCEEDED
+--   {9, remaining}       SOLD_OUT
+local state, record, deadlines, mheld, taken = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local member, hold_id, qty, fp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
+local now, deadline, refusal_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+
+local s = redis.call('HMGET', state, 'allotted', 'limit', 'starts_ms', 'ends_ms', 'taken', 'held')
+if not s[1] then
+  return {6}
+end
+
+local r = redis.call('HMGET', record, 'state', 'fp', 'deadline', 'reason', 'n1', 'n2')
+if r[1] then
+  if r[2] ~= fp then
+    return {5}
+  end
+  if r[1] == 'done' then
+    return {3}
+  end
+  if r[1] == 'refused' then
+    return {4, r[4], tonumber(r[5]), tonumber(r[6])}
+  end
+  if tonumber(r[3]) > now then
+    return {2, tonumber(r[3])}
+  end
+  -- A hold past its deadline that the sweeper has not reached: void it and hold afresh.
+  redis.call('HINCRBY', state, 'held', -qty)
+  redis.call('HINCRBY', mheld, member, -qty)
+  redis.call('ZREM', deadlines, hold_id)
+  redis.call('DEL', record)
+  s[6] = tostring(tonumber(s[6]) - qty)
+end
+
+local allotted, limit = tonumber(s[1]), tonumber(s[2])
+if now < tonumber(s[3]) or now >= tonumber(s[4]) then
+  return {7}
+end
+
+local function refuse(reason, n1, n2)
+  redis.call('HSET', record, 'state', 'refused', 'member', member, 'qty', qty, 'fp', fp,
+             'reason', reason, 'n1', n1, 'n2', n2)
+  redis.call('EXPIRE', record, refusal_ttl)
+end
+
+local mine = tonumber(redis.call('HGET', taken, member) or '0')
+           + tonumber(redis.call('HGET', mheld, member) or '0')
+if mine + qty > limit then
+  refuse('LIMIT_EXCEEDED', limit, mine)
+  return {8, limit, mine}
+end
+
+local remaining = allotted - tonumber(s[5]) - tonumber(s[6])
+if remaining < qty then
+  refuse('SOLD_OUT', remaining, 0)
+  return {9, remaining}
+end
+
+redis.call('HSET', record, 'state', 'held', 'member', member, 'qty', qty, 'fp', fp,
+           'deadline', deadline)
+redis.call('PERSIST', record)
+redis.call('ZADD', deadlines, deadline, hold_id)
+redis.call('HINCRBY', state, 'held', qty)
+redis.call('HINCRBY', mheld, member, qty)
+return {1, deadline}

@@ -1,0 +1,1 @@
+"""Items and their stock on hand (units not yet allotted to a campaign)."""

@@ -1,0 +1,141 @@
+"""The catalogue: items, their kind, and stock on hand, changed only by keyed adjustments
+and by campaigns allotting units."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from common import validation
+from common.errors import (
+    AlreadyExists,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    InvalidArgument,
+    NotFound,
+)
+
+_SKU_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+MAX_STOCK = 10**9
+
+
+class ItemKind(StrEnum):
+    PHYSICAL = "PHYSICAL"
+    VIRTUAL = "VIRTUAL"
+    SERVICE = "SERVICE"
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    sku: str
+    name: str
+    kind: ItemKind
+    stock_on_hand: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class Adjusted:
+    item: Item
+    adjustment_id: str
+    replayed: bool
+
+
+_COLUMNS = "id::text, sku, name, kind, stock_on_hand, created_at"
+
+
+class Catalog:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def create_item(self, *, sku: str, name: str, kind: ItemKind, initial_stock: int) -> Item:
+        if not _SKU_RE.match(sku):
+            raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
+        name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
+        validation.int_range("initial_stock", initial_stock, minimum=0, maximum=MAX_STOCK)
+        async with self._pool.connection() as conn:
+            try:
+                cur = await conn.cursor(row_factory=dict_row).execute(
+                    f"INSERT INTO items (sku, name, kind, stock_on_hand) VALUES (%s, %s, %s, %s) "
+                    f"RETURNING {_COLUMNS}",
+                    (sku, name, kind.value, initial_stock),
+                )
+            except psycopg.errors.UniqueViolation as e:
+                raise AlreadyExists("item", "sku", sku) from e
+            row = await cur.fetchone()
+        assert row is not None
+        return _item(row)
+
+    async def get_item(self, item_id: str) -> Item:
+        item_id = validation.uuid_id("item_id", item_id)
+        async with self._pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("item", item_id)
+        return _item(row)
+
+    async def adjust_stock(
+        self, *, item_id: str, delta: int, reason: str, idempotency_key: str
+    ) -> Adjusted:
+        item_id = validation.uuid_id("item_id", item_id)
+        if delta == 0:
+            raise InvalidArgument("delta", "must not be zero")
+        validation.int_range("delta", delta, minimum=-MAX_STOCK, maximum=MAX_STOCK)
+        reason = validation.text(
+            "reason", reason, max_length=validation.MAX_REASON_LENGTH, required=True
+        )
+        key = validation.idempotency_key("idempotency_key", idempotency_key)
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(f"SELECT {_COLUMNS} FROM items WHERE id = %s FOR UPDATE", (item_id,))
+            row = await cur.fetchone()
+            if row is None:
+                raise NotFound("item", item_id)
+            await cur.execute(
+                "SELECT id::text, delta, reason FROM stock_adjustments "
+                "WHERE item_id = %s AND idempotency_key = %s",
+                (item_id, key),
+            )
+            previous = await cur.fetchone()
+            if previous is not None:
+                if previous["delta"] != delta or previous["reason"] != reason:
+                    raise IdempotencyKeyReused(key)
+                return Adjusted(_item(row), previous["id"], replayed=True)
+            if row["stock_on_hand"] + delta < 0:
+                raise InsufficientStock(item_id, row["stock_on_hand"], -delta)
+            await cur.execute(
+                f"UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s "
+                f"RETURNING {_COLUMNS}",
+                (delta, item_id),
+            )
+            updated = await cur.fetchone()
+            assert updated is not None
+            await cur.execute(
+                "INSERT INTO stock_adjustments (item_id, delta, reason, idempotency_key, "
+                "stock_after) VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
+                (item_id, delta, reason, key, updated["stock_on_hand"]),
+            )
+            adjustment = await cur.fetchone()
+            assert adjustment is not None
+        return Adjusted(_item(updated), adjustment["id"], replayed=False)
+
+
+def _item(row: dict[str, object]) -> Item:
+    return Item(
+        id=str(row["id"]),
+        sku=str(row["sku"]),
+        name=str(row["name"]),
+        kind=ItemKind(str(row["kind"])),
+        stock_on_hand=int(row["stock_on_hand"]),  # type: ignore[call-overload]
+        created_at=row["created_at"],  # type: ignore[arg-type]
+    )

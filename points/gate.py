@@ -1,0 +1,80 @@
+"""The member's side of the Redis admission gate: points holds on the {member:ID} slot."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+
+class Hold(IntEnum):
+    """Replies of points/lua/hold.lua."""
+
+    HELD = 1
+    ALREADY_HELD = 2
+    INSUFFICIENT = 3
+    FROZEN = 4
+    NOT_LOADED = 5
+
+
+@dataclass(frozen=True)
+class HoldReply:
+    code: Hold
+    available: int = 0
+
+
+@dataclass(frozen=True)
+class MemberMirror:
+    """The PostgreSQL state Redis mirrors: spendable = balance - points waiting for payment."""
+
+    spendable: int
+    version: int
+    frozen: bool
+
+
+def member_keys(member_id: str) -> list[str]:
+    # Built by concatenation: the braces are the hash tag and must survive.
+    tag = "{member:" + member_id + "}"
+    return [tag, tag + ":holds"]
+
+
+def _script(name: str) -> str:
+    return (resources.files("points") / "lua" / name).read_text()
+
+
+class PointsGate:
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._hold = redis.register_script(_script("hold.lua"))
+        self._settle = redis.register_script(_script("settle.lua"))
+
+    async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
+        reply = await self._hold(keys=member_keys(member_id), args=[hold_id, points])
+        code = Hold(int(reply[0]))
+        return HoldReply(code, int(reply[1]) if code is Hold.INSUFFICIENT else 0)
+
+    async def settle(
+        self,
+        member_id: str,
+        *,
+        hold_id: str = "",
+        mirror: MemberMirror | None = None,
+        pipe: Pipeline | None = None,
+    ) -> Any:
+        """Drops the hold (if any) and applies the mirror (if newer). With `pipe`, queues."""
+        args: list[str | int] = [hold_id, 0, 0, 0]
+        if mirror is not None:
+            args = [hold_id, mirror.spendable, mirror.version, int(mirror.frozen)]
+        return await self._settle(keys=member_keys(member_id), args=args, client=pipe)
+
+    def pipeline(self) -> Pipeline:
+        return self._redis.pipeline(transaction=False)
+
+    async def held(self, member_id: str) -> int:
+        """Points in in-flight holds (0 when the member is not loaded)."""
+        value = await self._redis.hget(member_keys(member_id)[0], "held")
+        return int(value or 0)

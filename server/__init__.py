@@ -1,0 +1,1 @@
+"""The gRPC edge of Surge: servicers, interceptors, configuration, entry point."""

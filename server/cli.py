@@ -1,0 +1,129 @@
+"""The `surge` command: serve, migrate, rebuild-cache, audit, and the local stack."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from datetime import timedelta
+
+from server.config import ConfigError, Settings
+from server.embedded import LocalStack
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="surge", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="migrate, then serve gRPC until SIGTERM/SIGINT")
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser(
+        "rebuild-cache", help="rebuild Redis from PostgreSQL (never overwrites live counters)"
+    )
+    audit = sub.add_parser("audit", help="check every invariant over PostgreSQL and Redis")
+    audit.add_argument(
+        "--settled", action="store_true", help="traffic has stopped: expect no holds"
+    )
+    stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
+    stack.add_argument("action", choices=["start", "stop", "urls"])
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.load()
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
+    )
+    from server.interceptors import RequestIdFilter
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
+
+    local = LocalStack(
+        settings.data_dir.resolve(), settings.embedded_redis_port, settings.embedded_postgres_port
+    )
+    if args.command == "stack":
+        if args.action == "start":
+            local.start()
+        elif args.action == "stop":
+            local.stop()
+        print(f"REDIS_URL={local.redis_url}\nDATABASE_URL={local.database_url}")
+        return 0
+
+    stores = _stores(settings, local)
+    from server.migrate import migrate
+
+    if args.command == "migrate":
+        applied = migrate(stores.database_url)
+        print("applied: " + (", ".join(applied) or "nothing, schema is current"))
+        return 0
+    if args.command == "serve":
+        migrate(stores.database_url)
+        from server.app import serve
+
+        asyncio.run(serve(settings, stores))
+        return 0
+    if args.command == "rebuild-cache":
+        return asyncio.run(_rebuild(settings, stores))
+    return asyncio.run(_audit(settings, stores, settled=args.settled))
+
+
+def _stores(settings: Settings, local: LocalStack) -> "Stores":
+    from server.app import Stores
+
+    if settings.database_url is None or settings.redis_url is None:
+        local.start()  # the embedded default, for whichever URL is unset
+    return Stores(
+        database_url=settings.database_url or local.database_url,
+        redis_url=settings.redis_url or local.redis_url,
+    )
+
+
+async def _rebuild(settings: Settings, stores: "Stores") -> int:
+    from flashsale.rebuild import rebuild_cache
+    from server.app import App
+
+    app = App(settings, stores)
+    await app.pool.open(wait=True)
+    try:
+        report = await rebuild_cache(
+            app.pool, app.campaigns, app.points_gate,
+            ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
+        )  # fmt: skip
+    finally:
+        await app.redis.aclose()
+        await app.pool.close()
+    print(
+        f"campaigns created {report.campaigns_created}, refreshed {report.campaigns_refreshed}; "
+        f"members {report.members}"
+    )
+    return 0
+
+
+async def _audit(settings: Settings, stores: "Stores", *, settled: bool) -> int:
+    from flashsale.audit import audit
+    from server.app import App
+
+    app = App(settings, stores)
+    await app.pool.open(wait=True)
+    try:
+        stuck_ms = int((settings.sweep_interval_seconds + settings.commit_fence_seconds) * 1000)
+        report = await audit(app.pool, app.redis, settled=settled, stuck_after_ms=stuck_ms)
+    finally:
+        await app.redis.aclose()
+        await app.pool.close()
+    print(
+        f"campaigns {report.campaigns}, members {report.members}, redemptions "
+        f"{report.redemptions}, units committed {report.units_committed}"
+    )
+    for violation in report.violations:
+        print(f"VIOLATION: {violation}")
+    print("audit: " + ("OK" if report.ok else f"{len(report.violations)} violation(s)"))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

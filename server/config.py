@@ -1,0 +1,96 @@
+"""The one place that reads the environment. Loaded once at start-up, passed in from there."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    # Stores. None means the embedded default: a local Redis / PostgreSQL under data_dir.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".data")
+    embedded_redis_port: int = 16379
+    embedded_postgres_port: int = 15432
+
+    # gRPC server.
+    grpc_address: str = "127.0.0.1:50051"
+    shutdown_grace_seconds: float = 10.0
+
+    # Redemption.
+    hold_ttl_seconds: float = 15.0
+    commit_fence_seconds: float = 5.0
+    sweep_interval_seconds: float = 1.0
+    payment_window_seconds: float = 900.0
+    idempotency_ttl_seconds: int = 7 * 24 * 3600
+    commit_batch_max: int = 256
+    commit_workers: int = 2
+    pg_pool_min: int = 2
+    pg_pool_max: int = 10
+
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.commit_fence_seconds >= self.hold_ttl_seconds:
+            raise ConfigError("SURGE_COMMIT_FENCE_SECONDS must be below SURGE_HOLD_TTL_SECONDS")
+        if self.pg_pool_min > self.pg_pool_max:
+            raise ConfigError("SURGE_PG_POOL_MIN must not exceed SURGE_PG_POOL_MAX")
+
+    @classmethod
+    def load(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            redis_url=env.get("REDIS_URL") or None,
+            data_dir=Path(env.get("SURGE_DATA_DIR", ".data")),
+            embedded_redis_port=_int(env, "SURGE_EMBEDDED_REDIS_PORT", 16379, 1, 65535),
+            embedded_postgres_port=_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
+            grpc_address=env.get("SURGE_GRPC_ADDRESS", "127.0.0.1:50051"),
+            shutdown_grace_seconds=_float(env, "SURGE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            hold_ttl_seconds=_float(env, "SURGE_HOLD_TTL_SECONDS", 15.0),
+            commit_fence_seconds=_float(env, "SURGE_COMMIT_FENCE_SECONDS", 5.0),
+            sweep_interval_seconds=_float(env, "SURGE_SWEEP_INTERVAL_SECONDS", 1.0),
+            payment_window_seconds=_float(env, "SURGE_PAYMENT_WINDOW_SECONDS", 900.0),
+            idempotency_ttl_seconds=_int(
+                env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
+            ),
+            commit_batch_max=_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
+            commit_workers=_int(env, "SURGE_COMMIT_WORKERS", 2, 1, 64),
+            pg_pool_min=_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
+            pg_pool_max=_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
+            log_level=env.get("SURGE_LOG_LEVEL", "INFO").upper(),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value

@@ -1,0 +1,81 @@
+"""The one table that maps errors to gRPC status codes, and the rich status they carry.
+
+The most specific class wins (the table is walked along the exception's MRO). Business
+refusals carry a google.rpc.ErrorInfo with the UPPER_SNAKE reason; bad input also carries a
+google.rpc.BadRequest naming the field. Anything not in the table is INTERNAL with a fixed
+message: driver text and tracebacks go to the log, never to the caller.
+"""
+
+from __future__ import annotations
+
+import grpc
+import psycopg
+import psycopg_pool
+import redis.exceptions
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from common import errors
+
+ERROR_DOMAIN = "surge.loyalty.v1"
+
+STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
+    errors.InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
+    errors.IdempotencyKeyReused: grpc.StatusCode.ALREADY_EXISTS,
+    errors.RequestInProgress: grpc.StatusCode.ABORTED,
+    errors.HoldExpired: grpc.StatusCode.ABORTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
+    # Infrastructure failures, raised by the drivers themselves.
+    redis.exceptions.ConnectionError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.TimeoutError: grpc.StatusCode.UNAVAILABLE,
+    psycopg.OperationalError: grpc.StatusCode.UNAVAILABLE,
+    psycopg_pool.PoolTimeout: grpc.StatusCode.UNAVAILABLE,
+}
+
+_DEPENDENCY = {
+    redis.exceptions.ConnectionError: "redis",
+    redis.exceptions.TimeoutError: "redis",
+    psycopg.OperationalError: "postgresql",
+    psycopg_pool.PoolTimeout: "postgresql",
+}
+
+
+def status_for(exc: BaseException) -> grpc.Status | None:
+    """The rich status for a known error, or None (the caller answers INTERNAL)."""
+    for cls in type(exc).__mro__:
+        code = STATUS_BY_ERROR.get(cls)
+        if code is None:
+            continue
+        if isinstance(exc, errors.DomainError):
+            return _rich(code, exc.message, exc.reason, exc.metadata(), exc)
+        dependency = _DEPENDENCY.get(cls, "dependency")
+        message = f"{dependency} is unavailable; retry with the same idempotency key"
+        return _rich(code, message, "DEPENDENCY_UNAVAILABLE", {"dependency": dependency}, exc)
+    return None
+
+
+def _rich(
+    code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str], exc: BaseException
+) -> grpc.Status:
+    details = []
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN, metadata=metadata))
+    details.append(info)
+    if isinstance(exc, errors.InvalidArgument):
+        bad = any_pb2.Any()
+        bad.Pack(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=exc.field, description=exc.description
+                    )
+                ]
+            )
+        )
+        details.append(bad)
+    status = status_pb2.Status(code=code.value[0], message=message, details=details)
+    return rpc_status.to_status(status)

@@ -1,0 +1,115 @@
+"""Fixtures: a real Redis and PostgreSQL for the session (started from their binaries in a
+temporary folder on free ports, or taken from TEST_REDIS_URL / TEST_DATABASE_URL), a clean
+slate per test, and a real server on 127.0.0.1:0 reached through a real gRPC channel."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import psycopg
+import pytest
+import redis
+
+from server.app import App, Stores
+from server.config import Settings
+from server.embedded import LocalStack
+from server.migrate import migrate
+from tests.factories import Api
+
+# Short timings so hold expiry, sweeps and payment windows happen within a test.
+TEST_SETTINGS = Settings(
+    grpc_address="127.0.0.1:0",
+    hold_ttl_seconds=3.0,
+    commit_fence_seconds=1.0,
+    sweep_interval_seconds=0.2,
+    payment_window_seconds=60.0,
+    shutdown_grace_seconds=5.0,
+    pg_pool_min=2,
+    pg_pool_max=10,
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stores() -> Iterator[Stores]:
+    database_url = os.environ.get("TEST_DATABASE_URL")
+    redis_url = os.environ.get("TEST_REDIS_URL")
+    if database_url and redis_url:
+        migrate(database_url)
+        yield Stores(database_url, redis_url)
+        return
+    folder = Path(tempfile.mkdtemp(prefix="surge-test-"))
+    folder.chmod(0o755)  # the postgres user must reach its data directory inside
+    stack = LocalStack(folder, _free_port(), _free_port())
+    stack.start()
+    try:
+        migrate(stack.database_url)
+        yield Stores(stack.database_url, stack.redis_url)
+    finally:
+        stack.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def clean(stores: Stores) -> Stores:
+    """Every test starts from empty stores."""
+    with psycopg.connect(stores.database_url, autocommit=True) as conn:
+        conn.execute(
+            "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
+            "stock_adjustments, members, items"
+        )
+    redis.Redis.from_url(stores.redis_url).flushall()
+    return stores
+
+
+@dataclass
+class Running:
+    app: App
+    api: Api
+    channel: grpc.aio.Channel
+
+
+StartServer = Callable[..., Awaitable[Running]]
+
+
+@pytest.fixture
+async def start_server(clean: Stores) -> AsyncIterator[StartServer]:
+    """Starts a server (with settings overrides); all are stopped at the end of the test."""
+    running: list[Running] = []
+
+    async def start(**overrides: Any) -> Running:
+        app = App(replace(TEST_SETTINGS, **overrides), clean)
+        port = await app.start()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        r = Running(app, Api(channel), channel)
+        running.append(r)
+        return r
+
+    yield start
+    for r in running:
+        await r.channel.close()
+        if r.app.server is not None:
+            await r.app.stop()
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> Running:
+    return await start_server()
+
+
+@pytest.fixture
+def api(server: Running) -> Api:
+    return server.api
