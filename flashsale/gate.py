@@ -115,7 +115,8 @@ class CampaignGate:
             keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
             args=[member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
         )
-        return ReserveReply(Reserve(int(reply[0])), tuple(reply[1:]))
+        values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
+        return ReserveReply(Reserve(int(reply[0])), values)
 
     async def resolve(
         self,

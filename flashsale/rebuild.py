@@ -34,9 +34,9 @@ async def rebuild_cache(
         else:
             refreshed += 1
     members = 0
-    async with pool.connection() as conn:
-        cur = conn.cursor(name="rebuild_members")  # server-side: members may be many
-        async with conn.transaction():
+    async with pool.connection() as conn, conn.transaction():
+        # Server-side cursor: there may be many members.
+        async with conn.cursor(name="rebuild_members") as cur:
             await cur.execute(
                 "SELECT id::text, points_balance - points_held, version, frozen FROM members"
             )

@@ -237,7 +237,7 @@ class Redemptions:
             case Reserve.DONE:
                 return await self._saved(member_id, key, fingerprint)
             case Reserve.REFUSED_BEFORE:
-                raise _refusal(meta, member_id, str(units.values[0]), *units.values[1:3])
+                raise _refusal(meta, member_id, *units.values[:3])
             case Reserve.NOT_ACTIVE:
                 raise _not_active(meta)
             case Reserve.LIMIT_EXCEEDED:
@@ -360,6 +360,12 @@ class Redemptions:
         if row["request_hash"] != fingerprint:
             raise IdempotencyKeyReused(key)
         return Redeemed(_redemption(row), replayed=True)
+
+    @staticmethod
+    def _fingerprint_for(
+        member_id: str, campaign_id: str, quantity: int, address: Address | None
+    ) -> str:
+        return _fingerprint(member_id, campaign_id, quantity, address)
 
     # -- Reads ----------------------------------------------------------------------------
 
@@ -650,7 +656,7 @@ def _fingerprint(member_id: str, campaign_id: str, quantity: int, address: Addre
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-def _refusal(meta: CampaignMeta, member_id: str, reason: str, n1: Any, n2: Any) -> DomainError:
+def _refusal(meta: CampaignMeta, member_id: str, reason: Any, n1: Any, n2: Any) -> DomainError:
     a, b = int(n1 or 0), int(n2 or 0)
     match reason:
         case "SOLD_OUT":

@@ -1,0 +1,168 @@
+"""Crashes and lost Redis state: no stuck holds, no over-redemption, retries work."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import redis.asyncio
+
+from flashsale.gate import Reserve, hold_id
+from flashsale.rebuild import rebuild_cache
+from points.gate import Hold
+from tests.conftest import Running
+from tests.factories import key
+from tests.flashsale.helpers import outcomes, settled_audit
+
+
+async def hold_as_a_dying_process_would(
+    running: Running, member_id: str, campaign_id: str, idem: str, *, quantity: int = 1
+) -> int:
+    """Steps 2 and 3 of a redemption, then nothing: the process that took them is gone."""
+    app = running.app
+    meta = await app.campaigns.meta(campaign_id)
+    fingerprint = app.redemptions._fingerprint_for(member_id, campaign_id, quantity, None)
+    now = time.time()
+    deadline_ms = int((now + app.settings.hold_ttl_seconds) * 1000)
+    units = await app.campaign_gate.reserve(
+        campaign_id, member_id, hold_id(member_id, idem), quantity=quantity,
+        fingerprint=fingerprint, now_ms=int(now * 1000), deadline_ms=deadline_ms,
+    )  # fmt: skip
+    assert units.code is Reserve.HELD
+    points = await app.points_gate.hold(member_id, hold_id(member_id, idem), meta.points_price * quantity)
+    assert points.code is Hold.HELD
+    return deadline_ms
+
+
+async def test_a_hold_left_by_a_killed_process_is_released_within_deadline_plus_one_sweep(
+    server: Running,
+) -> None:
+    api = server.api
+    campaign = await api.campaign(units=1, points_price=100)
+    member = await api.member(points=100)
+    idem = key()
+    deadline_ms = await hold_as_a_dying_process_would(server, member.id, campaign.id, idem)
+    held = await api.get_campaign(campaign.id)
+    assert (held.units_held, (await api.balance(member.id)).available) == (1, 0)
+
+    settings = server.app.settings
+    limit = deadline_ms / 1000 + settings.sweep_interval_seconds + 0.5  # + scheduling slack
+    while (await api.get_campaign(campaign.id)).units_held and time.time() < limit + 1:
+        await asyncio.sleep(0.05)
+    released_at = time.time()
+
+    assert released_at <= limit
+    assert (await api.get_campaign(campaign.id)).units_remaining == 1
+    assert (await api.balance(member.id)).available == 100
+    # The client retries with the same key: it works, once.
+    retried = await api.redeem(member.id, campaign.id, idem=idem)
+    assert not retried.replayed and retried.redemption.quantity == 1
+    assert (await api.redeem(member.id, campaign.id, idem=idem)).redemption.id == retried.redemption.id
+    assert (await settled_audit(server)).ok
+
+
+async def test_a_retry_before_the_deadline_completes_the_orphaned_hold(server: Running) -> None:
+    api = server.api
+    campaign = await api.campaign(units=1, points_price=100)
+    member = await api.member(points=100)
+    idem = key()
+    await hold_as_a_dying_process_would(server, member.id, campaign.id, idem)
+
+    retried = await api.redeem(member.id, campaign.id, idem=idem)
+
+    assert retried.redemption.quantity == 1
+    balance = await api.balance(member.id)
+    assert (balance.balance, balance.held) == (0, 0)
+    assert (await settled_audit(server)).ok
+
+
+async def test_a_hold_committed_before_the_crash_is_settled_not_released(server: Running) -> None:
+    """The process died after PostgreSQL committed but before Redis heard: the sweeper
+    must see the redemption in PostgreSQL and keep the units sold."""
+    api = server.api
+    await server.app.sweeper.stop()  # this test sweeps by hand, to see what the pass did
+    campaign = await api.campaign(units=1, points_price=100)
+    member = await api.member(points=100)
+    idem = key()
+    await hold_as_a_dying_process_would(server, member.id, campaign.id, idem)
+    original = server.app.redemptions._settle_batch
+
+    async def lost(pairs: object) -> None:
+        raise ConnectionError("process died before settling Redis")
+
+    server.app.redemptions.committer._after_commit = lost  # type: ignore[assignment]
+    try:
+        await api.redeem(member.id, campaign.id, idem=idem)
+    finally:
+        server.app.redemptions.committer._after_commit = original
+    await asyncio.sleep(server.app.settings.hold_ttl_seconds + 0.1)
+
+    held = await api.get_campaign(campaign.id)
+    report = await server.app.sweeper.sweep_once()
+
+    assert held.units_held == 1  # Redis never heard of the commit
+    assert report.committed == 1 and report.released == 0
+    after = await api.get_campaign(campaign.id)
+    assert (after.units_committed, after.units_remaining, after.units_held) == (1, 0, 0)
+    assert (await api.balance(member.id)).available == 0
+    assert (await settled_audit(server)).ok
+
+
+async def test_redis_flushed_mid_sale_with_rebuild_sells_no_more_than_allotted(
+    server: Running,
+) -> None:
+    api = server.api
+    campaign = await api.campaign(units=30, limit=2)
+    members = [await api.member(points=10_000) for _ in range(40)]
+    first_half = [api.redeem(m.id, campaign.id) for m in members[:20]]
+    ok1, _ = await outcomes(first_half)
+    replay_key = ok1[0].redemption.idempotency_key
+    replay_member = ok1[0].redemption.member_id
+
+    await server.app.redis.flushall()
+    report = await rebuild_cache(
+        server.app.pool, server.app.campaigns, server.app.points_gate,
+        ended_within=__import__("datetime").timedelta(hours=1),
+    )  # fmt: skip
+    ok2, refused = await outcomes(api.redeem(m.id, campaign.id) for m in members for _ in range(2))
+
+    assert report.campaigns_created == 1 and report.members == 40
+    assert sum(r.redemption.quantity for r in ok1 + ok2) == 30
+    assert set(refused) <= {"SOLD_OUT", "LIMIT_EXCEEDED"}
+    replay = await api.redeem(replay_member, campaign.id, idem=replay_key)
+    assert replay.replayed and replay.redemption.id == ok1[0].redemption.id
+    assert (await settled_audit(server)).ok
+
+
+async def test_redis_flushed_mid_sale_is_detected_without_a_rebuild(server: Running) -> None:
+    api = server.api
+    campaign = await api.campaign(units=30, limit=2)
+    members = [await api.member(points=10_000) for _ in range(40)]
+    ok1, _ = await outcomes(api.redeem(m.id, campaign.id) for m in members[:20])
+
+    await server.app.redis.flushall()
+    ok2, refused = await outcomes(api.redeem(m.id, campaign.id) for m in members for _ in range(2))
+
+    assert sum(r.redemption.quantity for r in ok1 + ok2) == 30
+    assert set(refused) <= {"SOLD_OUT", "LIMIT_EXCEEDED"}
+    assert (await settled_audit(server)).ok
+
+
+async def test_postgresql_guards_hold_when_redis_is_wrong(server: Running) -> None:
+    """Redis claims plenty of stock and points; PostgreSQL's guards still refuse."""
+    api = server.api
+    campaign = await api.campaign(units=3, points_price=100, limit=10)
+    member = await api.member(points=10_000)
+    await api.redeem(member.id, campaign.id, quantity=3)
+    client: redis.asyncio.Redis = server.app.redis
+    tag = "{campaign:" + campaign.id + "}"
+    await client.hset(tag, mapping={"taken": 0, "tver": 10**9})  # a lying mirror, "newest"
+
+    ok, refused = await outcomes(api.redeem(member.id, campaign.id) for _ in range(5))
+
+    assert not ok and refused == {"SOLD_OUT": 5}
+    async with server.app.pool.connection() as conn:
+        row = await (
+            await conn.execute("SELECT units_committed FROM campaigns WHERE id = %s", (campaign.id,))
+        ).fetchone()
+    assert row == (3,)
