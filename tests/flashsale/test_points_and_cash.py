@@ -1,0 +1,122 @@
+"""Points + cash: points and units stay held while the payment is confirmed or times out."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import pytest
+
+from protos.loyalty.v1 import common_pb2, redemption_pb2
+from tests.conftest import StartServer
+from tests.factories import ADDRESS, failure, key
+from tests.flashsale.helpers import settled_audit
+
+
+def confirm(redemption_id: str, reference: str = "pay-1") -> redemption_pb2.ConfirmPaymentRequest:
+    return redemption_pb2.ConfirmPaymentRequest(redemption_id=redemption_id, payment_reference=reference)
+
+
+async def test_confirmed_in_time_commits(start_server: StartServer) -> None:
+    running = await start_server(payment_window_seconds=30.0)
+    api = running.api
+    campaign = await api.campaign(units=5, points_price=200, cash_price_cents=999)
+    member = await api.member(points=1000)
+
+    pending = (await api.redeem(member.id, campaign.id, quantity=2)).redemption
+    while_pending = (await api.get_campaign(campaign.id), await api.balance(member.id))
+    confirmed = await api.redemptions.ConfirmPayment(confirm(pending.id))
+    again = await api.redemptions.ConfirmPayment(confirm(pending.id))
+
+    assert pending.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT
+    assert (pending.cash_total_cents, pending.points_total) == (1998, 400)
+    assert pending.HasField("payment_due_at") and not pending.redemption_code
+    assert (while_pending[0].units_held, while_pending[0].units_committed) == (2, 0)
+    assert (while_pending[1].balance, while_pending[1].held, while_pending[1].available) == (1000, 400, 600)
+    assert confirmed.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
+    assert confirmed.payment_reference == "pay-1" and len(confirmed.redemption_code) == 19
+    assert again.redemption_code == confirmed.redemption_code
+    after = (await api.get_campaign(campaign.id), await api.balance(member.id))
+    assert (after[0].units_held, after[0].units_committed) == (0, 2)
+    assert (after[1].balance, after[1].held, after[1].available) == (600, 0, 600)
+    assert (await settled_audit(running)).ok
+
+
+async def test_unconfirmed_expires_and_releases(start_server: StartServer) -> None:
+    running = await start_server(payment_window_seconds=1.0)
+    api = running.api
+    campaign = await api.campaign(units=1, points_price=200, cash_price_cents=500)
+    member, next_in_line = await api.member(points=1000), await api.member(points=1000)
+    pending = (await api.redeem(member.id, campaign.id)).redemption
+
+    await asyncio.sleep(1.0 + 2 * running.app.settings.sweep_interval_seconds + 0.2)
+
+    expired = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=pending.id)
+    )
+    assert expired.status == redemption_pb2.REDEMPTION_STATUS_EXPIRED
+    after = (await api.get_campaign(campaign.id), await api.balance(member.id))
+    assert (after[0].units_held, after[0].units_remaining) == (0, 1)
+    assert (after[1].balance, after[1].held) == (1000, 0)
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await api.redemptions.ConfirmPayment(confirm(pending.id))
+    assert failure(late.value).reason == "PAYMENT_NOT_PENDING"
+    assert (await api.redeem(next_in_line.id, campaign.id)).redemption.quantity == 1
+    assert (await settled_audit(running)).ok
+
+
+async def test_confirm_after_the_window_before_the_sweep_is_refused_and_expires(
+    start_server: StartServer,
+) -> None:
+    running = await start_server(payment_window_seconds=1.0)
+    await running.app.sweeper.stop()
+    api = running.api
+    campaign = await api.campaign(units=1, points_price=200, cash_price_cents=500)
+    member = await api.member(points=1000)
+    pending = (await api.redeem(member.id, campaign.id)).redemption
+    await asyncio.sleep(1.1)
+
+    with pytest.raises(grpc.aio.AioRpcError) as late:
+        await api.redemptions.ConfirmPayment(confirm(pending.id))
+
+    assert failure(late.value).reason == "PAYMENT_WINDOW_CLOSED"
+    assert (await api.get_campaign(campaign.id)).units_remaining == 1
+    assert (await api.balance(member.id)).held == 0
+
+
+async def test_cancel_while_pending_returns_held_points(start_server: StartServer) -> None:
+    running = await start_server()
+    api = running.api
+    campaign = await api.campaign(
+        units=3, points_price=100, cash_price_cents=100, kind=common_pb2.ITEM_KIND_PHYSICAL
+    )
+    member = await api.member(points=500)
+    pending = (await api.redeem(member.id, campaign.id, shipping_address=ADDRESS)).redemption
+
+    cancelled = await api.redemptions.CancelRedemption(
+        redemption_pb2.CancelRedemptionRequest(redemption_id=pending.id, member_id=member.id)
+    )
+
+    assert cancelled.status == redemption_pb2.REDEMPTION_STATUS_CANCELLED
+    assert cancelled.shipping_address.city == "Shanghai"
+    balance = await api.balance(member.id)
+    assert (balance.balance, balance.held) == (500, 0)
+    assert (await api.get_campaign(campaign.id)).units_remaining == 3
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.redemptions.ConfirmPayment(confirm(pending.id))
+    assert failure(refused.value).reason == "PAYMENT_NOT_PENDING"
+    assert (await settled_audit(running)).ok
+
+
+async def test_points_only_redemption_cannot_be_confirmed(start_server: StartServer) -> None:
+    running = await start_server()
+    api = running.api
+    campaign = await api.campaign(units=3)
+    member = await api.member(points=500)
+    committed = (await api.redeem(member.id, campaign.id, idem=key())).redemption
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.redemptions.ConfirmPayment(confirm(committed.id))
+
+    f = failure(refused.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_NOT_PENDING")

@@ -1,0 +1,55 @@
+"""Settings come from an injected environment, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from server.config import ConfigError, Settings
+
+
+def test_defaults_are_the_embedded_stack() -> None:
+    settings = Settings.load({})
+    assert settings.database_url is None and settings.redis_url is None
+    assert settings.data_dir == Path(".data")
+    assert settings.grpc_address == "127.0.0.1:50051"
+
+
+def test_every_variable_is_read() -> None:
+    settings = Settings.load(
+        {
+            "DATABASE_URL": "postgresql://db/x",
+            "REDIS_URL": "redis://r:6379/0",
+            "SURGE_GRPC_ADDRESS": "0.0.0.0:6000",
+            "SURGE_HOLD_TTL_SECONDS": "20",
+            "SURGE_COMMIT_FENCE_SECONDS": "4",
+            "SURGE_SWEEP_INTERVAL_SECONDS": "0.5",
+            "SURGE_PAYMENT_WINDOW_SECONDS": "600",
+            "SURGE_COMMIT_BATCH_MAX": "64",
+            "SURGE_COMMIT_WORKERS": "3",
+            "SURGE_PG_POOL_MIN": "1",
+            "SURGE_PG_POOL_MAX": "4",
+            "SURGE_LOG_LEVEL": "debug",
+        }
+    )
+    assert settings.database_url == "postgresql://db/x"
+    assert settings.redis_url == "redis://r:6379/0"
+    assert (settings.hold_ttl_seconds, settings.commit_fence_seconds) == (20.0, 4.0)
+    assert (settings.commit_batch_max, settings.commit_workers) == (64, 3)
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"SURGE_COMMIT_BATCH_MAX": "many"}, "must be an integer"),
+        ({"SURGE_COMMIT_WORKERS": "0"}, "between 1 and 64"),
+        ({"SURGE_HOLD_TTL_SECONDS": "-1"}, "must be positive"),
+        ({"SURGE_HOLD_TTL_SECONDS": "2", "SURGE_COMMIT_FENCE_SECONDS": "3"}, "must be below"),
+        ({"SURGE_PG_POOL_MIN": "9", "SURGE_PG_POOL_MAX": "2"}, "must not exceed"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.load(env)
