@@ -102,8 +102,8 @@ async def audit(
     report = AuditReport()
     async with pool.connection() as conn:
         for title, sql in _PG_CHECKS:
-            for row in await (await conn.execute(sql)).fetchall():
-                report.fail(f"{title}: {tuple(row)}")
+            for bad in await (await conn.execute(sql)).fetchall():
+                report.fail(f"{title}: {tuple(bad)}")
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "SELECT id::text, units_allotted, units_committed, units_held, version, "
@@ -129,8 +129,15 @@ async def audit(
         per_campaign.setdefault(row["campaign_id"], []).append(row)
     now_ms = int(time.time() * 1000)
     for campaign in campaigns:
-        await _audit_campaign(redis, report, campaign, per_campaign.get(campaign["id"], []),
-                              settled=settled, now_ms=now_ms, stuck_after_ms=stuck_after_ms)  # fmt: skip
+        await _audit_campaign(
+            redis,
+            report,
+            campaign,
+            per_campaign.get(campaign["id"], []),
+            settled=settled,
+            now_ms=now_ms,
+            stuck_after_ms=stuck_after_ms,
+        )
     await _audit_members(redis, report, members, settled=settled)
     return report
 
@@ -167,7 +174,9 @@ async def _audit_campaign(
     if s["tver"] == pg["version"] and s["taken"] != taken_pg:
         report.fail(f"{name}: Redis taken {s['taken']} != PostgreSQL {taken_pg} at one version")
 
-    deadlines = await redis.zrange(k.deadlines, 0, -1, withscores=True)
+    deadlines: list[tuple[bytes, float]] = await redis.zrange(  # type: ignore[assignment]
+        k.deadlines, 0, -1, withscores=True
+    )
     held_sum = 0
     for hold, deadline in deadlines:
         qty = await redis.hget(k.record(_str(hold)), "qty")

@@ -109,9 +109,17 @@ class Campaigns:
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
                 "cash_price_cents, per_member_limit, starts_at, ends_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
-                (item_id, name, units_allotted, points_price, cash_price_cents,
-                 per_member_limit, starts_at, ends_at),
-            )  # fmt: skip
+                (
+                    item_id,
+                    name,
+                    units_allotted,
+                    points_price,
+                    cash_price_cents,
+                    per_member_limit,
+                    starts_at,
+                    ends_at,
+                ),
+            )
             created = await cur.fetchone()
             assert created is not None
         await self.load_into_gate(created["id"])
@@ -137,7 +145,9 @@ class Campaigns:
             raise NotFound("campaign", campaign_id)
         return await self._campaign(row)
 
-    async def list(self, *, active_only: bool, page_size: int, page_token: str) -> CampaignPage:
+    async def list_page(
+        self, *, active_only: bool, page_size: int, page_token: str
+    ) -> CampaignPage:
         size = paging.page_size(page_size, default=50)
         after = paging.decode(page_token)
         clauses, params = [], []

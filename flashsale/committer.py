@@ -175,9 +175,11 @@ def _result(row: dict[str, Any]) -> CommitResult:
     campaign = member = None
     if row["campaign_version"] is not None:
         campaign = CampaignMirror(
-            row["campaign_taken"], row["campaign_version"],
-            row["member_units"], row["member_units_version"],
-        )  # fmt: skip
+            row["campaign_taken"],
+            row["campaign_version"],
+            row["member_units"],
+            row["member_units_version"],
+        )
     if row["member_version"] is not None:
         member = MemberMirror(row["member_spendable"], row["member_version"], row["member_frozen"])
     rid = row["redemption_id"]

@@ -136,11 +136,20 @@ class CampaignGate:
         return await self._resolve(
             keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken, k.tver],
             args=[
-                member_id, hold, fingerprint, outcome, *refusal, self._ttl,
-                m.taken, m.version, m.member_taken, m.member_version, expired_before_ms,
+                member_id,
+                hold,
+                fingerprint,
+                outcome,
+                *refusal,
+                self._ttl,
+                m.taken,
+                m.version,
+                m.member_taken,
+                m.member_version,
+                expired_before_ms,
             ],
             client=pipe,
-        )  # fmt: skip
+        )
 
     async def load(self, campaign_id: str, state: CampaignLoad) -> bool:
         """Creates the campaign's state if absent, else applies newer mirror values only."""
@@ -149,10 +158,15 @@ class CampaignGate:
         reply = await self._load(
             keys=[k.state, k.taken, k.tver],
             args=[
-                state.allotted, state.limit, state.starts_ms, state.ends_ms,
-                state.taken, state.version, *members,
+                state.allotted,
+                state.limit,
+                state.starts_ms,
+                state.ends_ms,
+                state.taken,
+                state.version,
+                *members,
             ],
-        )  # fmt: skip
+        )
         return bool(int(reply[0]))
 
     async def restore_records(self, campaign_id: str, done: Sequence[tuple[str, str]]) -> int:

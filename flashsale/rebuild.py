@@ -34,17 +34,20 @@ async def rebuild_cache(
         else:
             refreshed += 1
     members = 0
-    async with pool.connection() as conn, conn.transaction():
-        # Server-side cursor: there may be many members.
-        async with conn.cursor(name="rebuild_members") as cur:
-            await cur.execute(
-                "SELECT id::text, points_balance - points_held, version, frozen FROM members"
-            )
-            while rows := await cur.fetchmany(500):
-                pipe = points_gate.pipeline()
-                for member_id, spendable, version, frozen in rows:
-                    mirror = MemberMirror(spendable, version, frozen)
-                    await points_gate.settle(member_id, mirror=mirror, pipe=pipe)
-                await pipe.execute()
-                members += len(rows)
+    # A server-side cursor (named, inside a transaction): there may be many members.
+    async with (
+        pool.connection() as conn,
+        conn.transaction(),
+        conn.cursor(name="rebuild_members") as cur,
+    ):
+        await cur.execute(
+            "SELECT id::text, points_balance - points_held, version, frozen FROM members"
+        )
+        while rows := await cur.fetchmany(500):
+            pipe = points_gate.pipeline()
+            for member_id, spendable, version, frozen in rows:
+                mirror = MemberMirror(spendable, version, frozen)
+                await points_gate.settle(member_id, mirror=mirror, pipe=pipe)
+            await pipe.execute()
+            members += len(rows)
     return RebuildReport(created, refreshed, members)

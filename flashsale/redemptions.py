@@ -138,8 +138,12 @@ class Timing:
 
 
 _PG_REFUSALS = {
-    "SOLD_OUT", "LIMIT_EXCEEDED", "INSUFFICIENT_POINTS", "MEMBER_FROZEN", "CAMPAIGN_NOT_ACTIVE",
-}  # fmt: skip
+    "SOLD_OUT",
+    "LIMIT_EXCEEDED",
+    "INSUFFICIENT_POINTS",
+    "MEMBER_FROZEN",
+    "CAMPAIGN_NOT_ACTIVE",
+}
 
 
 class Redemptions:
@@ -223,9 +227,14 @@ class Redemptions:
         # Step 2: units, on the campaign's slot.
         async def reserve() -> Any:
             return await self._cgate.reserve(
-                meta.id, member_id, hold, quantity=quantity, fingerprint=fingerprint,
-                now_ms=int(now * 1000), deadline_ms=deadline_ms,
-            )  # fmt: skip
+                meta.id,
+                member_id,
+                hold,
+                quantity=quantity,
+                fingerprint=fingerprint,
+                now_ms=int(now * 1000),
+                deadline_ms=deadline_ms,
+            )
 
         units = await reserve()
         if units.code is Reserve.NOT_LOADED:
@@ -259,9 +268,13 @@ class Redemptions:
             held = await self._pgate.hold(member_id, hold, points)
         if held.code is Hold.INSUFFICIENT:
             await self._give_back(
-                meta.id, member_id, hold, fingerprint, Outcome.REFUSED,
+                meta.id,
+                member_id,
+                hold,
+                fingerprint,
+                Outcome.REFUSED,
                 ("INSUFFICIENT_POINTS", held.available, points),
-            )  # fmt: skip
+            )
             raise InsufficientPoints(member_id, held.available, points)
         if held.code is Hold.FROZEN:
             await self._give_back(
@@ -331,9 +344,15 @@ class Redemptions:
             else:
                 outcome = Outcome.RELEASE
             await self._cgate.resolve(
-                entry.campaign_id, entry.member_id, hold, fingerprint=fingerprint,
-                outcome=outcome, mirror=result.campaign, refusal=refusal, pipe=pipe,
-            )  # fmt: skip
+                entry.campaign_id,
+                entry.member_id,
+                hold,
+                fingerprint=fingerprint,
+                outcome=outcome,
+                mirror=result.campaign,
+                refusal=refusal,
+                pipe=pipe,
+            )
             await self._pgate.settle(entry.member_id, hold_id=hold, mirror=result.member, pipe=pipe)
         await pipe.execute()
 
@@ -377,7 +396,9 @@ class Redemptions:
             raise NotFound("redemption", redemption_id)
         return _redemption(row)
 
-    async def list(self, *, member_id: str, page_size: int, page_token: str) -> RedemptionPage:
+    async def list_for_member(
+        self, *, member_id: str, page_size: int, page_token: str
+    ) -> RedemptionPage:
         member_id = validation.uuid_id("member_id", member_id)
         size = paging.page_size(page_size)
         after = paging.decode(page_token)
@@ -491,15 +512,23 @@ class Redemptions:
                 mirrors = await _mirrors(conn, row)
         if row is not None:
             await self._cgate.resolve(
-                campaign_id, member_id, hold, fingerprint=row["request_hash"],
-                outcome=Outcome.DONE, mirror=mirrors[0],
-            )  # fmt: skip
+                campaign_id,
+                member_id,
+                hold,
+                fingerprint=row["request_hash"],
+                outcome=Outcome.DONE,
+                mirror=mirrors[0],
+            )
             await self._pgate.settle(member_id, hold_id=hold, mirror=mirrors[1])
             return "committed"
         reply = await self._cgate.resolve(
-            campaign_id, member_id, hold, fingerprint="", outcome=Outcome.RELEASE,
+            campaign_id,
+            member_id,
+            hold,
+            fingerprint="",
+            outcome=Outcome.RELEASE,
             expired_before_ms=now_ms,
-        )  # fmt: skip
+        )
         if int(reply[0]) == 1:
             await self._pgate.settle(member_id, hold_id=hold)
             return "released"
@@ -510,9 +539,13 @@ class Redemptions:
     ) -> None:
         hold = hold_id(row["member_id"], row["idempotency_key"])
         await self._cgate.resolve(
-            row["campaign_id"], row["member_id"], hold, fingerprint=row["request_hash"],
-            outcome=Outcome.DONE, mirror=campaign,
-        )  # fmt: skip
+            row["campaign_id"],
+            row["member_id"],
+            hold,
+            fingerprint=row["request_hash"],
+            outcome=Outcome.DONE,
+            mirror=campaign,
+        )
         await self._pgate.settle(row["member_id"], mirror=member)
 
 

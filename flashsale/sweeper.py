@@ -8,6 +8,7 @@ its payment window expires. Passes are idempotent, so several processes may swee
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -53,10 +54,8 @@ class Sweeper:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
@@ -79,8 +78,10 @@ class Sweeper:
                 if report.released or report.committed or report.expired:
                     log.info(
                         "sweep: released %d holds, settled %d committed, expired %d payments",
-                        report.released, report.committed, report.expired,
-                    )  # fmt: skip
+                        report.released,
+                        report.committed,
+                        report.expired,
+                    )
             except Exception:
                 log.exception("sweep failed; next pass in %.1fs", self._interval_s)
             await asyncio.sleep(self._interval_s)

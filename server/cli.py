@@ -7,9 +7,13 @@ import asyncio
 import logging
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from server.config import ConfigError, Settings
 from server.embedded import LocalStack
+
+if TYPE_CHECKING:
+    from server.app import Stores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     return asyncio.run(_audit(settings, stores, settled=args.settled))
 
 
-def _stores(settings: Settings, local: LocalStack) -> "Stores":
+def _stores(settings: Settings, local: LocalStack) -> Stores:
     from server.app import Stores
 
     if settings.database_url is None or settings.redis_url is None:
@@ -82,7 +86,7 @@ def _stores(settings: Settings, local: LocalStack) -> "Stores":
     )
 
 
-async def _rebuild(settings: Settings, stores: "Stores") -> int:
+async def _rebuild(settings: Settings, stores: Stores) -> int:
     from flashsale.rebuild import rebuild_cache
     from server.app import App
 
@@ -90,9 +94,11 @@ async def _rebuild(settings: Settings, stores: "Stores") -> int:
     await app.pool.open(wait=True)
     try:
         report = await rebuild_cache(
-            app.pool, app.campaigns, app.points_gate,
+            app.pool,
+            app.campaigns,
+            app.points_gate,
             ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
-        )  # fmt: skip
+        )
     finally:
         await app.redis.aclose()
         await app.pool.close()
@@ -103,7 +109,7 @@ async def _rebuild(settings: Settings, stores: "Stores") -> int:
     return 0
 
 
-async def _audit(settings: Settings, stores: "Stores", *, settled: bool) -> int:
+async def _audit(settings: Settings, stores: Stores, *, settled: bool) -> int:
     from flashsale.audit import audit
     from server.app import App
 

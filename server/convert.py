@@ -52,7 +52,7 @@ def required_time(field: str, message: object, name: str) -> datetime:
 
 
 def item_kind(value: int) -> ItemKind:
-    kind = _KIND_FROM_PB.get(value)  # type: ignore[call-overload]
+    kind: ItemKind | None = _KIND_FROM_PB.get(value)  # type: ignore[call-overload]
     if kind is None:
         raise InvalidArgument(
             "kind", "must be ITEM_KIND_PHYSICAL, ITEM_KIND_VIRTUAL or ITEM_KIND_SERVICE"
@@ -114,9 +114,15 @@ def address_from_pb(request: redemption_pb2.RedeemRequest) -> Address | None:
         return None
     a = request.shipping_address
     return Address(
-        recipient=a.recipient, line1=a.line1, line2=a.line2, city=a.city, region=a.region,
-        postal_code=a.postal_code, country_code=a.country_code, phone=a.phone,
-    )  # fmt: skip
+        recipient=a.recipient,
+        line1=a.line1,
+        line2=a.line2,
+        city=a.city,
+        region=a.region,
+        postal_code=a.postal_code,
+        country_code=a.country_code,
+        phone=a.phone,
+    )
 
 
 def redemption(value: Redemption) -> redemption_pb2.Redemption:
@@ -148,6 +154,6 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
                 postal_code=a.postal_code,
                 country_code=a.country_code,
                 phone=a.phone,
-            )  # fmt: skip
+            )
         )
     return message

@@ -8,6 +8,7 @@ with a data directory that user owns.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -59,10 +60,9 @@ class LocalStack:
 
     def stop(self) -> None:
         if (self.redis_dir / "redis.pid").exists():
-            try:
+            # SHUTDOWN drops the connection on success; a refused one means already gone.
+            with contextlib.suppress(redis.ConnectionError):
                 redis.Redis(port=self.redis_port, socket_timeout=2).shutdown(nosave=True)
-            except redis.ConnectionError:
-                pass  # already gone; SHUTDOWN also drops the connection on success
             (self.redis_dir / "redis.pid").unlink(missing_ok=True)
         if (self.postgres_dir / "postmaster.pid").exists():
             _as_postgres(
@@ -80,12 +80,27 @@ class LocalStack:
             )
         # No persistence: Redis is rebuilt from PostgreSQL (lazily, or by `surge rebuild-cache`).
         subprocess.run(
-            [server, "--port", str(self.redis_port), "--bind", "127.0.0.1",
-             "--daemonize", "yes", "--pidfile", str(self.redis_dir / "redis.pid"),
-             "--logfile", str(self.redis_dir / "redis.log"), "--dir", str(self.redis_dir),
-             "--save", "", "--appendonly", "no"],
+            [
+                server,
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(self.redis_dir / "redis.pid"),
+                "--logfile",
+                str(self.redis_dir / "redis.log"),
+                "--dir",
+                str(self.redis_dir),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
             check=True,
-        )  # fmt: skip
+        )
         _wait_until(
             lambda: _redis_answers(self.redis_port), "redis-server", self.redis_dir / "redis.log"
         )
@@ -95,16 +110,39 @@ class LocalStack:
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True)
             _give_to_postgres(pgdata)
-            _as_postgres([_pg_bin("initdb"), "-D", str(pgdata), "-U", SUPERUSER,
-                          "--auth=trust", "--encoding=UTF8", "--no-instructions"])  # fmt: skip
+            _as_postgres(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-instructions",
+                ]
+            )
         if not _postgres_answers(self.postgres_port):
             log = pgdata / "server.log"
             options = (
                 f"-p {self.postgres_port} -c listen_addresses=127.0.0.1 "
                 "-c unix_socket_directories='' -c max_connections=200"
             )
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(pgdata), "-l", str(log),
-                          "-o", options, "-w", "-t", "60", "start"])  # fmt: skip
+            _as_postgres(
+                [
+                    _pg_bin("pg_ctl"),
+                    "-D",
+                    str(pgdata),
+                    "-l",
+                    str(log),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
         with psycopg.connect(
             f"postgresql://{SUPERUSER}@127.0.0.1:{self.postgres_port}/postgres", autocommit=True
         ) as conn:

@@ -78,4 +78,5 @@ def _rich(
         )
         details.append(bad)
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return rpc_status.to_status(status)
+    rich: grpc.Status = rpc_status.to_status(status)
+    return rich

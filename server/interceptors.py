@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
@@ -16,6 +16,9 @@ from server.errors import status_for
 log = logging.getLogger("surge.rpc")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
+
+if TYPE_CHECKING:  # the stubs make these generic; the runtime classes are not
+    Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
 
 
 class RequestIdFilter(logging.Filter):
@@ -26,24 +29,24 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every unary-unary handler: sets the request id (the gateway's x-request-id when
     it sends one), maps domain and dependency errors through server.errors, and turns
     anything else into INTERNAL with a fixed message and a logged traceback."""
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler  # health Watch, reflection streams: nothing of ours to map
-        inner = handler.unary_unary
-        method = details.method
-        incoming = dict(details.invocation_metadata or ())
+        inner: Callable[..., Awaitable[Any]] = handler.unary_unary
+        method = handler_call_details.method
+        incoming = dict(handler_call_details.invocation_metadata or ())
 
-        async def wrapper(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = str(incoming.get(REQUEST_ID_HEADER) or uuid.uuid4())
             token = request_id.set(rid)
             started = time.perf_counter()
@@ -59,7 +62,7 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                         grpc.StatusCode.INTERNAL, f"internal error (request id {rid})"
                     )
                     raise  # unreachable: abort raises
-                if status.code in (grpc.StatusCode.UNAVAILABLE,):
+                if status.code == grpc.StatusCode.UNAVAILABLE:
                     log.warning("%s: dependency unavailable: %r", method, exc)
                 await context.abort(status.code, status.details, status.trailing_metadata)
                 raise

@@ -16,7 +16,7 @@ _LOCK_ID = 0x5375726765  # "Surge"
 
 def migration_files() -> list[tuple[str, str]]:
     folder = resources.files("server") / "migrations"
-    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    files = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [(f.name, f.read_text()) for f in files]
 
 

@@ -3,6 +3,8 @@ converts the answer; errors are mapped once, by server.interceptors.ErrorInterce
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, TypeAlias
+
 import grpc
 
 from flashsale.campaigns import Campaigns
@@ -22,7 +24,8 @@ from protos.loyalty.v1 import (
 )
 from server import convert
 
-Context = grpc.aio.ServicerContext
+if TYPE_CHECKING:  # the stubs make it generic
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
 
 class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
@@ -33,9 +36,11 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.CreateItemRequest, context: Context
     ) -> catalog_pb2.Item:
         created = await self._catalog.create_item(
-            sku=request.sku, name=request.name, kind=convert.item_kind(request.kind),
+            sku=request.sku,
+            name=request.name,
+            kind=convert.item_kind(request.kind),
             initial_stock=request.initial_stock,
-        )  # fmt: skip
+        )
         return convert.item(created)
 
     async def GetItem(
@@ -47,9 +52,11 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
         self, request: catalog_pb2.AdjustStockRequest, context: Context
     ) -> catalog_pb2.AdjustStockResponse:
         adjusted = await self._catalog.adjust_stock(
-            item_id=request.item_id, delta=request.delta, reason=request.reason,
+            item_id=request.item_id,
+            delta=request.delta,
+            reason=request.reason,
             idempotency_key=request.idempotency_key,
-        )  # fmt: skip
+        )
         return catalog_pb2.AdjustStockResponse(
             item=convert.item(adjusted.item),
             adjustment_id=adjusted.adjustment_id,
@@ -84,10 +91,11 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
     async def ListCampaigns(
         self, request: campaign_pb2.ListCampaignsRequest, context: Context
     ) -> campaign_pb2.ListCampaignsResponse:
-        page = await self._campaigns.list(
-            active_only=request.active_only, page_size=request.page_size,
+        page = await self._campaigns.list_page(
+            active_only=request.active_only,
+            page_size=request.page_size,
             page_token=request.page_token,
-        )  # fmt: skip
+        )
         return campaign_pb2.ListCampaignsResponse(
             campaigns=[convert.campaign(c) for c in page.campaigns],
             next_page_token=page.next_page_token,
@@ -115,9 +123,11 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         self, request: member_pb2.EarnPointsRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
         earned = await self._members.earn(
-            member_id=request.member_id, points=request.points, reason=request.reason,
+            member_id=request.member_id,
+            points=request.points,
+            reason=request.reason,
             idempotency_key=request.idempotency_key,
-        )  # fmt: skip
+        )
         return member_pb2.EarnPointsResponse(
             ledger_entry_id=earned.ledger_entry_id,
             balance=convert.balance(earned.balance),
@@ -175,7 +185,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     async def ListRedemptions(
         self, request: redemption_pb2.ListRedemptionsRequest, context: Context
     ) -> redemption_pb2.ListRedemptionsResponse:
-        page = await self._redemptions.list(
+        page = await self._redemptions.list_for_member(
             member_id=request.member_id, page_size=request.page_size, page_token=request.page_token
         )
         return redemption_pb2.ListRedemptionsResponse(

@@ -26,9 +26,12 @@ from protos.loyalty.v1 import (
 )
 
 ADDRESS = common_pb2.ShippingAddress(
-    recipient="Li Wei", line1="1 Nanjing Road", city="Shanghai", postal_code="200001",
+    recipient="Li Wei",
+    line1="1 Nanjing Road",
+    city="Shanghai",
+    postal_code="200001",
     country_code="CN",
-)  # fmt: skip
+)
 
 
 def ts(moment: datetime) -> Timestamp:
@@ -76,7 +79,12 @@ class Api:
         self.members = member_pb2_grpc.MemberServiceStub(channel)
         self.redemptions = redemption_pb2_grpc.RedemptionServiceStub(channel)
 
-    async def item(self, *, kind: int = common_pb2.ITEM_KIND_VIRTUAL, stock: int = 1000) -> catalog_pb2.Item:
+    async def item(
+        self,
+        *,
+        kind: common_pb2.ItemKind.ValueType = common_pb2.ITEM_KIND_VIRTUAL,
+        stock: int = 1000,
+    ) -> catalog_pb2.Item:
         return await self.catalog.CreateItem(
             catalog_pb2.CreateItemRequest(
                 sku="sku-" + uuid.uuid4().hex[:12], name="Lucky bag", kind=kind, initial_stock=stock
@@ -91,7 +99,9 @@ class Api:
 
     async def earn(self, member_id: str, points: int) -> member_pb2.EarnPointsResponse:
         return await self.members.EarnPoints(
-            member_pb2.EarnPointsRequest(member_id=member_id, points=points, reason="test", idempotency_key=key())
+            member_pb2.EarnPointsRequest(
+                member_id=member_id, points=points, reason="test", idempotency_key=key()
+            )
         )
 
     async def campaign(
@@ -101,7 +111,7 @@ class Api:
         points_price: int = 100,
         cash_price_cents: int = 0,
         limit: int = 5,
-        kind: int = common_pb2.ITEM_KIND_VIRTUAL,
+        kind: common_pb2.ItemKind.ValueType = common_pb2.ITEM_KIND_VIRTUAL,
         starts_in: timedelta = timedelta(seconds=-60),
         lasts: timedelta = timedelta(hours=1),
         item_id: str | None = None,
@@ -111,24 +121,40 @@ class Api:
         starts = datetime.now(UTC) + starts_in
         return await self.campaigns.CreateCampaign(
             campaign_pb2.CreateCampaignRequest(
-                item_id=item_id, name="Holiday surge", units_allotted=units,
-                points_price=points_price, cash_price_cents=cash_price_cents,
-                per_member_limit=limit, starts_at=ts(starts), ends_at=ts(starts + lasts),
-            )  # fmt: skip
+                item_id=item_id,
+                name="Holiday surge",
+                units_allotted=units,
+                points_price=points_price,
+                cash_price_cents=cash_price_cents,
+                per_member_limit=limit,
+                starts_at=ts(starts),
+                ends_at=ts(starts + lasts),
+            )
         )
 
     async def redeem(
-        self, member_id: str, campaign_id: str, *, quantity: int = 1, idem: str | None = None, **extra: Any
+        self,
+        member_id: str,
+        campaign_id: str,
+        *,
+        quantity: int = 1,
+        idem: str | None = None,
+        **extra: Any,
     ) -> redemption_pb2.RedeemResponse:
         return await self.redemptions.Redeem(
             redemption_pb2.RedeemRequest(
-                member_id=member_id, campaign_id=campaign_id, quantity=quantity,
-                idempotency_key=idem or key(), **extra,
-            )  # fmt: skip
+                member_id=member_id,
+                campaign_id=campaign_id,
+                quantity=quantity,
+                idempotency_key=idem or key(),
+                **extra,
+            )
         )
 
     async def balance(self, member_id: str) -> common_pb2.Balance:
         return await self.members.GetBalance(common_pb2.GetBalanceRequest(member_id=member_id))
 
     async def get_campaign(self, campaign_id: str) -> campaign_pb2.Campaign:
-        return await self.campaigns.GetCampaign(campaign_pb2.GetCampaignRequest(campaign_id=campaign_id))
+        return await self.campaigns.GetCampaign(
+            campaign_pb2.GetCampaignRequest(campaign_id=campaign_id)
+        )

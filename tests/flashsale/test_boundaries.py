@@ -23,8 +23,10 @@ async def test_the_last_unit_sells_once(server: Running) -> None:
     assert last.redemption.quantity == 1
     f = failure(refused.value)
     assert (f.code, f.reason, f.metadata["units_remaining"]) == (
-        grpc.StatusCode.FAILED_PRECONDITION, "SOLD_OUT", "0",
-    )  # fmt: skip
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "SOLD_OUT",
+        "0",
+    )
     assert (await api.get_campaign(campaign.id)).units_committed == 3
     assert (await settled_audit(server)).ok
 

@@ -84,7 +84,9 @@ async def test_concurrent_calls_with_one_key_across_two_servers_make_one_redempt
     member = await first.api.member(points=1000)
     k = key()
 
-    calls = [s.api.redeem(member.id, campaign.id, idem=k) for s in (first, second) for _ in range(10)]
+    calls = [
+        s.api.redeem(member.id, campaign.id, idem=k) for s in (first, second) for _ in range(10)
+    ]
     ok, refused = await outcomes(calls)
 
     assert not refused
@@ -103,10 +105,14 @@ async def test_a_refusal_is_replayed_as_the_same_refusal(server: Running) -> Non
         await api.redeem(loser.id, campaign.id, idem=k)
     # Stock comes back, but the key already has its outcome.
     redemption_id = (
-        await api.redemptions.ListRedemptions(
-            redemption_pb2.ListRedemptionsRequest(member_id=winner.id)
+        (
+            await api.redemptions.ListRedemptions(
+                redemption_pb2.ListRedemptionsRequest(member_id=winner.id)
+            )
         )
-    ).redemptions[0].id
+        .redemptions[0]
+        .id
+    )
     await api.redemptions.CancelRedemption(
         redemption_pb2.CancelRedemptionRequest(redemption_id=redemption_id, member_id=winner.id)
     )

@@ -21,7 +21,9 @@ async def test_list_redemptions_pages_newest_first(api: Api) -> None:
     seen, token = [], ""
     while True:
         page = await api.redemptions.ListRedemptions(
-            redemption_pb2.ListRedemptionsRequest(member_id=member.id, page_size=2, page_token=token)
+            redemption_pb2.ListRedemptionsRequest(
+                member_id=member.id, page_size=2, page_token=token
+            )
         )
         seen += [r.id for r in page.redemptions]
         token = page.next_page_token
@@ -36,9 +38,13 @@ async def test_get_redemption(api: Api) -> None:
     member = await api.member(points=1000)
     made = (await api.redeem(member.id, campaign.id)).redemption
 
-    fetched = await api.redemptions.GetRedemption(redemption_pb2.GetRedemptionRequest(redemption_id=made.id))
+    fetched = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=made.id)
+    )
     with pytest.raises(grpc.aio.AioRpcError) as missing:
-        await api.redemptions.GetRedemption(redemption_pb2.GetRedemptionRequest(redemption_id=str(uuid.uuid4())))
+        await api.redemptions.GetRedemption(
+            redemption_pb2.GetRedemptionRequest(redemption_id=str(uuid.uuid4()))
+        )
 
     assert fetched == made
     assert failure(missing.value).code == grpc.StatusCode.NOT_FOUND
@@ -49,9 +55,13 @@ async def test_list_campaigns_active_only_and_pages(api: Api) -> None:
     await api.campaign(units=1, starts_in=timedelta(hours=1))
 
     everything = await api.campaigns.ListCampaigns(campaign_pb2.ListCampaignsRequest())
-    first = await api.campaigns.ListCampaigns(campaign_pb2.ListCampaignsRequest(active_only=True, page_size=2))
+    first = await api.campaigns.ListCampaigns(
+        campaign_pb2.ListCampaignsRequest(active_only=True, page_size=2)
+    )
     rest = await api.campaigns.ListCampaigns(
-        campaign_pb2.ListCampaignsRequest(active_only=True, page_size=2, page_token=first.next_page_token)
+        campaign_pb2.ListCampaignsRequest(
+            active_only=True, page_size=2, page_token=first.next_page_token
+        )
     )
 
     assert len(everything.campaigns) == 4 and not everything.next_page_token

@@ -14,7 +14,9 @@ from tests.flashsale.helpers import settled_audit
 
 
 def confirm(redemption_id: str, reference: str = "pay-1") -> redemption_pb2.ConfirmPaymentRequest:
-    return redemption_pb2.ConfirmPaymentRequest(redemption_id=redemption_id, payment_reference=reference)
+    return redemption_pb2.ConfirmPaymentRequest(
+        redemption_id=redemption_id, payment_reference=reference
+    )
 
 
 async def test_confirmed_in_time_commits(start_server: StartServer) -> None:
@@ -32,7 +34,11 @@ async def test_confirmed_in_time_commits(start_server: StartServer) -> None:
     assert (pending.cash_total_cents, pending.points_total) == (1998, 400)
     assert pending.HasField("payment_due_at") and not pending.redemption_code
     assert (while_pending[0].units_held, while_pending[0].units_committed) == (2, 0)
-    assert (while_pending[1].balance, while_pending[1].held, while_pending[1].available) == (1000, 400, 600)
+    assert (while_pending[1].balance, while_pending[1].held, while_pending[1].available) == (
+        1000,
+        400,
+        600,
+    )
     assert confirmed.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
     assert confirmed.payment_reference == "pay-1" and len(confirmed.redemption_code) == 19
     assert again.redemption_code == confirmed.redemption_code

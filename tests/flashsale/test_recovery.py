@@ -25,11 +25,18 @@ async def hold_as_a_dying_process_would(
     now = time.time()
     deadline_ms = int((now + app.settings.hold_ttl_seconds) * 1000)
     units = await app.campaign_gate.reserve(
-        campaign_id, member_id, hold_id(member_id, idem), quantity=quantity,
-        fingerprint=fingerprint, now_ms=int(now * 1000), deadline_ms=deadline_ms,
-    )  # fmt: skip
+        campaign_id,
+        member_id,
+        hold_id(member_id, idem),
+        quantity=quantity,
+        fingerprint=fingerprint,
+        now_ms=int(now * 1000),
+        deadline_ms=deadline_ms,
+    )
     assert units.code is Reserve.HELD
-    points = await app.points_gate.hold(member_id, hold_id(member_id, idem), meta.points_price * quantity)
+    points = await app.points_gate.hold(
+        member_id, hold_id(member_id, idem), meta.points_price * quantity
+    )
     assert points.code is Hold.HELD
     return deadline_ms
 
@@ -47,7 +54,7 @@ async def test_a_hold_left_by_a_killed_process_is_released_within_deadline_plus_
 
     settings = server.app.settings
     limit = deadline_ms / 1000 + settings.sweep_interval_seconds + 0.5  # + scheduling slack
-    while (await api.get_campaign(campaign.id)).units_held and time.time() < limit + 1:
+    while (await api.get_campaign(campaign.id)).units_held and time.time() < limit + 1:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
     released_at = time.time()
 
@@ -57,7 +64,9 @@ async def test_a_hold_left_by_a_killed_process_is_released_within_deadline_plus_
     # The client retries with the same key: it works, once.
     retried = await api.redeem(member.id, campaign.id, idem=idem)
     assert not retried.replayed and retried.redemption.quantity == 1
-    assert (await api.redeem(member.id, campaign.id, idem=idem)).redemption.id == retried.redemption.id
+    assert (
+        await api.redeem(member.id, campaign.id, idem=idem)
+    ).redemption.id == retried.redemption.id
     assert (await settled_audit(server)).ok
 
 
@@ -90,7 +99,7 @@ async def test_a_hold_committed_before_the_crash_is_settled_not_released(server:
     async def lost(pairs: object) -> None:
         raise ConnectionError("process died before settling Redis")
 
-    server.app.redemptions.committer._after_commit = lost  # type: ignore[assignment]
+    server.app.redemptions.committer._after_commit = lost
     try:
         await api.redeem(member.id, campaign.id, idem=idem)
     finally:
@@ -121,9 +130,11 @@ async def test_redis_flushed_mid_sale_with_rebuild_sells_no_more_than_allotted(
 
     await server.app.redis.flushall()
     report = await rebuild_cache(
-        server.app.pool, server.app.campaigns, server.app.points_gate,
+        server.app.pool,
+        server.app.campaigns,
+        server.app.points_gate,
         ended_within=__import__("datetime").timedelta(hours=1),
-    )  # fmt: skip
+    )
     ok2, refused = await outcomes(api.redeem(m.id, campaign.id) for m in members for _ in range(2))
 
     assert report.campaigns_created == 1 and report.members == 40
@@ -163,6 +174,8 @@ async def test_postgresql_guards_hold_when_redis_is_wrong(server: Running) -> No
     assert not ok and refused == {"SOLD_OUT": 5}
     async with server.app.pool.connection() as conn:
         row = await (
-            await conn.execute("SELECT units_committed FROM campaigns WHERE id = %s", (campaign.id,))
+            await conn.execute(
+                "SELECT units_committed FROM campaigns WHERE id = %s", (campaign.id,)
+            )
         ).fetchone()
     assert row == (3,)

@@ -36,8 +36,10 @@ async def test_limit_counts_units_not_calls(server: Running) -> None:
 
     f = failure(refused.value)
     assert (f.reason, f.metadata["per_member_limit"], f.metadata["units_taken"]) == (
-        "LIMIT_EXCEEDED", "3", "2",
-    )  # fmt: skip
+        "LIMIT_EXCEEDED",
+        "3",
+        "2",
+    )
 
 
 async def test_insufficient_points_releases_the_units_at_once(server: Running) -> None:

@@ -11,17 +11,27 @@ from protos.loyalty.v1 import catalog_pb2, common_pb2
 from tests.factories import Api, failure
 
 
-def adjust(item_id: str, delta: int, key: str = "adj-1", reason: str = "restock") -> catalog_pb2.AdjustStockRequest:
-    return catalog_pb2.AdjustStockRequest(item_id=item_id, delta=delta, reason=reason, idempotency_key=key)
+def adjust(
+    item_id: str, delta: int, key: str = "adj-1", reason: str = "restock"
+) -> catalog_pb2.AdjustStockRequest:
+    return catalog_pb2.AdjustStockRequest(
+        item_id=item_id, delta=delta, reason=reason, idempotency_key=key
+    )
 
 
 async def test_create_and_get_an_item(api: Api) -> None:
     created = await api.catalog.CreateItem(
-        catalog_pb2.CreateItemRequest(sku="MUG-1", name="Mug", kind=common_pb2.ITEM_KIND_PHYSICAL, initial_stock=7)
+        catalog_pb2.CreateItemRequest(
+            sku="MUG-1", name="Mug", kind=common_pb2.ITEM_KIND_PHYSICAL, initial_stock=7
+        )
     )
     fetched = await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=created.id))
     assert fetched == created
-    assert (fetched.sku, fetched.kind, fetched.stock_on_hand) == ("MUG-1", common_pb2.ITEM_KIND_PHYSICAL, 7)
+    assert (fetched.sku, fetched.kind, fetched.stock_on_hand) == (
+        "MUG-1",
+        common_pb2.ITEM_KIND_PHYSICAL,
+        7,
+    )
 
 
 async def test_a_duplicate_sku_already_exists(api: Api) -> None:
@@ -56,8 +66,10 @@ async def test_adjust_stock_is_idempotent_and_never_goes_negative(api: Api) -> N
     assert failure(reused.value).reason == "IDEMPOTENCY_KEY_REUSED"
     f = failure(too_many.value)
     assert (f.code, f.reason, f.metadata["stock_on_hand"]) == (
-        grpc.StatusCode.FAILED_PRECONDITION, "INSUFFICIENT_STOCK", "8",
-    )  # fmt: skip
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "INSUFFICIENT_STOCK",
+        "8",
+    )
     assert failure(zero.value).field == "delta"
     assert removed.item.stock_on_hand == 0
 
@@ -70,5 +82,7 @@ async def test_a_campaign_allots_units_out_of_stock_on_hand(api: Api) -> None:
         await api.campaign(units=4, item_id=item.id)
 
     assert campaign.units_allotted == 7 and campaign.units_remaining == 7
-    assert (await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))).stock_on_hand == 3
+    assert (
+        await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))
+    ).stock_on_hand == 3
     assert failure(short.value).reason == "INSUFFICIENT_STOCK"

@@ -12,7 +12,9 @@ from tests.factories import Api, failure
 
 
 def earn(member_id: str, points: int, key: str = "e-1") -> member_pb2.EarnPointsRequest:
-    return member_pb2.EarnPointsRequest(member_id=member_id, points=points, reason="purchase", idempotency_key=key)
+    return member_pb2.EarnPointsRequest(
+        member_id=member_id, points=points, reason="purchase", idempotency_key=key
+    )
 
 
 async def test_create_get_and_earn(api: Api) -> None:
@@ -35,7 +37,9 @@ async def test_create_get_and_earn(api: Api) -> None:
 
 async def test_the_gateway_reads_the_same_balance(api: Api) -> None:
     member = await api.member(points=40)
-    from_gateway = await api.redemptions.GetBalance(common_pb2.GetBalanceRequest(member_id=member.id))
+    from_gateway = await api.redemptions.GetBalance(
+        common_pb2.GetBalanceRequest(member_id=member.id)
+    )
     assert from_gateway == await api.balance(member.id)
     assert (from_gateway.balance, from_gateway.available) == (40, 40)
 
@@ -65,6 +69,8 @@ async def test_concurrent_earns_with_one_key_credit_once(api: Api) -> None:
     import asyncio
 
     member = await api.member()
-    results = await asyncio.gather(*(api.members.EarnPoints(earn(member.id, 10, "same")) for _ in range(10)))
+    results = await asyncio.gather(
+        *(api.members.EarnPoints(earn(member.id, 10, "same")) for _ in range(10))
+    )
     assert len({r.ledger_entry_id for r in results}) == 1
     assert (await api.balance(member.id)).balance == 10

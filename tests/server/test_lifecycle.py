@@ -6,7 +6,6 @@ import asyncio
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,13 +38,15 @@ async def test_reflection_lists_the_api(server: Running) -> None:
 
 
 async def test_stop_goes_not_serving_then_drains_in_flight_redemptions(
-    start_server: StartServer,
+    clean: Stores, start_server: StartServer
 ) -> None:
     running = await start_server()
     api = running.api
     campaign = await api.campaign(units=100, limit=100)
     member = await api.member(points=100_000)
-    watch = health_pb2_grpc.HealthStub(running.channel).Watch(health_pb2.HealthCheckRequest(service=""))
+    watch = health_pb2_grpc.HealthStub(running.channel).Watch(
+        health_pb2.HealthCheckRequest(service="")
+    )
     statuses = [(await watch.read()).status]
 
     calls = asyncio.gather(
@@ -57,12 +58,17 @@ async def test_stop_goes_not_serving_then_drains_in_flight_redemptions(
     results = await calls
     await stopping
 
-    assert statuses == [health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING]
+    assert statuses == [
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    ]
     ok = [r for r in results if not isinstance(r, BaseException)]
     assert ok, results
-    async with await psycopg.AsyncConnection.connect(running.app.pool.conninfo) as conn:
+    async with await psycopg.AsyncConnection.connect(clean.database_url) as conn:
         row = await (
-            await conn.execute("SELECT units_committed FROM campaigns WHERE id = %s", (campaign.id,))
+            await conn.execute(
+                "SELECT units_committed FROM campaigns WHERE id = %s", (campaign.id,)
+            )
         ).fetchone()
     assert row == (len(ok),)  # every OK answered is committed; nothing else is
     running.app.server = None  # already stopped
@@ -90,8 +96,8 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve"], env=env, stdout=sink, stderr=sink
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.cli", "serve", env=env, stdout=sink, stderr=sink
         )
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -114,10 +120,11 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
             await asyncio.sleep(0.02)
             process.send_signal(signal.SIGTERM)
             ok, _ = await pending
-        code = await asyncio.to_thread(process.wait, 20)
+        code = await asyncio.wait_for(process.wait(), 20)
     finally:
-        if process.poll() is None:
+        if process.returncode is None:
             process.kill()
+            await process.wait()
     output = log.read_text()
     assert code == 0, output
     assert "draining" in output and "stopped" in output

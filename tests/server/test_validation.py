@@ -20,7 +20,11 @@ from tests.conftest import Running
 from tests.factories import ADDRESS, Api, failure, ts
 
 ADDRESS_FIELDS = dict(
-    recipient="Li Wei", line1="1 Nanjing Road", city="Shanghai", postal_code="200001", country_code="CN"
+    recipient="Li Wei",
+    line1="1 Nanjing Road",
+    city="Shanghai",
+    postal_code="200001",
+    country_code="CN",
 )
 
 
@@ -41,13 +45,27 @@ REDEEM_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("malformed campaign id", {"campaign_id": "42"}, "campaign_id"),
     ("no address for a physical item", {"shipping_address": None}, "shipping_address"),
     ("address without city", {"shipping_address": address(city="")}, "shipping_address.city"),
-    ("oversized recipient", {"shipping_address": address(recipient="x" * 201)}, "shipping_address.recipient"),
-    ("bad country", {"shipping_address": address(country_code="CHN")}, "shipping_address.country_code"),
-    ("control chars in line1", {"shipping_address": address(line1="a\x00b")}, "shipping_address.line1"),
+    (
+        "oversized recipient",
+        {"shipping_address": address(recipient="x" * 201)},
+        "shipping_address.recipient",
+    ),
+    (
+        "bad country",
+        {"shipping_address": address(country_code="CHN")},
+        "shipping_address.country_code",
+    ),
+    (
+        "control chars in line1",
+        {"shipping_address": address(line1="a\x00b")},
+        "shipping_address.line1",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("case", "changes", "field"), REDEEM_CASES, ids=[c[0] for c in REDEEM_CASES])
+@pytest.mark.parametrize(
+    ("case", "changes", "field"), REDEEM_CASES, ids=[c[0] for c in REDEEM_CASES]
+)
 async def test_malformed_redeem_is_invalid_argument_and_changes_nothing(
     server: Running, case: str, changes: dict[str, Any], field: str
 ) -> None:
@@ -55,9 +73,12 @@ async def test_malformed_redeem_is_invalid_argument_and_changes_nothing(
     campaign = await api.campaign(units=5, kind=common_pb2.ITEM_KIND_PHYSICAL)
     member = await api.member(points=1000)
     fields: dict[str, Any] = dict(
-        member_id=member.id, campaign_id=campaign.id, quantity=1,
-        idempotency_key="k-1", shipping_address=ADDRESS,
-    )  # fmt: skip
+        member_id=member.id,
+        campaign_id=campaign.id,
+        quantity=1,
+        idempotency_key="k-1",
+        shipping_address=ADDRESS,
+    )
     fields.update(changes)
     if fields["shipping_address"] is None:
         del fields["shipping_address"]
@@ -66,7 +87,11 @@ async def test_malformed_redeem_is_invalid_argument_and_changes_nothing(
         await api.redemptions.Redeem(redemption_pb2.RedeemRequest(**fields))
 
     f = failure(bad.value)
-    assert (f.code, f.field, f.reason) == (grpc.StatusCode.INVALID_ARGUMENT, field, "INVALID_ARGUMENT")
+    assert (f.code, f.field, f.reason) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        field,
+        "INVALID_ARGUMENT",
+    )
     assert field.split(".")[-1] in f.message
     after = await api.get_campaign(campaign.id)
     assert (after.units_remaining, after.units_held) == (5, 0)
@@ -107,11 +132,19 @@ async def test_create_campaign_validation(api: Api) -> None:
 
     def req(**kw: Any) -> campaign_pb2.CreateCampaignRequest:
         base: dict[str, Any] = dict(
-            item_id=item.id, name="Sale", units_allotted=5, points_price=100, cash_price_cents=0,
-            per_member_limit=1, starts_at=ts(now), ends_at=ts(now + timedelta(hours=1)),
-        )  # fmt: skip
+            item_id=item.id,
+            name="Sale",
+            units_allotted=5,
+            points_price=100,
+            cash_price_cents=0,
+            per_member_limit=1,
+            starts_at=ts(now),
+            ends_at=ts(now + timedelta(hours=1)),
+        )
         base.update(kw)
-        return campaign_pb2.CreateCampaignRequest(**{k: v for k, v in base.items() if v is not None})
+        return campaign_pb2.CreateCampaignRequest(
+            **{k: v for k, v in base.items() if v is not None}
+        )
 
     create = api.campaigns.CreateCampaign
     await expect_invalid(create(req(item_id="nope")), "item_id")
@@ -123,7 +156,9 @@ async def test_create_campaign_validation(api: Api) -> None:
     await expect_invalid(create(req(per_member_limit=0)), "per_member_limit")
     await expect_invalid(create(req(starts_at=None)), "starts_at")
     await expect_invalid(create(req(ends_at=ts(now - timedelta(hours=1)))), "ends_at")
-    assert (await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))).stock_on_hand == 10
+    assert (
+        await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))
+    ).stock_on_hand == 10
 
 
 async def test_member_and_earn_validation(api: Api) -> None:
@@ -135,7 +170,9 @@ async def test_member_and_earn_validation(api: Api) -> None:
 
     await expect_invalid(api.members.CreateMember(member_pb2.CreateMemberRequest()), "display_name")
     await expect_invalid(
-        api.members.CreateMember(member_pb2.CreateMemberRequest(display_name="a", external_ref="r" * 129)),
+        api.members.CreateMember(
+            member_pb2.CreateMemberRequest(display_name="a", external_ref="r" * 129)
+        ),
         "external_ref",
     )
     await expect_invalid(api.members.EarnPoints(earn(points=0)), "points")
@@ -155,9 +192,12 @@ async def test_list_validation(api: Api) -> None:
 
     await expect_invalid(api.redemptions.ListRedemptions(listing(page_size=-1)), "page_size")
     await expect_invalid(api.redemptions.ListRedemptions(listing(page_size=101)), "page_size")
-    await expect_invalid(api.redemptions.ListRedemptions(listing(page_token="garbage!")), "page_token")
     await expect_invalid(
-        api.campaigns.ListCampaigns(campaign_pb2.ListCampaignsRequest(page_token="zz")), "page_token"
+        api.redemptions.ListRedemptions(listing(page_token="garbage!")), "page_token"
+    )
+    await expect_invalid(
+        api.campaigns.ListCampaigns(campaign_pb2.ListCampaignsRequest(page_token="zz")),
+        "page_token",
     )
     await expect_invalid(
         api.redemptions.CancelRedemption(
@@ -167,7 +207,9 @@ async def test_list_validation(api: Api) -> None:
     )
     await expect_invalid(
         api.redemptions.ConfirmPayment(
-            redemption_pb2.ConfirmPaymentRequest(redemption_id=str(uuid.uuid4()), payment_reference="")
+            redemption_pb2.ConfirmPaymentRequest(
+                redemption_id=str(uuid.uuid4()), payment_reference=""
+            )
         ),
         "payment_reference",
     )
