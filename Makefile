@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 PROTO_SRC := $(wildcard protos/loyalty/v1/*.proto)
 PROTO_STAMP := protos/loyalty/v1/.generated
 
-.PHONY: help setup system-deps run stop test check format protos protos-clean migrate rebuild-cache
+.PHONY: help setup system-deps run stop test check format protos protos-clean migrate rebuild-cache rules-check
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-system-deps: ## Install redis-server and PostgreSQL from apt when missing
+system-deps: ## Install redis-server, PostgreSQL and promtool from apt when missing
 	@scripts/system-deps.sh
 
 $(VENV)/.installed: pyproject.toml
@@ -48,8 +48,29 @@ migrate: setup ## Apply database migrations (embedded default or DATABASE_URL)
 rebuild-cache: setup ## Rebuild Redis from PostgreSQL without overwriting live counters
 	$(BIN)/surge rebuild-cache
 
-test: setup ## Run the whole test suite against real Redis and PostgreSQL
+PROFILE ?= ci
+.PHONY: loadtest loadtest-chaos
+loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the server mid-surge
+	$(BIN)/python -m loadtest.run --profile $(PROFILE) $(if $(filter 1,$(CHAOS)),--chaos) $(LOADTEST_ARGS)
+
+loadtest-chaos: setup ## The load test with the server SIGKILLed and restarted mid-surge
+	$(BIN)/python -m loadtest.run --profile $(PROFILE) --chaos $(LOADTEST_ARGS)
+
+# PROFILE is shared with the load test (ci|surge): anything but full means the quick bench.
+BENCH_PROFILE ?= $(if $(filter full,$(PROFILE)),full,quick)
+.PHONY: bench bench-quick
+bench: setup ## Benchmarks side by side: floor, redeem, hot item, refusals, naive peer (PROFILE=full for the long one)
+	$(BIN)/python -m bench.run --profile $(BENCH_PROFILE) --out results/bench $(BENCH_ARGS)
+
+bench-quick: setup ## The quick benchmark profile (under a minute of load; what CI runs)
+	$(BIN)/python -m bench.run --profile quick --out results/bench $(BENCH_ARGS)
+
+test: setup rules-check ## Run the whole test suite against real Redis and PostgreSQL
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+rules-check: system-deps ## Validate and unit-test the Prometheus rules with promtool
+	promtool check rules ops/prometheus/surge-rules.yml
+	promtool test rules ops/prometheus/surge-rules.test.yml
 
 check: setup ## ruff format check, ruff lint, mypy
 	$(BIN)/ruff format --check .

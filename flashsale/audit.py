@@ -7,8 +7,12 @@ has passed, so in-flight holds must be gone and Redis must equal what a rebuild 
 
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 from psycopg.rows import dict_row
@@ -237,3 +241,100 @@ async def _audit_members(
 
 def _str(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+# -- What clients were told: the load test records every OK it receives -----------------
+
+
+@dataclass(frozen=True)
+class RecordedOk:
+    """One OK answer a client received, as the load test writes it (a JSON object per line).
+
+    `status` is the redemption's status in that answer (Redeem, ConfirmPayment or
+    CancelRedemption); `campaign_id` and `quantity` are checked when present."""
+
+    redemption_id: str
+    member_id: str
+    idempotency_key: str
+    status: str = ""
+    campaign_id: str = ""
+    quantity: int = 0
+
+
+# Where a redemption may be now, given a status a client was once told.
+_REACHABLE_FROM: dict[str, frozenset[str]] = {
+    "PENDING_PAYMENT": frozenset({"PENDING_PAYMENT", "COMMITTED", "CANCELLED", "EXPIRED"}),
+    "COMMITTED": frozenset({"COMMITTED", "CANCELLED"}),
+    "CANCELLED": frozenset({"CANCELLED"}),
+    "EXPIRED": frozenset({"EXPIRED"}),
+}
+_ANY_STATUS = _REACHABLE_FROM["PENDING_PAYMENT"]
+
+
+def load_recorded(paths: Iterable[Path]) -> list[RecordedOk]:
+    """Reads recorded OKs from JSON-lines files, or from every `*.jsonl` in a directory."""
+    names = {f.name for f in fields(RecordedOk)}
+    records: list[RecordedOk] = []
+    for path in paths:
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        for file in files:
+            for number, line in enumerate(file.read_text().splitlines(), start=1):
+                if not line.strip():
+                    continue
+                try:
+                    data = json.loads(line)
+                    record = RecordedOk(**{k: v for k, v in data.items() if k in names})
+                    uuid.UUID(record.redemption_id)
+                    uuid.UUID(record.member_id)
+                except (ValueError, TypeError, AttributeError) as e:
+                    raise ValueError(f"{file}:{number}: not a recorded OK: {e}") from None
+                records.append(record)
+    return records
+
+
+async def check_recorded(pool: AsyncConnectionPool, records: Sequence[RecordedOk]) -> list[str]:
+    """Every OK a client received names a redemption PostgreSQL holds exactly once under
+    that member and key, with the same id (and campaign and quantity), in a status reachable
+    from what the client was told. Independent of the UNIQUE constraint: it counts rows."""
+    violations: list[str] = []
+    by_key: dict[tuple[str, str], list[RecordedOk]] = {}
+    for record in records:
+        by_key.setdefault((record.member_id, record.idempotency_key), []).append(record)
+    found: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    keys = list(by_key)
+    async with pool.connection() as conn:
+        for start in range(0, len(keys), 5_000):
+            chunk = keys[start : start + 5_000]
+            cur = await conn.execute(
+                "SELECT r.member_id::text, r.idempotency_key, r.id::text, r.status, "
+                "r.campaign_id::text, r.quantity FROM redemptions r "
+                "JOIN unnest(%s::uuid[], %s::text[]) AS k(member_id, key) "
+                "ON r.member_id = k.member_id AND r.idempotency_key = k.key",
+                ([m for m, _ in chunk], [k for _, k in chunk]),
+            )
+            for row in await cur.fetchall():
+                found.setdefault((row[0], row[1]), []).append(tuple(row))
+    for (member, key), told in by_key.items():
+        name = f"recorded OK (member {member}, key {key!r})"
+        ids = sorted({r.redemption_id for r in told})
+        if len(ids) > 1:
+            violations.append(f"{name}: one key answered with {len(ids)} redemptions {ids}")
+        rows = found.get((member, key), [])
+        if len(rows) != 1:
+            violations.append(f"{name}: redemption {ids[0]} found {len(rows)} times in PostgreSQL")
+            continue
+        _, _, pg_id, status, campaign, quantity = rows[0]
+        for record in told:
+            if record.redemption_id != pg_id:
+                violations.append(f"{name}: told {record.redemption_id}, PostgreSQL has {pg_id}")
+            if (record.campaign_id and record.campaign_id != campaign) or (
+                record.quantity and record.quantity != quantity
+            ):
+                violations.append(f"{name}: campaign or quantity differ from PostgreSQL")
+        allowed = _ANY_STATUS
+        for record in told:
+            allowed = allowed & _REACHABLE_FROM.get(record.status, _ANY_STATUS)
+        if status not in allowed:
+            seen = sorted({r.status for r in told if r.status})
+            violations.append(f"{name}: client was told {seen}, PostgreSQL has {status}")
+    return violations

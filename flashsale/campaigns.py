@@ -179,6 +179,16 @@ class Campaigns:
             )
             return [row[0] for row in await cur.fetchall()]
 
+    async def active_units(self, *, ended_within: timedelta) -> list[tuple[str, int, int, int]]:
+        """(id, allotted, committed, held in PostgreSQL) of campaigns open now or ended recently."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text, units_allotted, units_committed, units_held FROM campaigns "
+                "WHERE starts_at <= now() AND ends_at > now() - %s",
+                (ended_within,),
+            )
+            return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+
     async def load_into_gate(self, campaign_id: str) -> bool:
         """Puts the campaign into Redis from PostgreSQL: records of recent redemptions first
         (so replays keep their outcome), then the state, created if absent or refreshed
@@ -239,7 +249,8 @@ class Campaigns:
             created_at=row["created_at"],  # type: ignore[arg-type]
         )
         self._meta[meta.id] = meta
-        in_flight = await self._gate.in_flight(meta.id)
+        taken = int(row["units_committed"]) + int(row["units_held"])  # type: ignore[call-overload]
+        in_flight = await self._gate.in_flight(meta.id, taken)
         return Campaign(
             meta,
             units_committed=int(row["units_committed"]),  # type: ignore[call-overload]

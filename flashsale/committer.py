@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from common.errors import Unavailable
+from common.metrics import Metrics
 from flashsale.gate import CampaignMirror
 from points.gate import MemberMirror
 
@@ -82,8 +83,10 @@ class GroupCommitter:
         after_commit: AfterCommit,
         max_batch: int,
         workers: int,
+        metrics: Metrics,
     ) -> None:
         self._pool = pool
+        self._metrics = metrics
         self._after_commit = after_commit
         self._max_batch = max_batch
         self._workers = workers
@@ -129,8 +132,10 @@ class GroupCommitter:
                 return
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
+        self._metrics.commit_batch_size.observe(len(batch))
         try:
-            results = await self._commit([w.entry for w in batch])
+            with self._metrics.commit_seconds.time():
+                results = await self._commit([w.entry for w in batch])
         except psycopg.OperationalError as e:
             log.warning("commit batch of %d failed: %s", len(batch), e)
             for w in batch:

@@ -15,6 +15,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from common.metrics import Metrics
+
 
 class Reserve(IntEnum):
     """Replies of flashsale/lua/reserve.lua."""
@@ -86,13 +88,20 @@ def hold_id(member_id: str, idempotency_key: str) -> str:
     return member_id + ":" + idempotency_key
 
 
+def _not_yet_committed(held: int, redis_taken: int, pg_taken: int) -> int:
+    """A hold stays in Redis's `held` until its batch is settled, while PostgreSQL already
+    counts it: what PostgreSQL has beyond Redis's mirror is such units, not new ones."""
+    return max(0, held - max(0, pg_taken - redis_taken))
+
+
 def _script(name: str) -> str:
     return (resources.files("flashsale") / "lua" / name).read_text()
 
 
 class CampaignGate:
-    def __init__(self, redis: Redis, *, record_ttl_seconds: int) -> None:
+    def __init__(self, redis: Redis, *, record_ttl_seconds: int, metrics: Metrics) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._ttl = record_ttl_seconds
         self._reserve = redis.register_script(_script("reserve.lua"))
         self._resolve = redis.register_script(_script("resolve.lua"))
@@ -111,10 +120,11 @@ class CampaignGate:
         deadline_ms: int,
     ) -> ReserveReply:
         k = CampaignKeys(campaign_id)
-        reply = await self._reserve(
-            keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
-            args=[member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
-        )
+        with self._metrics.redis_call("reserve"):
+            reply = await self._reserve(
+                keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
+                args=[member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
+            )
         values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
         return ReserveReply(Reserve(int(reply[0])), values)
 
@@ -133,28 +143,48 @@ class CampaignGate:
     ) -> Any:
         k = CampaignKeys(campaign_id)
         m = mirror or CampaignMirror(0, 0, 0, 0)
-        return await self._resolve(
-            keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken, k.tver],
-            args=[
-                member_id,
-                hold,
-                fingerprint,
-                outcome,
-                *refusal,
-                self._ttl,
-                m.taken,
-                m.version,
-                m.member_taken,
-                m.member_version,
-                expired_before_ms,
-            ],
-            client=pipe,
+        if pipe is None:
+            with self._metrics.redis_call("resolve"):
+                return await self._resolve_call(
+                    k, m, member_id, hold, fingerprint, outcome, refusal, expired_before_ms, None
+                )
+        return await self._resolve_call(
+            k, m, member_id, hold, fingerprint, outcome, refusal, expired_before_ms, pipe
         )
+
+    async def load_scripts(self) -> None:
+        """SCRIPT LOAD every script: pipelines queue bare EVALSHA (no SCRIPT EXISTS first)."""
+        for script in (self._reserve, self._resolve, self._load, self._restore):
+            await self._redis.script_load(script.script)
+
+    async def _resolve_call(
+        self,
+        k: CampaignKeys,
+        m: CampaignMirror,
+        member_id: str,
+        hold: str,
+        fingerprint: str,
+        outcome: str,
+        refusal: tuple[str, int, int],
+        expired_before_ms: int,
+        pipe: Pipeline | None,
+    ) -> Any:
+        keys = [k.state, k.record(hold), k.deadlines, k.mheld, k.taken, k.tver]
+        args: list[str | int] = [
+            member_id, hold, fingerprint, outcome, *refusal, self._ttl,
+            m.taken, m.version, m.member_taken, m.member_version, expired_before_ms,
+        ]  # fmt: skip
+        if pipe is not None:
+            # Bare EVALSHA: Script(client=pipe) would cost a SCRIPT EXISTS round trip per
+            # pipeline. Scripts are loaded at start; NOSCRIPT is handled by the caller.
+            return pipe.evalsha(self._resolve.sha, len(keys), *keys, *args)
+        return await self._resolve(keys=keys, args=args)
 
     async def load(self, campaign_id: str, state: CampaignLoad) -> bool:
         """Creates the campaign's state if absent, else applies newer mirror values only."""
         k = CampaignKeys(campaign_id)
         members = [value for row in state.members for value in row]
+        self._metrics.cache_loads.labels("campaign").inc()
         reply = await self._load(
             keys=[k.state, k.taken, k.tver],
             args=[
@@ -181,15 +211,39 @@ class CampaignGate:
             written += int(await self._restore(keys=[k.record(h) for h, _ in chunk], args=args))
         return written
 
-    async def expired_holds(self, campaign_id: str, before_ms: int) -> list[str]:
+    async def expired_holds(self, campaign_id: str, before_ms: int) -> list[tuple[str, int]]:
+        """(hold id, deadline ms) of in-flight holds whose deadline is before `before_ms`."""
         k = CampaignKeys(campaign_id)
-        ids = await self._redis.zrangebyscore(k.deadlines, "-inf", before_ms)
-        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+        rows: list[tuple[bytes, float]] = await self._redis.zrangebyscore(  # type: ignore[assignment]
+            k.deadlines, "-inf", before_ms, withscores=True
+        )
+        return [(i.decode() if isinstance(i, bytes) else str(i), int(s)) for i, s in rows]
 
-    async def in_flight(self, campaign_id: str) -> int:
-        """Units in in-flight holds (0 when the campaign is not loaded)."""
-        value = await self._redis.hget(CampaignKeys(campaign_id).state, "held")
-        return int(value or 0)
+    async def in_flight_many(self, campaigns: Sequence[tuple[str, int]]) -> list[tuple[int, int]]:
+        """For (campaign id, units PostgreSQL counts as taken) pairs: (units held in flight and
+        not yet in PostgreSQL, number of in-flight holds), in one round trip."""
+        pipe = self.pipeline()
+        for campaign_id, _ in campaigns:
+            k = CampaignKeys(campaign_id)
+            pipe.hmget(k.state, "held", "taken")
+            pipe.zcard(k.deadlines)
+        replies = await pipe.execute()
+        result = []
+        for (_, pg_taken), (held, taken), holds in zip(
+            campaigns, replies[0::2], replies[1::2], strict=True
+        ):
+            result.append(
+                (_not_yet_committed(int(held or 0), int(taken or 0), pg_taken), int(holds))
+            )
+        return result
+
+    async def in_flight(self, campaign_id: str, pg_taken: int) -> int:
+        """Units held in flight and not yet counted by PostgreSQL (0 when not loaded)."""
+        return (await self.in_flight_many([(campaign_id, pg_taken)]))[0][0]
 
     def pipeline(self) -> Pipeline:
         return self._redis.pipeline(transaction=False)
+
+    async def execute(self, pipe: Pipeline) -> Any:
+        with self._metrics.redis_call("pipeline"):
+            return await pipe.execute()

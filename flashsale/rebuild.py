@@ -34,6 +34,7 @@ async def rebuild_cache(
         else:
             refreshed += 1
     members = 0
+    await points_gate.load_scripts()  # the pipelines below queue bare EVALSHA
     # A server-side cursor (named, inside a transaction): there may be many members.
     async with (
         pool.connection() as conn,

@@ -25,9 +25,13 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import psycopg
+import psycopg_pool
+import redis.exceptions
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
+from redis.asyncio.client import Pipeline
 
 from common import paging, validation
 from common.errors import (
@@ -45,7 +49,9 @@ from common.errors import (
     PaymentWindowClosed,
     RequestInProgress,
     SoldOut,
+    Unavailable,
 )
+from common.metrics import Metrics
 from flashsale.campaigns import CampaignMeta, Campaigns
 from flashsale.committer import CommitEntry, CommitResult, GroupCommitter
 from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Reserve, hold_id
@@ -156,9 +162,11 @@ class Redemptions:
         campaign_gate: CampaignGate,
         points_gate: PointsGate,
         timing: Timing,
+        metrics: Metrics,
         max_batch: int = 256,
         commit_workers: int = 2,
     ) -> None:
+        self._metrics = metrics
         self._pool = pool
         self._campaigns = campaigns
         self._members = members
@@ -166,13 +174,33 @@ class Redemptions:
         self._pgate = points_gate
         self._timing = timing
         self.committer = GroupCommitter(
-            pool, after_commit=self._settle_batch, max_batch=max_batch, workers=commit_workers
+            pool,
+            after_commit=self._settle_batch,
+            max_batch=max_batch,
+            workers=commit_workers,
+            metrics=metrics,
         )
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Redeemed]]] = {}
 
     # -- Redeem ---------------------------------------------------------------------------
 
     async def redeem(self, request: RedeemRequest) -> Redeemed:
+        """Redeems, and counts the outcome (surge_redemptions_total)."""
+        try:
+            redeemed = await self._redeem_once(request)
+        except BaseException as e:
+            self._metrics.redemptions.labels(outcome_of(e)).inc()
+            raise
+        if redeemed.replayed:
+            outcome = "replayed"
+        elif redeemed.redemption.status is RedemptionStatus.PENDING_PAYMENT:
+            outcome = "pending_payment"
+        else:
+            outcome = "committed"
+        self._metrics.redemptions.labels(outcome).inc()
+        return redeemed
+
+    async def _redeem_once(self, request: RedeemRequest) -> Redeemed:
         member_id = validation.uuid_id("member_id", request.member_id)
         campaign_id = validation.uuid_id("campaign_id", request.campaign_id)
         validation.int_range("quantity", request.quantity, minimum=1, maximum=MAX_QUANTITY)
@@ -330,7 +358,17 @@ class Redemptions:
 
     async def _settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
         """Step 6 for a whole batch: one Redis pipeline settles every hold and applies the
-        PostgreSQL counters that came back (newer versions win, so order does not matter)."""
+        PostgreSQL counters that came back (newer versions win, so order does not matter).
+        Every script in it is idempotent, so after NOSCRIPT (Redis restarted and lost its
+        scripts) the whole pipeline is simply queued again once the scripts are back."""
+        try:
+            await self._cgate.execute(await self._settle_pipeline(pairs))
+        except redis.exceptions.NoScriptError:
+            await self._cgate.load_scripts()
+            await self._pgate.load_scripts()
+            await self._cgate.execute(await self._settle_pipeline(pairs))
+
+    async def _settle_pipeline(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> Pipeline:
         pipe = self._cgate.pipeline()
         for entry, result in pairs:
             hold = hold_id(entry.member_id, entry.idempotency_key)
@@ -354,7 +392,7 @@ class Redemptions:
                 pipe=pipe,
             )
             await self._pgate.settle(entry.member_id, hold_id=hold, mirror=result.member, pipe=pipe)
-        await pipe.execute()
+        return pipe
 
     async def _give_back(
         self,
@@ -674,6 +712,32 @@ async def _mirrors(
 
 
 # -- Pure helpers ------------------------------------------------------------------------
+
+_OUTCOMES: dict[type[BaseException], str] = {
+    SoldOut: "sold_out",
+    InsufficientPoints: "insufficient_points",
+    LimitExceeded: "limit_exceeded",
+    CampaignNotActive: "campaign_not_active",
+    MemberFrozen: "member_frozen",
+    IdempotencyKeyReused: "key_reused",
+    InvalidArgument: "invalid",
+    NotFound: "not_found",
+    RequestInProgress: "retry",
+    HoldExpired: "retry",
+    Unavailable: "unavailable",
+    redis.exceptions.ConnectionError: "unavailable",
+    redis.exceptions.TimeoutError: "unavailable",
+    psycopg.OperationalError: "unavailable",
+    psycopg_pool.PoolTimeout: "unavailable",
+}
+
+
+def outcome_of(exc: BaseException) -> str:
+    """The surge_redemptions_total outcome of a failed Redeem: the most specific class wins."""
+    for cls in type(exc).__mro__:
+        if cls in _OUTCOMES:
+            return _OUTCOMES[cls]
+    return "error"
 
 
 def new_redemption_code() -> str:

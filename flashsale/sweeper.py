@@ -3,6 +3,8 @@
 Each pass: every hold whose deadline has passed is settled from PostgreSQL (committed there:
 marked done; not there: units and points released), and every points + cash redemption past
 its payment window expires. Passes are idempotent, so several processes may sweep at once.
+Each pass also refreshes the gauges SREs watch: dependency probes, pool use, per-campaign
+units, holds in flight, and how late the oldest lapsed hold was.
 """
 
 from __future__ import annotations
@@ -11,14 +13,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+
+from common.metrics import CampaignUnits, Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate
 from flashsale.redemptions import Redemptions
 
 log = logging.getLogger(__name__)
+# Campaigns stay on the dashboard this long after they end.
+_SHOWN_AFTER_END = timedelta(hours=1)
 
 
 @dataclass
@@ -26,54 +34,106 @@ class SweepReport:
     released: int = 0
     committed: int = 0
     expired: int = 0
-    lag_seconds: float = 0.0  # how long the oldest lapsed hold waited past its deadline
-    errors: list[str] = field(default_factory=list)
+    lag_seconds: float = 0.0  # how far past its deadline the oldest lapsed hold was
 
 
 class Sweeper:
     def __init__(
         self,
         *,
+        pool: AsyncConnectionPool,
+        redis: Redis,
         campaigns: Campaigns,
         gate: CampaignGate,
         redemptions: Redemptions,
+        metrics: Metrics,
         interval_s: float,
         watch_ended_within: timedelta,
     ) -> None:
+        self._pool = pool
+        self._redis = redis
         self._campaigns = campaigns
         self._gate = gate
         self._redemptions = redemptions
+        self._metrics = metrics
         self._interval_s = interval_s
         self._watch = watch_ended_within
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
 
     def start(self) -> None:
+        self._stopping.clear()
         self._task = asyncio.create_task(self._loop(), name="sweeper")
 
     async def stop(self) -> None:
+        """Lets the current pass finish, then ends the loop. Not a cancel: cancelling in the
+        middle of a query can leave a pooled connection (or a Redis hold) half-done."""
+        self._stopping.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
+            self._task = None
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
         now_ms = int(time.time() * 1000)
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
-            for hold in await self._gate.expired_holds(campaign_id, now_ms):
+            for hold, deadline_ms in await self._gate.expired_holds(campaign_id, now_ms):
+                report.lag_seconds = max(report.lag_seconds, (now_ms - deadline_ms) / 1000)
                 did = await self._redemptions.settle_lapsed_hold(campaign_id, hold, now_ms)
                 if did == "released":
                     report.released += 1
                 elif did == "committed":
                     report.committed += 1
         report.expired = await self._redemptions.expire_overdue()
+        self._record(report)
         self.last = report
         return report
 
+    def _record(self, report: SweepReport) -> None:
+        m = self._metrics
+        m.sweeper_holds.labels("released").inc(report.released)
+        m.sweeper_holds.labels("committed").inc(report.committed)
+        m.payments_expired.inc(report.expired)
+        m.sweeper_lag.set(report.lag_seconds)
+        m.sweeper_last_run.set(time.time())
+
+    async def refresh_gauges(self) -> None:
+        """Dependency probes, pool use, units per active campaign, holds in flight."""
+        m = self._metrics
+        stats = self._pool.get_stats()
+        size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
+        m.pg_pool.labels("in_use").set(size - idle)
+        m.pg_pool.labels("idle").set(idle)
+        m.pg_waiting.set(stats.get("requests_waiting", 0))
+        redis_up = pg_up = True
+        try:
+            await self._redis.ping()
+        except Exception:
+            redis_up = False
+        try:
+            rows = await self._campaigns.active_units(ended_within=_SHOWN_AFTER_END)
+        except Exception:
+            pg_up, rows = False, []
+        m.dependency_up.labels("redis").set(int(redis_up))
+        m.dependency_up.labels("postgresql").set(int(pg_up))
+        in_flight = [(0, 0)] * len(rows)
+        if redis_up and rows:
+            in_flight = await self._gate.in_flight_many([(r[0], r[2] + r[3]) for r in rows])
+        m.set_campaigns(
+            [
+                CampaignUnits(cid, allotted, committed, held_pg + held_redis)
+                for (cid, allotted, committed, held_pg), (held_redis, _) in zip(
+                    rows, in_flight, strict=True
+                )
+            ]
+        )
+        m.holds_active.set(sum(holds for _, holds in in_flight))
+
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
+                await self.refresh_gauges()
                 report = await self.sweep_once()
                 if report.released or report.committed or report.expired:
                     log.info(
@@ -84,4 +144,5 @@ class Sweeper:
                     )
             except Exception:
                 log.exception("sweep failed; next pass in %.1fs", self._interval_s)
-            await asyncio.sleep(self._interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)

@@ -10,6 +10,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from common.metrics import Metrics
+
 
 class Hold(IntEnum):
     """Replies of points/lua/hold.lua."""
@@ -47,13 +49,15 @@ def _script(name: str) -> str:
 
 
 class PointsGate:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, metrics: Metrics) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
 
     async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
-        reply = await self._hold(keys=member_keys(member_id), args=[hold_id, points])
+        with self._metrics.redis_call("hold"):
+            reply = await self._hold(keys=member_keys(member_id), args=[hold_id, points])
         code = Hold(int(reply[0]))
         return HoldReply(code, int(reply[1]) if code is Hold.INSUFFICIENT else 0)
 
@@ -69,7 +73,18 @@ class PointsGate:
         args: list[str | int] = [hold_id, 0, 0, 0]
         if mirror is not None:
             args = [hold_id, mirror.spendable, mirror.version, int(mirror.frozen)]
-        return await self._settle(keys=member_keys(member_id), args=args, client=pipe)
+        if pipe is not None:  # bare EVALSHA, as in CampaignGate.resolve
+            keys = member_keys(member_id)
+            return pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
+        with self._metrics.redis_call("settle"):
+            return await self._settle(keys=member_keys(member_id), args=args)
+
+    async def load_scripts(self) -> None:
+        for script in (self._hold, self._settle):
+            await self._redis.script_load(script.script)
+
+    def count_load(self) -> None:
+        self._metrics.cache_loads.labels("member").inc()
 
     def pipeline(self) -> Pipeline:
         return self._redis.pipeline(transaction=False)

@@ -171,6 +171,7 @@ class Members:
         mirror = await self.mirror(member_id)
         if mirror is None:
             return False
+        self._gate.count_load()
         await self._gate.settle(member_id, mirror=mirror)
         return True
 

@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import grpc
+import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
+from common.metrics import Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate
 from flashsale.redemptions import Redemptions, Timing
@@ -39,7 +44,7 @@ from protos.loyalty.v1 import (
 )
 from server import services
 from server.config import Settings
-from server.interceptors import ErrorInterceptor
+from server.interceptors import EdgeInterceptor, split_method
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,12 @@ class Stores:
 
 
 class App:
-    def __init__(self, settings: Settings, stores: Stores) -> None:
+    def __init__(
+        self, settings: Settings, stores: Stores, *, registry: CollectorRegistry | None = None
+    ) -> None:
         self.settings = settings
+        # A fresh registry per App: tests (and several Apps in one process) never share series.
+        self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.pool = AsyncConnectionPool(
             stores.database_url,
             min_size=settings.pg_pool_min,
@@ -71,11 +80,16 @@ class App:
             },
             open=False,
         )
-        self.redis = Redis.from_url(stores.redis_url)
-        self.campaign_gate = CampaignGate(
-            self.redis, record_ttl_seconds=settings.idempotency_ttl_seconds
+        # Blocking pool: a burst beyond max connections waits for one instead of failing.
+        self.redis = Redis.from_pool(  # from_pool: closing the client closes the pool
+            BlockingConnectionPool.from_url(
+                stores.redis_url, max_connections=settings.redis_max_connections, timeout=5
+            )
         )
-        self.points_gate = PointsGate(self.redis)
+        self.campaign_gate = CampaignGate(
+            self.redis, record_ttl_seconds=settings.idempotency_ttl_seconds, metrics=self.metrics
+        )
+        self.points_gate = PointsGate(self.redis, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
         self.members = Members(self.pool, self.points_gate)
         self.campaigns = Campaigns(
@@ -92,10 +106,14 @@ class App:
                 commit_fence_s=settings.commit_fence_seconds,
                 payment_window_s=settings.payment_window_seconds,
             ),
+            metrics=self.metrics,
             max_batch=settings.commit_batch_max,
             commit_workers=settings.commit_workers,
         )
         self.sweeper = Sweeper(
+            pool=self.pool,
+            redis=self.redis,
+            metrics=self.metrics,
             campaigns=self.campaigns,
             gate=self.campaign_gate,
             redemptions=self.redemptions,
@@ -105,14 +123,20 @@ class App:
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port = 0
+        self.metrics_port = 0
+        self._metrics_http: Any = None
 
     async def start(self) -> int:
         """Starts everything; returns the bound port (useful with port 0)."""
         await self.pool.open(wait=True, timeout=30)
         await self.redis.ping()
+        await self.campaign_gate.load_scripts()
+        await self.points_gate.load_scripts()
         self.redemptions.committer.start()
         self.sweeper.start()
-        server = grpc.aio.server(interceptors=[ErrorInterceptor()])
+        server = grpc.aio.server(
+            interceptors=[EdgeInterceptor(self.metrics, access_log=self.settings.access_log)]
+        )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             services.CatalogService(self.catalog), server
         )
@@ -130,7 +154,9 @@ class App:
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         self.port = server.add_insecure_port(self.settings.grpc_address)
+        self.metrics.preinitialise_rpcs(_methods())
         await server.start()
+        self._serve_metrics()
         self.server = server
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -146,7 +172,41 @@ class App:
         await self.sweeper.stop()
         await self.redis.aclose()
         await self.pool.close()
+        if self._metrics_http is not None:
+            self._metrics_http.shutdown()
+            self._metrics_http.server_close()
         log.info("stopped")
+
+    def _serve_metrics(self) -> None:
+        """/metrics on SURGE_METRICS_PORT (0: off), on the gRPC address's host. With
+        PROMETHEUS_MULTIPROC_DIR set, several server processes write to shared files and the
+        one that bound the port serves them all; the others find it taken and skip."""
+        if self.settings.metrics_port == 0:
+            return
+        host = self.settings.grpc_address.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+        registry = self.metrics.registry
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        try:
+            server, _ = prometheus_client.start_http_server(
+                self.settings.metrics_port, addr=host, registry=registry
+            )
+        except OSError as e:
+            log.warning("metrics port %d not served here: %s", self.settings.metrics_port, e)
+            return
+        self._metrics_http = server
+        self.metrics_port = server.server_port
+        log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
+
+
+def _methods() -> list[tuple[str, str]]:
+    """(service, method) of every Surge RPC, for pre-initialising the gRPC metrics."""
+    names = []
+    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2):
+        for service in module.DESCRIPTOR.services_by_name.values():
+            names += [split_method(f"/{service.full_name}/{m.name}") for m in service.methods]
+    return names
 
 
 async def serve(settings: Settings, stores: Stores) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from server.config import ConfigError, Settings
@@ -28,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     audit.add_argument(
         "--settled", action="store_true", help="traffic has stopped: expect no holds"
     )
+    audit.add_argument(
+        "--recorded",
+        nargs="+",
+        type=Path,
+        default=[],
+        metavar="PATH",
+        help="OKs clients received (JSON lines, or a folder of *.jsonl): each must exist "
+        "in PostgreSQL exactly once",
+    )
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
     args = parser.parse_args(argv)
@@ -37,14 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"configuration error: {e}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
-    )
-    from server.interceptors import RequestIdFilter
+    from server.logs import setup_logging
 
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RequestIdFilter())
+    setup_logging(settings.log_level, json_lines=settings.log_json)
 
     local = LocalStack(
         settings.data_dir.resolve(), settings.embedded_redis_port, settings.embedded_postgres_port
@@ -72,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rebuild-cache":
         return asyncio.run(_rebuild(settings, stores))
-    return asyncio.run(_audit(settings, stores, settled=args.settled))
+    return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
 
 
 def _stores(settings: Settings, local: LocalStack) -> Stores:
@@ -109,15 +114,25 @@ async def _rebuild(settings: Settings, stores: Stores) -> int:
     return 0
 
 
-async def _audit(settings: Settings, stores: Stores, *, settled: bool) -> int:
-    from flashsale.audit import audit
+async def _audit(
+    settings: Settings, stores: Stores, *, settled: bool, recorded: Sequence[Path] = ()
+) -> int:
+    from flashsale.audit import audit, check_recorded, load_recorded
     from server.app import App
 
+    try:
+        records = load_recorded(recorded)
+    except (OSError, ValueError) as e:
+        print(f"cannot read recorded OKs: {e}", file=sys.stderr)
+        return 2
     app = App(settings, stores)
     await app.pool.open(wait=True)
     try:
         stuck_ms = int((settings.sweep_interval_seconds + settings.commit_fence_seconds) * 1000)
         report = await audit(app.pool, app.redis, settled=settled, stuck_after_ms=stuck_ms)
+        if recorded:
+            for violation in await check_recorded(app.pool, records):
+                report.fail(violation)
     finally:
         await app.redis.aclose()
         await app.pool.close()
@@ -125,6 +140,9 @@ async def _audit(settings: Settings, stores: Stores, *, settled: bool) -> int:
         f"campaigns {report.campaigns}, members {report.members}, redemptions "
         f"{report.redemptions}, units committed {report.units_committed}"
     )
+    if recorded:
+        keys = len({(r.member_id, r.idempotency_key) for r in records})
+        print(f"recorded OKs {len(records)} (for {keys} keys) checked against PostgreSQL")
     for violation in report.violations:
         print(f"VIOLATION: {violation}")
     print("audit: " + ("OK" if report.ok else f"{len(report.violations)} violation(s)"))

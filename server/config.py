@@ -35,8 +35,13 @@ class Settings:
     commit_workers: int = 2
     pg_pool_min: int = 2
     pg_pool_max: int = 10
+    redis_max_connections: int = 256
 
+    # Observability.
+    metrics_port: int = 9464
     log_level: str = "INFO"
+    log_json: bool = True
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         if self.commit_fence_seconds >= self.hold_ttl_seconds:
@@ -66,7 +71,13 @@ class Settings:
             commit_workers=_int(env, "SURGE_COMMIT_WORKERS", 2, 1, 64),
             pg_pool_min=_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
             pg_pool_max=_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
-            log_level=env.get("SURGE_LOG_LEVEL", "INFO").upper(),
+            redis_max_connections=_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
+            metrics_port=_int(env, "SURGE_METRICS_PORT", 9464, 0, 65535),
+            log_level=_choice(
+                env, "SURGE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            log_json=_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
+            access_log=_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
         )
 
 
@@ -80,6 +91,13 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
         raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = env.get(name, default).upper() or default
+    if value not in allowed:
+        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
 
 

@@ -1,4 +1,13 @@
-"""Server interceptors: a request id for every call, and the edge where errors become statuses."""
+"""The edge: one interceptor around every unary call that
+
+- sets the request id (the gateway's `x-request-id` when it sends one) for the logs,
+- maps domain and dependency errors to a status through server.errors (anything unknown
+  becomes INTERNAL with a fixed message and a logged traceback),
+- records the standard gRPC server metrics with the code actually sent,
+- writes one structured access-log line: request id, method, code, latency, idempotency key.
+
+Doing all four in one place means the metrics and the log see the same code the client got.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +20,11 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
+from common.metrics import GRPC_CODES, Metrics
 from server.errors import status_for
 
 log = logging.getLogger("surge.rpc")
+access = logging.getLogger("surge.access")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
 
@@ -22,17 +33,23 @@ if TYPE_CHECKING:  # the stubs make these generic; the runtime classes are not
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts the current request id on every log record (as %(request_id)s)."""
+    """Puts the current request id on every log record (as `request_id`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Wraps every unary-unary handler: sets the request id (the gateway's x-request-id when
-    it sends one), maps domain and dependency errors through server.errors, and turns
-    anything else into INTERNAL with a fixed message and a logged traceback."""
+def split_method(full: str) -> tuple[str, str]:
+    """'/loyalty.v1.RedemptionService/Redeem' -> ('loyalty.v1.RedemptionService', 'Redeem')."""
+    service, _, method = full.lstrip("/").partition("/")
+    return service, method
+
+
+class EdgeInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, metrics: Metrics, *, access_log: bool) -> None:
+        self._metrics = metrics
+        self._access_log = access_log
 
     async def intercept_service(
         self,
@@ -43,31 +60,54 @@ class ErrorInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler  # health Watch, reflection streams: nothing of ours to map
         inner: Callable[..., Awaitable[Any]] = handler.unary_unary
-        method = handler_call_details.method
+        full_method = handler_call_details.method
+        service, method = split_method(full_method)
+        labels = ("unary", service, method)
         incoming = dict(handler_call_details.invocation_metadata or ())
+        metrics, access_log = self._metrics, self._access_log
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = str(incoming.get(REQUEST_ID_HEADER) or uuid.uuid4())
             token = request_id.set(rid)
             started = time.perf_counter()
+            metrics.rpc_started.labels(*labels).inc()
+            metrics.msg_received.labels(*labels).inc()
+            code = grpc.StatusCode.OK
             try:
-                return await inner(request, context)
+                response = await inner(request, context)
+                metrics.msg_sent.labels(*labels).inc()
+                return response
             except grpc.aio.AbortError:
+                code = context.code() or grpc.StatusCode.UNKNOWN
                 raise
             except Exception as exc:
                 status = status_for(exc)
                 if status is None:
-                    log.exception("%s failed", method)
-                    await context.abort(
-                        grpc.StatusCode.INTERNAL, f"internal error (request id {rid})"
-                    )
+                    code = grpc.StatusCode.INTERNAL
+                    log.exception("%s failed", full_method)
+                    await context.abort(code, f"internal error (request id {rid})")
                     raise  # unreachable: abort raises
-                if status.code == grpc.StatusCode.UNAVAILABLE:
-                    log.warning("%s: dependency unavailable: %r", method, exc)
-                await context.abort(status.code, status.details, status.trailing_metadata)
+                code = status.code
+                if code == grpc.StatusCode.UNAVAILABLE:
+                    log.warning("%s: dependency unavailable: %r", full_method, exc)
+                await context.abort(code, status.details, status.trailing_metadata)
                 raise
             finally:
-                log.debug("%s took %.1f ms", method, (time.perf_counter() - started) * 1000)
+                elapsed = time.perf_counter() - started
+                code_name = GRPC_CODES[code.value[0]]
+                metrics.rpc_handled.labels(*labels, code_name).inc()
+                metrics.rpc_seconds.labels(*labels).observe(elapsed)
+                if access_log:
+                    access.info(
+                        "rpc",
+                        extra={
+                            "request_id": rid,
+                            "method": full_method,
+                            "code": code_name,
+                            "latency_ms": round(elapsed * 1000, 3),
+                            "idempotency_key": getattr(request, "idempotency_key", None) or None,
+                        },
+                    )
                 request_id.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(

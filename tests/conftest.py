@@ -34,6 +34,7 @@ TEST_SETTINGS = Settings(
     shutdown_grace_seconds=5.0,
     pg_pool_min=2,
     pg_pool_max=10,
+    metrics_port=0,  # tests that scrape /metrics turn it on with a free port
 )
 
 

@@ -106,10 +106,12 @@ async def test_a_hold_committed_before_the_crash_is_settled_not_released(server:
         server.app.redemptions.committer._after_commit = original
     await asyncio.sleep(server.app.settings.hold_ttl_seconds + 0.1)
 
-    held = await api.get_campaign(campaign.id)
+    held_in_redis = await server.app.redis.hget("{campaign:" + campaign.id + "}", "held")
+    shown = await api.get_campaign(campaign.id)
     report = await server.app.sweeper.sweep_once()
 
-    assert held.units_held == 1  # Redis never heard of the commit
+    assert int(held_in_redis or 0) == 1  # Redis never heard of the commit...
+    assert (shown.units_committed, shown.units_held) == (1, 0)  # ...and it is not counted twice
     assert report.committed == 1 and report.released == 0
     after = await api.get_campaign(campaign.id)
     assert (after.units_committed, after.units_remaining, after.units_held) == (1, 0, 0)

@@ -31,6 +31,10 @@ def test_every_variable_is_read() -> None:
             "SURGE_PG_POOL_MIN": "1",
             "SURGE_PG_POOL_MAX": "4",
             "SURGE_LOG_LEVEL": "debug",
+            "SURGE_METRICS_PORT": "0",
+            "SURGE_LOG_FORMAT": "text",
+            "SURGE_ACCESS_LOG": "off",
+            "SURGE_REDIS_MAX_CONNECTIONS": "50",
         }
     )
     assert settings.database_url == "postgresql://db/x"
@@ -38,6 +42,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.hold_ttl_seconds, settings.commit_fence_seconds) == (20.0, 4.0)
     assert (settings.commit_batch_max, settings.commit_workers) == (64, 3)
     assert settings.log_level == "DEBUG"
+    assert (settings.metrics_port, settings.log_json, settings.access_log) == (0, False, False)
+    assert settings.redis_max_connections == 50
 
 
 @pytest.mark.parametrize(
@@ -48,6 +54,8 @@ def test_every_variable_is_read() -> None:
         ({"SURGE_HOLD_TTL_SECONDS": "-1"}, "must be positive"),
         ({"SURGE_HOLD_TTL_SECONDS": "2", "SURGE_COMMIT_FENCE_SECONDS": "3"}, "must be below"),
         ({"SURGE_PG_POOL_MIN": "9", "SURGE_PG_POOL_MAX": "2"}, "must not exceed"),
+        ({"SURGE_LOG_FORMAT": "xml"}, "must be one of JSON, TEXT"),
+        ({"SURGE_LOG_LEVEL": "loud"}, "must be one of DEBUG"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:

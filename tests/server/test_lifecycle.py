@@ -93,6 +93,7 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
         "REDIS_URL": clean.redis_url,
         "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
+        "SURGE_METRICS_PORT": "0",
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:

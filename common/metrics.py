@@ -1,0 +1,220 @@
+"""Prometheus metrics, as one injected service built against a registry passed in, so each
+test (and each App) gets a fresh one. Names, types and labels are the contract in
+docs/metrics-contract.md: the dashboard and alert rules in ops/ are built on them.
+
+Conventions: base units (seconds), `_total` counters, no member or item ids in labels; the
+only id label is `campaign`, kept to active campaigns by `set_campaigns`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# go-grpc-prometheus's grpc_code values (codes.Code.String()), keyed by the numeric code.
+GRPC_CODES = (
+    "OK",
+    "Canceled",
+    "Unknown",
+    "InvalidArgument",
+    "DeadlineExceeded",
+    "NotFound",
+    "AlreadyExists",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "FailedPrecondition",
+    "Aborted",
+    "OutOfRange",
+    "Unimplemented",
+    "Internal",
+    "Unavailable",
+    "DataLoss",
+    "Unauthenticated",
+)
+REDEMPTION_OUTCOMES = (
+    "committed",
+    "pending_payment",
+    "replayed",
+    "sold_out",
+    "insufficient_points",
+    "limit_exceeded",
+    "campaign_not_active",
+    "member_frozen",
+    "key_reused",
+    "invalid",
+    "not_found",
+    "retry",
+    "unavailable",
+    "error",
+)
+# Latency buckets for a service whose floor is a few ms and whose SLO is 250 ms.
+_RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+@dataclass(frozen=True)
+class CampaignUnits:
+    campaign_id: str
+    allotted: int
+    committed: int
+    held: int
+
+    @property
+    def remaining(self) -> int:
+        return self.allotted - self.committed - self.held
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        rpc = ("grpc_type", "grpc_service", "grpc_method")
+        self.rpc_started = Counter(
+            "grpc_server_started_total", "RPCs started on the server.", rpc, registry=registry
+        )
+        self.rpc_handled = Counter(
+            "grpc_server_handled_total",
+            "RPCs completed on the server, by status code.",
+            (*rpc, "grpc_code"),
+            registry=registry,
+        )
+        self.rpc_seconds = Histogram(
+            "grpc_server_handling_seconds",
+            "Time to handle an RPC, until the status is sent.",
+            rpc,
+            buckets=_RPC_BUCKETS,
+            registry=registry,
+        )
+        self.msg_received = Counter(
+            "grpc_server_msg_received_total", "Messages received.", rpc, registry=registry
+        )
+        self.msg_sent = Counter(
+            "grpc_server_msg_sent_total", "Messages sent.", rpc, registry=registry
+        )
+        self.redemptions = Counter(
+            "surge_redemptions_total", "Redeem calls by outcome.", ("outcome",), registry=registry
+        )
+        self.campaign_units = Gauge(
+            "surge_campaign_units",
+            "Units of each active campaign, by state.",
+            ("campaign", "state"),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.holds_active = Gauge(
+            "surge_holds_active",
+            "In-flight holds across active campaigns.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.sweeper_holds = Counter(
+            "surge_sweeper_holds_total",
+            "Holds past their deadline settled by the sweeper.",
+            ("action",),
+            registry=registry,
+        )
+        self.payments_expired = Counter(
+            "surge_payments_expired_total",
+            "Points + cash redemptions expired unpaid.",
+            registry=registry,
+        )
+        self.sweeper_lag = Gauge(
+            "surge_sweeper_lag_seconds",
+            "At the last sweep, how far past its deadline the oldest lapsed hold was.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.sweeper_last_run = Gauge(
+            "surge_sweeper_last_run_timestamp_seconds",
+            "Unix time of the last completed sweep.",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.commit_batch_size = Histogram(
+            "surge_commit_batch_size",
+            "Redemptions per group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=registry,
+        )
+        self.commit_seconds = Histogram(
+            "surge_commit_duration_seconds",
+            "PostgreSQL time of one group commit.",
+            buckets=_FAST_BUCKETS,
+            registry=registry,
+        )
+        self.redis_seconds = Histogram(
+            "surge_redis_script_duration_seconds",
+            "Redis Lua call latency.",
+            ("script",),
+            buckets=_FAST_BUCKETS,
+            registry=registry,
+        )
+        self.pg_pool = Gauge(
+            "surge_pg_pool_connections",
+            "PostgreSQL pool connections.",
+            ("state",),
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.pg_waiting = Gauge(
+            "surge_pg_pool_waiting",
+            "Requests waiting for a PostgreSQL connection.",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.cache_loads = Counter(
+            "surge_cache_loads_total",
+            "Redis state loaded from PostgreSQL.",
+            ("kind",),
+            registry=registry,
+        )
+        self.dependency_up = Gauge(
+            "surge_dependency_up",
+            "1 when the last probe of the dependency succeeded.",
+            ("dependency",),
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self._campaigns: set[str] = set()
+        for outcome in REDEMPTION_OUTCOMES:
+            self.redemptions.labels(outcome)
+        for action in ("released", "committed"):
+            self.sweeper_holds.labels(action)
+        for kind in ("campaign", "member"):
+            self.cache_loads.labels(kind)
+
+    def preinitialise_rpcs(self, methods: Sequence[tuple[str, str]]) -> None:
+        """Every (service, method) starts at zero for every code, as go-grpc-prometheus does,
+        so rates and ratios exist before the first call."""
+        for service, method in methods:
+            labels = ("unary", service, method)
+            self.rpc_started.labels(*labels)
+            self.msg_received.labels(*labels)
+            self.msg_sent.labels(*labels)
+            self.rpc_seconds.labels(*labels)
+            for code in GRPC_CODES:
+                self.rpc_handled.labels(*labels, code)
+
+    @contextmanager
+    def redis_call(self, script: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.redis_seconds.labels(script).observe(time.perf_counter() - started)
+
+    def set_campaigns(self, campaigns: Sequence[CampaignUnits]) -> None:
+        """Replaces the per-campaign gauges: campaigns no longer active lose their series."""
+        current = {c.campaign_id for c in campaigns}
+        for gone in self._campaigns - current:
+            for state in ("allotted", "remaining", "held", "committed"):
+                self.campaign_units.remove(gone, state)
+        for c in campaigns:
+            self.campaign_units.labels(c.campaign_id, "allotted").set(c.allotted)
+            self.campaign_units.labels(c.campaign_id, "remaining").set(c.remaining)
+            self.campaign_units.labels(c.campaign_id, "held").set(c.held)
+            self.campaign_units.labels(c.campaign_id, "committed").set(c.committed)
+        self._campaigns = current

@@ -1,0 +1,249 @@
+"""Round trips per redemption on the success path, counted on the wire of the real service.
+
+The target of the performance issue: a redemption makes at most 2 Redis round trips of its
+own (the unit hold and the points hold) and no PostgreSQL round trip of its own; the commit
+and the Redis settle are shared by the whole batch (group commit, one settle pipeline).
+
+How it counts, in this process, against the real server of tests/conftest.py:
+- Redis: every write of a packed command to a socket (`send_packed_command`) is one round
+  trip; a pipeline sends all its commands in one write. Each write is decoded (RESP) to name
+  its commands, and tagged "settle" when it happens inside `Pipeline.execute` (the per-batch
+  settle), "request" otherwise. Connection set-up (HELLO, CLIENT ...) is reported apart.
+- PostgreSQL: psycopg drives every exchange with the server (execute, BEGIN, COMMIT, ...)
+  as a generator through `AsyncConnection.wait()`; one that waits on the socket at least
+  once is one round trip (one that ends at once, like the pool's COMMIT of an idle
+  autocommit connection, sends nothing). Statements are named from the cursors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+from collections import Counter
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+
+import psycopg
+import pytest
+from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import AbstractConnection
+
+from tests.conftest import Running, StartServer
+
+CONCURRENT = 100  # redemptions in flight at once (the target is stated for >= 20)
+CAMPAIGNS = 4
+_SETUP_COMMANDS = {"HELLO", "CLIENT", "AUTH", "SELECT", "PING"}
+
+_in_pipeline: contextvars.ContextVar[bool] = contextvars.ContextVar("in_pipeline", default=False)
+_statement: contextvars.ContextVar[str] = contextvars.ContextVar("statement", default="")
+
+
+def _script_names() -> dict[str, str]:
+    """sha1 -> file name of every Lua script of the gate, to name EVALSHA calls."""
+    names = {}
+    for package in ("flashsale", "points"):
+        for f in (resources.files(package) / "lua").iterdir():
+            if f.name.endswith(".lua"):
+                names[hashlib.sha1(f.read_bytes()).hexdigest()] = f.name
+    return names
+
+
+def _resp_commands(data: bytes) -> list[list[bytes]]:
+    """Decodes the RESP arrays of bulk strings that redis-py writes (one per command)."""
+    commands, i = [], 0
+    while i < len(data):
+        if data[i : i + 1] != b"*":
+            raise ValueError(f"not a RESP array at byte {i}: {data[i : i + 20]!r}")
+        end = data.index(b"\r\n", i)
+        count, i = int(data[i + 1 : end]), end + 2
+        args = []
+        for _ in range(count):
+            end = data.index(b"\r\n", i)
+            size = int(data[i + 1 : end])
+            args.append(data[end + 2 : end + 2 + size])
+            i = end + 2 + size + 2
+        commands.append(args)
+    return commands
+
+
+@dataclass
+class WireCounts:
+    scripts: dict[str, str]
+    counting: bool = False
+    # Redis
+    request_trips: Counter[str] = field(default_factory=Counter)  # by command name
+    settle_trips: Counter[str] = field(default_factory=Counter)  # PIPELINE[n] / SCRIPT ...
+    setup_trips: Counter[str] = field(default_factory=Counter)
+    pipeline_commands: Counter[str] = field(default_factory=Counter)
+    pipeline_executes: int = 0
+    # PostgreSQL
+    pg_trips: Counter[str] = field(default_factory=Counter)  # by statement (first words)
+
+    def name(self, command: list[bytes]) -> str:
+        verb = command[0].decode().upper()
+        if verb == "EVALSHA" and len(command) > 1:
+            return "EVALSHA " + self.scripts.get(command[1].decode(), command[1].decode()[:8])
+        if verb in ("SCRIPT", "CLIENT") and len(command) > 1:
+            return verb + " " + command[1].decode().upper()
+        return verb
+
+    def redis_trip(self, packed: Any) -> None:
+        if not self.counting:
+            return
+        if isinstance(packed, str):
+            packed = packed.encode()
+        data = packed if isinstance(packed, bytes) else b"".join(bytes(c) for c in packed)
+        commands = [self.name(c) for c in _resp_commands(data)]
+        if all(c.split()[0] in _SETUP_COMMANDS for c in commands):
+            self.setup_trips[" + ".join(commands)] += 1
+        elif _in_pipeline.get():
+            if len(commands) == 1:
+                self.settle_trips[commands[0]] += 1
+            else:
+                self.settle_trips["PIPELINE"] += 1
+                self.pipeline_commands.update(commands)
+        else:
+            self.request_trips[" + ".join(commands)] += 1
+
+    @property
+    def redis_request(self) -> int:
+        return sum(self.request_trips.values())
+
+    @property
+    def redis_settle(self) -> int:
+        return sum(self.settle_trips.values())
+
+    @property
+    def pg(self) -> int:
+        return sum(self.pg_trips.values())
+
+
+@pytest.fixture
+def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[WireCounts]:
+    counts = WireCounts(_script_names())
+
+    send = AbstractConnection.send_packed_command
+
+    async def send_packed_command(self: AbstractConnection, command: Any, *a: Any, **k: Any) -> Any:
+        counts.redis_trip(command)
+        return await send(self, command, *a, **k)
+
+    execute = Pipeline.execute
+
+    async def pipeline_execute(self: Pipeline, *a: Any, **k: Any) -> Any:
+        if counts.counting:
+            counts.pipeline_executes += 1
+        token = _in_pipeline.set(True)
+        try:
+            return await execute(self, *a, **k)
+        finally:
+            _in_pipeline.reset(token)
+
+    wait = psycopg.AsyncConnection.wait
+
+    def counted(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        try:
+            first = next(gen)
+        except StopIteration as done:
+            return done.value  # finished without waiting on the server: no round trip
+        if counts.counting:
+            counts.pg_trips[_statement.get() or "(begin/commit/rollback/other)"] += 1
+        sent = yield first
+        while True:
+            try:
+                value = gen.send(sent)
+            except StopIteration as done:
+                return done.value
+            sent = yield value
+
+    async def pg_wait(
+        self: psycopg.AsyncConnection[Any], gen: Generator[Any, Any, Any], *a: Any, **k: Any
+    ) -> Any:
+        return await wait(self, counted(gen), *a, **k)
+
+    cursor_execute = psycopg.AsyncCursor.execute
+
+    async def named_execute(self: psycopg.AsyncCursor[Any], query: Any, *a: Any, **k: Any) -> Any:
+        text = query if isinstance(query, str) else repr(query)
+        token = _statement.set(" ".join(text.split()[:4]))
+        try:
+            return await cursor_execute(self, query, *a, **k)
+        finally:
+            _statement.reset(token)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
+    monkeypatch.setattr(Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(psycopg.AsyncConnection, "wait", pg_wait)
+    monkeypatch.setattr(psycopg.AsyncCursor, "execute", named_execute)
+    yield counts
+
+
+async def _redeem_all(
+    running: Running, members: list[str], campaigns: list[str], key: Callable[[int], str]
+) -> None:
+    results = await asyncio.gather(
+        *(
+            running.api.redeem(m, campaigns[i % len(campaigns)], idem=key(i))
+            for i, m in enumerate(members)
+        ),
+        return_exceptions=True,
+    )
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert not failed, failed[:3]
+
+
+async def test_success_path_round_trips_per_redemption(
+    start_server: StartServer, wire: WireCounts
+) -> None:
+    # No sweep inside the measured window: it runs once at start, then in a minute.
+    running = await start_server(sweep_interval_seconds=60.0)
+    api = running.api
+    campaigns = [
+        (await api.campaign(units=10_000, limit=1_000, points_price=10)).id
+        for _ in range(CAMPAIGNS)
+    ]
+    members = [(await api.member(points=1_000_000)).id for _ in range(CONCURRENT)]
+
+    # Warm-up at the same concurrency: campaign metadata cached, Redis and PostgreSQL
+    # connections opened, prepared statements made. Not counted.
+    await _redeem_all(running, members, campaigns, lambda i: f"warm-{i}")
+
+    committer = running.app.redemptions.committer
+    batches_before = committer.batches
+    wire.counting = True
+    await _redeem_all(running, members, campaigns, lambda i: f"measured-{i}")
+    wire.counting = False
+    n = len(members)
+    batches = committer.batches - batches_before
+
+    report = (
+        f"\n{n} concurrent success-path redemptions, {batches} group-commit batches\n"
+        f"Redis request-path round trips: {wire.redis_request} "
+        f"({wire.redis_request / n:.2f}/redemption) {dict(wire.request_trips)}\n"
+        f"Redis settle round trips: {wire.redis_settle} over {wire.pipeline_executes} "
+        f"pipeline executes ({wire.redis_settle / n:.3f}/redemption) {dict(wire.settle_trips)}"
+        f"; commands in the pipelines {dict(wire.pipeline_commands)}\n"
+        f"Redis connection set-up round trips (not counted): {dict(wire.setup_trips)}\n"
+        f"PostgreSQL round trips: {wire.pg} ({wire.pg / n:.3f}/redemption) {dict(wire.pg_trips)}"
+    )
+    print(report)
+
+    # Every check runs, so a failure names all the targets missed, not just the first.
+    checks = {
+        "at least one group-commit batch": batches >= 1,
+        "one settle pipeline per batch": wire.pipeline_executes == batches,
+        # At most 2 Redis round trips of its own per redemption (unit hold, points hold) ...
+        "Redis request-path round trips <= 2 per redemption": wire.redis_request <= 2 * n,
+        # ... and, all in, nothing beyond them but one round trip per settle pipeline.
+        "Redis round trips <= 2 per redemption + 1 per settle pipeline": (
+            wire.redis_request + wire.redis_settle <= 2 * n + wire.pipeline_executes
+        ),
+        # No PostgreSQL round trip of its own: the commits are shared through group commit.
+        "PostgreSQL round trips per redemption < 1": wire.pg / n < 1,
+        "PostgreSQL: one round trip per batch, nothing else": wire.pg <= batches,
+    }
+    missed = [name for name, ok in checks.items() if not ok]
+    assert not missed, f"targets missed: {missed}{report}"

@@ -1,0 +1,173 @@
+"""Scrape /metrics over HTTP after a known sequence of calls and check the exact counts."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from protos.loyalty.v1 import campaign_pb2
+from tests.conftest import Running, StartServer
+from tests.factories import failure
+
+REDEEM = {
+    "grpc_type": "unary",
+    "grpc_service": "loyalty.v1.RedemptionService",
+    "grpc_method": "Redeem",
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def scrape(running: Running) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    url = f"http://127.0.0.1:{running.app.metrics_port}/metrics"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return samples
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+async def test_metrics_count_exactly_what_happened(start_server: StartServer) -> None:
+    running = await start_server(metrics_port=_free_port())
+    await running.app.sweeper.stop()  # the test refreshes gauges itself
+    api = running.api
+    campaign = await api.campaign(units=1, points_price=100)
+    winner, loser = await api.member(points=500), await api.member(points=500)
+
+    await api.redeem(winner.id, campaign.id)
+    for call in (
+        api.redeem(loser.id, campaign.id),  # SOLD_OUT
+        api.redeem(loser.id, campaign.id, quantity=0),  # INVALID_ARGUMENT
+        api.campaigns.GetCampaign(campaign_pb2.GetCampaignRequest(campaign_id=winner.id)),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await call
+    await running.app.sweeper.refresh_gauges()
+    samples = await scrape(running)
+
+    assert value(samples, "grpc_server_started_total", **REDEEM) == 3
+    assert value(samples, "grpc_server_handled_total", **REDEEM, grpc_code="OK") == 1
+    assert (
+        value(samples, "grpc_server_handled_total", **REDEEM, grpc_code="FailedPrecondition") == 1
+    )
+    assert value(samples, "grpc_server_handled_total", **REDEEM, grpc_code="InvalidArgument") == 1
+    assert value(samples, "grpc_server_handled_total", **REDEEM, grpc_code="Internal") == 0
+    assert value(samples, "grpc_server_handling_seconds_count", **REDEEM) == 3
+    assert value(samples, "grpc_server_msg_received_total", **REDEEM) == 3
+    assert value(samples, "grpc_server_msg_sent_total", **REDEEM) == 1
+    not_found = {
+        **REDEEM,
+        "grpc_service": "loyalty.v1.CampaignService",
+        "grpc_method": "GetCampaign",
+    }
+    assert value(samples, "grpc_server_handled_total", **not_found, grpc_code="NotFound") == 1
+    # Pre-initialised: a method never called is there, at zero.
+    never = {**REDEEM, "grpc_method": "ConfirmPayment"}
+    assert value(samples, "grpc_server_handled_total", **never, grpc_code="OK") == 0
+
+    assert value(samples, "surge_redemptions_total", outcome="committed") == 1
+    assert value(samples, "surge_redemptions_total", outcome="sold_out") == 1
+    assert value(samples, "surge_redemptions_total", outcome="invalid") == 1
+    assert value(samples, "surge_redemptions_total", outcome="error") == 0
+    assert value(samples, "surge_commit_batch_size_count") == 1
+    assert value(samples, "surge_commit_batch_size_sum") == 1
+    assert value(samples, "surge_commit_duration_seconds_count") == 1
+    assert value(samples, "surge_redis_script_duration_seconds_count", script="reserve") == 2
+    assert value(samples, "surge_redis_script_duration_seconds_count", script="hold") == 1
+    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="committed") == 1
+    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="remaining") == 0
+    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="allotted") == 1
+    assert value(samples, "surge_holds_active") == 0
+    assert value(samples, "surge_dependency_up", dependency="redis") == 1
+    assert value(samples, "surge_dependency_up", dependency="postgresql") == 1
+    assert value(samples, "surge_pg_pool_waiting") == 0
+    assert not any("member" in dict(labels) for _, labels in samples)
+
+
+async def test_sweeper_metrics_count_released_holds_and_lag(start_server: StartServer) -> None:
+    from tests.flashsale.test_recovery import hold_as_a_dying_process_would
+
+    running = await start_server(metrics_port=_free_port())
+    await running.app.sweeper.stop()
+    api = running.api
+    campaign = await api.campaign(units=2)
+    member = await api.member(points=1000)
+    await hold_as_a_dying_process_would(running, member.id, campaign.id, "lost-1")
+    await running.app.sweeper.refresh_gauges()
+    during = await scrape(running)
+    await asyncio.sleep(running.app.settings.hold_ttl_seconds + 0.2)
+
+    await running.app.sweeper.sweep_once()
+    after = await scrape(running)
+
+    assert value(during, "surge_holds_active") == 1
+    assert value(during, "surge_campaign_units", campaign=campaign.id, state="held") == 1
+    assert value(after, "surge_sweeper_holds_total", action="released") == 1
+    assert value(after, "surge_sweeper_holds_total", action="committed") == 0
+    assert 0 < value(after, "surge_sweeper_lag_seconds") < 2
+    assert value(after, "surge_cache_loads_total", kind="campaign") >= 1
+
+
+async def test_access_log_carries_the_gateways_request_id(
+    server: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    campaign = await server.api.campaign(units=1)
+    member = await server.api.member()
+    caplog.set_level(logging.INFO, logger="surge.access")
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await server.api.redemptions.Redeem(
+            __import__("protos.loyalty.v1.redemption_pb2", fromlist=["x"]).RedeemRequest(
+                member_id=member.id, campaign_id=campaign.id, quantity=1, idempotency_key="log-key"
+            ),
+            metadata=(("x-request-id", "req-123"),),
+        )
+
+    assert failure(refused.value).reason == "INSUFFICIENT_POINTS"
+    [line] = [r for r in caplog.records if getattr(r, "method", "").endswith("/Redeem")]
+    assert line.request_id == "req-123"  # type: ignore[attr-defined]
+    assert line.code == "FailedPrecondition"  # type: ignore[attr-defined]
+    assert line.idempotency_key == "log-key"  # type: ignore[attr-defined]
+    assert line.latency_ms > 0  # type: ignore[attr-defined]
+
+
+def test_json_log_lines_are_json_with_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from server.interceptors import request_id
+    from server.logs import setup_logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("INFO", json_lines=True)
+        token = request_id.set("req-9")
+        logging.getLogger("surge.access").info("rpc", extra={"method": "/x/Y", "code": "OK"})
+        request_id.reset(token)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert (line["request_id"], line["method"], line["code"], line["level"]) == (
+        "req-9",
+        "/x/Y",
+        "OK",
+        "INFO",
+    )
