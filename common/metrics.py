@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -179,6 +180,7 @@ class Metrics:
             multiprocess_mode="livemin",
         )
         self._campaigns: set[str] = set()
+        self._redis_children: dict[str, Any] = {}
         for outcome in REDEMPTION_OUTCOMES:
             self.redemptions.labels(outcome)
         for action in ("released", "committed"):
@@ -204,7 +206,10 @@ class Metrics:
         try:
             yield
         finally:
-            self.redis_seconds.labels(script).observe(time.perf_counter() - started)
+            child = self._redis_children.get(script)
+            if child is None:
+                child = self._redis_children[script] = self.redis_seconds.labels(script)
+            child.observe(time.perf_counter() - started)
 
     def set_campaigns(self, campaigns: Sequence[CampaignUnits]) -> None:
         """Replaces the per-campaign gauges: campaigns no longer active lose their series."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,12 +49,24 @@ class CommitEntry:
     payment_due_at: datetime | None
 
     def as_json(self, ord_: int) -> dict[str, Any]:
-        data = asdict(self)
-        for name in ("requested_at", "fence", "payment_due_at"):
-            if data[name] is not None:
-                data[name] = data[name].isoformat()
-        data["ord"] = ord_
-        return data
+        # Built by hand: dataclasses.asdict deep-copies, and this runs for every entry.
+        due = self.payment_due_at
+        return {
+            "ord": ord_,
+            "id": self.id,
+            "member_id": self.member_id,
+            "campaign_id": self.campaign_id,
+            "quantity": self.quantity,
+            "points_total": self.points_total,
+            "cash_total_cents": self.cash_total_cents,
+            "idempotency_key": self.idempotency_key,
+            "request_hash": self.request_hash,
+            "shipping_address": self.shipping_address,
+            "redemption_code": self.redemption_code,
+            "requested_at": self.requested_at.isoformat(),
+            "fence": self.fence.isoformat(),
+            "payment_due_at": due.isoformat() if due is not None else None,
+        }
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ class Settings:
     payment_window_seconds: float = 900.0
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     commit_batch_max: int = 256
-    commit_workers: int = 2
+    commit_workers: int = 1
     pg_pool_min: int = 2
     pg_pool_max: int = 10
     redis_max_connections: int = 256
@@ -68,7 +68,7 @@ class Settings:
                 env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
             ),
             commit_batch_max=_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
-            commit_workers=_int(env, "SURGE_COMMIT_WORKERS", 2, 1, 64),
+            commit_workers=_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
             pg_pool_min=_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
             pg_pool_max=_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),

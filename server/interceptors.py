@@ -7,6 +7,7 @@
 - writes one structured access-log line: request id, method, code, latency, idempotency key.
 
 Doing all four in one place means the metrics and the log see the same code the client got.
+The wrapped handler and its metric series are built once per method, not once per call.
 """
 
 from __future__ import annotations
@@ -50,32 +51,50 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, metrics: Metrics, *, access_log: bool) -> None:
         self._metrics = metrics
         self._access_log = access_log
+        self._wrapped: dict[str, Handler] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
+        full_method = handler_call_details.method
+        wrapped = self._wrapped.get(full_method)
+        if wrapped is not None:
+            return wrapped
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler  # health Watch, reflection streams: nothing of ours to map
-        inner: Callable[..., Awaitable[Any]] = handler.unary_unary
-        full_method = handler_call_details.method
+        wrapped = self._wrap(full_method, handler)
+        self._wrapped[full_method] = wrapped
+        return wrapped
+
+    def _wrap(self, full_method: str, handler: Handler) -> Handler:
+        inner: Callable[..., Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
         service, method = split_method(full_method)
         labels = ("unary", service, method)
-        incoming = dict(handler_call_details.invocation_metadata or ())
-        metrics, access_log = self._metrics, self._access_log
+        m = self._metrics
+        started_total = m.rpc_started.labels(*labels)
+        received = m.msg_received.labels(*labels)
+        sent = m.msg_sent.labels(*labels)
+        seconds = m.rpc_seconds.labels(*labels)
+        handled = {code: m.rpc_handled.labels(*labels, code) for code in GRPC_CODES}
+        access_log = self._access_log
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            rid = str(incoming.get(REQUEST_ID_HEADER) or uuid.uuid4())
+            rid = ""
+            for key, value in context.invocation_metadata() or ():
+                if key == REQUEST_ID_HEADER:
+                    rid = str(value)
+            rid = rid or str(uuid.uuid4())
             token = request_id.set(rid)
             started = time.perf_counter()
-            metrics.rpc_started.labels(*labels).inc()
-            metrics.msg_received.labels(*labels).inc()
+            started_total.inc()
+            received.inc()
             code = grpc.StatusCode.OK
             try:
                 response = await inner(request, context)
-                metrics.msg_sent.labels(*labels).inc()
+                sent.inc()
                 return response
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
@@ -95,8 +114,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             finally:
                 elapsed = time.perf_counter() - started
                 code_name = GRPC_CODES[code.value[0]]
-                metrics.rpc_handled.labels(*labels, code_name).inc()
-                metrics.rpc_seconds.labels(*labels).observe(elapsed)
+                handled[code_name].inc()
+                seconds.observe(elapsed)
                 if access_log:
                     access.info(
                         "rpc",
