@@ -67,8 +67,8 @@ from flashsale.redemptions import (
     new_redemption_code,
 )
 from inventory.items import ItemKind
-from protos.loyalty.v1 import redemption_pb2, redemption_pb2_grpc
-from server import convert
+from protos.loyalty.v1 import redemption_pb2_grpc
+from server import services
 from server.config import Settings
 from server.interceptors import EdgeInterceptor
 from server.logs import setup_logging
@@ -284,11 +284,12 @@ def _redemption(row: dict[str, Any]) -> Redemption:
     )
 
 
-class NaiveRedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
-    """Only Redeem; the other methods answer UNIMPLEMENTED."""
+class NaiveRedemptionService(services.RedemptionService):
+    """Redeem exactly as Surge's servicer converts it (inherited), on the naive domain
+    object; the other methods answer UNIMPLEMENTED."""
 
     def __init__(self, redemptions: NaiveRedemptions) -> None:
-        self._redemptions = redemptions
+        self._redemptions = redemptions  # type: ignore[assignment]  # same redeem() contract
 
     async def _unimplemented(self, context: Context) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the naive peer only has Redeem")
@@ -307,22 +308,6 @@ class NaiveRedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
 
     async def GetBalance(self, request: Any, context: Context) -> Any:
         return await self._unimplemented(context)
-
-    async def Redeem(
-        self, request: redemption_pb2.RedeemRequest, context: Context
-    ) -> redemption_pb2.RedeemResponse:
-        redeemed = await self._redemptions.redeem(
-            RedeemRequest(
-                member_id=request.member_id,
-                campaign_id=request.campaign_id,
-                quantity=request.quantity,
-                idempotency_key=request.idempotency_key,
-                shipping_address=convert.address_from_pb(request),
-            )
-        )
-        return redemption_pb2.RedeemResponse(
-            redemption=convert.redemption(redeemed.redemption), replayed=redeemed.replayed
-        )
 
 
 def edge(settings: Settings) -> grpc.aio.ServerInterceptor:
