@@ -2,7 +2,9 @@
 
 DomainError
 ├── InvalidArgument(field, message)          malformed request, names the field
+│   └── UnknownTaskRule(rule)                 field "rule"
 ├── NotFound(resource, resource_id)
+│   └── PurchaseNotFound(member_id, event_id)
 ├── AlreadyExists(resource, field, value)     a unique value taken (e.g. a SKU)
 ├── IdempotencyKeyReused(key)                 same key, different request
 ├── RequestInProgress(key)                    same key, first call still running (retryable)
@@ -17,7 +19,12 @@ DomainError
     ├── InsufficientStock(item_id, on_hand, requested)
     ├── NotCancellable(redemption_id, status)
     ├── PaymentNotPending(redemption_id, status)
-    └── PaymentWindowClosed(redemption_id)
+    ├── PaymentWindowClosed(redemption_id)
+    ├── BelowRedemptionThreshold(member_id, threshold)
+    ├── NotABeneficiary(member_id, beneficiary_id)
+    ├── TooManyBeneficiaries(member_id, limit)
+    ├── TaskCapReached(rule, cap)
+    └── PurchaseFullyReversed(event_id)
 
 Every error has an UPPER_SNAKE `reason` and `metadata()` of strings, which become a
 google.rpc.ErrorInfo at the edge. Messages never contain exception text from a driver.
@@ -229,3 +236,74 @@ class PaymentWindowClosed(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"redemption_id": self.redemption_id}
+
+
+class UnknownTaskRule(InvalidArgument):
+    def __init__(self, rule: str, known: list[str]) -> None:
+        super().__init__("rule", f"unknown task rule {rule!r}; known: {', '.join(known) or 'none'}")
+        self.rule = rule
+
+
+class PurchaseNotFound(NotFound):
+    def __init__(self, member_id: str, event_id: str) -> None:
+        super().__init__("purchase", event_id)
+        self.member_id = member_id
+
+
+class BelowRedemptionThreshold(Refusal):
+    reason = "BELOW_REDEMPTION_THRESHOLD"
+
+    def __init__(self, member_id: str, threshold: int | None = None) -> None:
+        needed = f"{threshold} lifetime points" if threshold is not None else "more lifetime points"
+        super().__init__(f"member {member_id} needs {needed} before redeeming")
+        self.member_id, self.threshold = member_id, threshold
+
+    def metadata(self) -> dict[str, str]:
+        data = {"member_id": self.member_id}
+        if self.threshold is not None:
+            data["threshold"] = str(self.threshold)
+        return data
+
+
+class NotABeneficiary(Refusal):
+    reason = "NOT_A_BENEFICIARY"
+
+    def __init__(self, member_id: str, beneficiary_id: str) -> None:
+        super().__init__(f"member {beneficiary_id} is not a beneficiary of member {member_id}")
+        self.member_id, self.beneficiary_id = member_id, beneficiary_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"member_id": self.member_id, "beneficiary_id": self.beneficiary_id}
+
+
+class TooManyBeneficiaries(Refusal):
+    reason = "TOO_MANY_BENEFICIARIES"
+
+    def __init__(self, member_id: str, limit: int) -> None:
+        super().__init__(f"member {member_id} already has {limit} beneficiaries, the most allowed")
+        self.member_id, self.limit = member_id, limit
+
+    def metadata(self) -> dict[str, str]:
+        return {"member_id": self.member_id, "max_beneficiaries": str(self.limit)}
+
+
+class TaskCapReached(Refusal):
+    reason = "TASK_CAP_REACHED"
+
+    def __init__(self, rule: str, cap: int) -> None:
+        super().__init__(f"task {rule!r} pays at most {cap} times per member")
+        self.rule, self.cap = rule, cap
+
+    def metadata(self) -> dict[str, str]:
+        return {"rule": self.rule, "cap": str(self.cap)}
+
+
+class PurchaseFullyReversed(Refusal):
+    reason = "PURCHASE_FULLY_REVERSED"
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"purchase {event_id!r} has been reversed in full already")
+        self.event_id = event_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"purchase_event_id": self.event_id}

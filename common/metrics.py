@@ -45,6 +45,7 @@ REDEMPTION_OUTCOMES = (
     "limit_exceeded",
     "campaign_not_active",
     "member_frozen",
+    "below_threshold",
     "key_reused",
     "invalid",
     "not_found",

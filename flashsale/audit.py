@@ -77,6 +77,23 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "HAVING m.points_balance <> coalesce(sum(l.amount), 0)",
     ),
     (
+        "balance differs from the sum of its lots' remainders (balance = lots, debt apart)",
+        "SELECT m.id::text, m.points_balance, coalesce(sum(l.remaining), 0) FROM members m "
+        "LEFT JOIN point_lots l ON l.member_id = m.id GROUP BY m.id "
+        "HAVING m.points_balance <> coalesce(sum(l.remaining), 0)",
+    ),
+    (
+        "lot with a negative remainder, or more left than it held",
+        "SELECT id::text, member_id::text, amount, remaining FROM point_lots "
+        "WHERE remaining < 0 OR remaining > amount",
+    ),
+    (
+        "debt negative or different from the sum of the ledger's debt changes",
+        "SELECT m.id::text, m.points_debt, coalesce(sum(l.debt_change), 0) FROM members m "
+        "LEFT JOIN ledger_entries l ON l.member_id = m.id GROUP BY m.id "
+        "HAVING m.points_debt < 0 OR m.points_debt <> coalesce(sum(l.debt_change), 0)",
+    ),
+    (
         "held points differ from redemptions waiting for payment",
         "SELECT m.id::text, m.points_held, coalesce(sum(r.points_total), 0) FROM members m "
         "LEFT JOIN redemptions r ON r.member_id = m.id AND r.status = 'PENDING_PAYMENT' "

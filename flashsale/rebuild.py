@@ -42,12 +42,13 @@ async def rebuild_cache(
         conn.cursor(name="rebuild_members") as cur,
     ):
         await cur.execute(
-            "SELECT id::text, points_balance - points_held, version, frozen FROM members"
+            "SELECT id::text, points_balance - points_held, version, frozen, redemption_eligible "
+            "FROM members"
         )
         while rows := await cur.fetchmany(500):
             pipe = points_gate.pipeline()
-            for member_id, spendable, version, frozen in rows:
-                mirror = MemberMirror(spendable, version, frozen)
+            for member_id, spendable, version, frozen, eligible in rows:
+                mirror = MemberMirror(spendable, version, frozen, eligible)
                 await points_gate.settle(member_id, mirror=mirror, pipe=pipe)
             await pipe.execute()
             members += len(rows)

@@ -35,6 +35,7 @@ from redis.asyncio.client import Pipeline
 
 from common import paging, validation
 from common.errors import (
+    BelowRedemptionThreshold,
     CampaignNotActive,
     DomainError,
     HoldExpired,
@@ -149,6 +150,7 @@ _PG_REFUSALS = {
     "INSUFFICIENT_POINTS",
     "MEMBER_FROZEN",
     "CAMPAIGN_NOT_ACTIVE",
+    "BELOW_REDEMPTION_THRESHOLD",
 }
 
 
@@ -309,6 +311,16 @@ class Redemptions:
                 meta.id, member_id, hold, fingerprint, Outcome.REFUSED, ("MEMBER_FROZEN", 0, 0)
             )
             raise MemberFrozen(member_id)
+        if held.code is Hold.BELOW_THRESHOLD:
+            await self._give_back(
+                meta.id,
+                member_id,
+                hold,
+                fingerprint,
+                Outcome.REFUSED,
+                ("BELOW_REDEMPTION_THRESHOLD", 0, 0),
+            )
+            raise BelowRedemptionThreshold(member_id)
         if held.code is Hold.NOT_LOADED:
             await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
             raise RequestInProgress(key)
@@ -641,25 +653,22 @@ async def _give_back_in_pg(
         "WHERE campaign_id = %s AND member_id = %s",
         (qty, row["campaign_id"], row["member_id"]),
     )
-    if committed:
-        cur = await conn.execute(
-            "UPDATE members SET points_balance = points_balance + %s, version = version + 1 "
-            "WHERE id = %s RETURNING points_balance",
-            (points, row["member_id"]),
+    reference = f"redemption:{row['id']}"
+    if committed and points > 0:
+        # The points go back to the lots they came from, with their original expiry (a lot
+        # that expired meanwhile expires again at the next expiry run).
+        await conn.execute("SELECT restore_lots(%s, %s, %s)", (row["member_id"], reference, points))
+        await conn.execute(
+            "SELECT post_entry(%s, 'refund', %s, 0, %s, %s)",
+            (row["member_id"], points, reference, reason),
         )
-        balance = await cur.fetchone()
-        assert balance is not None
-        if points > 0:
-            await conn.execute(
-                "INSERT INTO ledger_entries (member_id, kind, amount, balance_after, reference, "
-                "reason) VALUES (%s, 'refund', %s, %s, %s, %s)",
-                (row["member_id"], points, balance[0], f"redemption:{row['id']}", reason),
-            )
-    else:
+    elif not committed:
         await conn.execute(
             "UPDATE members SET points_held = points_held - %s, version = version + 1 WHERE id = %s",
             (points, row["member_id"]),
         )
+    # Points that come back (or stop being held) repay debt first.
+    await conn.execute("SELECT repay_debt(%s, %s)", (row["member_id"], reference))
     await conn.execute(
         "UPDATE redemptions SET status = %s, cancel_reason = %s, updated_at = now() WHERE id = %s",
         (status.value, reason, row["id"]),
@@ -673,18 +682,18 @@ async def _confirm_in_pg(conn: AsyncConnection[Any], row: dict[str, Any], refere
         "version = version + 1 WHERE id = %s",
         (qty, qty, row["campaign_id"]),
     )
-    cur = await conn.execute(
-        "UPDATE members SET points_held = points_held - %s, points_balance = points_balance - %s, "
-        "version = version + 1 WHERE id = %s RETURNING points_balance",
-        (points, points, row["member_id"]),
+    await conn.execute(
+        "UPDATE members SET points_held = points_held - %s, version = version + 1 WHERE id = %s",
+        (points, row["member_id"]),
     )
-    balance = await cur.fetchone()
-    assert balance is not None
     if points > 0:
+        # Held points were spared by expiry, so the lots still hold them: soonest expiry first.
+        spent = f"redemption:{row['id']}"
+        await conn.execute("SELECT spend_lots(%s, %s, %s)", (row["member_id"], points, spent))
         await conn.execute(
-            "INSERT INTO ledger_entries (member_id, kind, amount, balance_after, reference, reason) "
-            "VALUES (%s, 'redeem', %s, %s, %s, 'flash-sale redemption, payment confirmed')",
-            (row["member_id"], -points, balance[0], f"redemption:{row['id']}"),
+            "SELECT post_entry(%s, 'redeem', %s, 0, %s, "
+            "'flash-sale redemption, payment confirmed')",
+            (row["member_id"], -points, spent),
         )
     code = new_redemption_code() if row["item_kind"] == ItemKind.VIRTUAL.value else None
     await conn.execute(
@@ -700,7 +709,7 @@ async def _mirrors(
     cur = await conn.execute(
         "SELECT c.units_committed + c.units_held, c.version, "
         "coalesce(cm.units_taken, 0), coalesce(cm.version, 0), "
-        "m.points_balance - m.points_held, m.version, m.frozen "
+        "m.points_balance - m.points_held, m.version, m.frozen, m.redemption_eligible "
         "FROM campaigns c JOIN members m ON m.id = %s "
         "LEFT JOIN campaign_members cm ON cm.campaign_id = c.id AND cm.member_id = m.id "
         "WHERE c.id = %s",
@@ -708,7 +717,7 @@ async def _mirrors(
     )
     r = await cur.fetchone()
     assert r is not None
-    return CampaignMirror(r[0], r[1], r[2], r[3]), MemberMirror(r[4], r[5], r[6])
+    return CampaignMirror(r[0], r[1], r[2], r[3]), MemberMirror(r[4], r[5], r[6], r[7])
 
 
 # -- Pure helpers ------------------------------------------------------------------------
@@ -719,6 +728,7 @@ _OUTCOMES: dict[type[BaseException], str] = {
     LimitExceeded: "limit_exceeded",
     CampaignNotActive: "campaign_not_active",
     MemberFrozen: "member_frozen",
+    BelowRedemptionThreshold: "below_threshold",
     IdempotencyKeyReused: "key_reused",
     InvalidArgument: "invalid",
     NotFound: "not_found",
@@ -764,6 +774,8 @@ def _refusal(meta: CampaignMeta, member_id: str, reason: Any, n1: Any, n2: Any) 
             return InsufficientPoints(member_id, a, b)
         case "MEMBER_FROZEN":
             return MemberFrozen(member_id)
+        case "BELOW_REDEMPTION_THRESHOLD":
+            return BelowRedemptionThreshold(member_id)
     return _not_active(meta)
 
 

@@ -21,6 +21,7 @@ class Hold(IntEnum):
     INSUFFICIENT = 3
     FROZEN = 4
     NOT_LOADED = 5
+    BELOW_THRESHOLD = 6
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,15 @@ class HoldReply:
 
 @dataclass(frozen=True)
 class MemberMirror:
-    """The PostgreSQL state Redis mirrors: spendable = balance - points waiting for payment."""
+    """The PostgreSQL state Redis mirrors: spendable = balance - points waiting for payment.
+
+    `eligible` (lifetime earned points reached the redemption threshold) is None when the
+    writer did not read it (the group commit, which never changes it): Redis keeps its own."""
 
     spendable: int
     version: int
     frozen: bool
+    eligible: bool | None = None
 
 
 def member_keys(member_id: str) -> list[str]:
@@ -59,7 +64,9 @@ class PointsGate:
         with self._metrics.redis_call("hold"):
             reply = await self._hold(keys=member_keys(member_id), args=[hold_id, points])
         code = Hold(int(reply[0]))
-        return HoldReply(code, int(reply[1]) if code is Hold.INSUFFICIENT else 0)
+        # Available may be briefly negative (a ledger debit landed while holds were in
+        # flight: docs/design.md, Known gaps); a refusal reports it as 0.
+        return HoldReply(code, max(0, int(reply[1])) if code is Hold.INSUFFICIENT else 0)
 
     async def settle(
         self,
@@ -70,9 +77,10 @@ class PointsGate:
         pipe: Pipeline | None = None,
     ) -> Any:
         """Drops the hold (if any) and applies the mirror (if newer). With `pipe`, queues."""
-        args: list[str | int] = [hold_id, 0, 0, 0]
+        args: list[str | int] = [hold_id, 0, 0, 0, ""]
         if mirror is not None:
-            args = [hold_id, mirror.spendable, mirror.version, int(mirror.frozen)]
+            eligible = "" if mirror.eligible is None else int(mirror.eligible)
+            args = [hold_id, mirror.spendable, mirror.version, int(mirror.frozen), eligible]
         if pipe is not None:  # bare EVALSHA, as in CampaignGate.resolve
             keys = member_keys(member_id)
             return pipe.evalsha(self._settle.sha, len(keys), *keys, *args)

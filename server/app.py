@@ -31,6 +31,7 @@ from flashsale.redemptions import Redemptions, Timing
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
 from points.gate import PointsGate
+from points.jobs import LedgerJobs
 from points.members import Members
 from protos.loyalty.v1 import (
     campaign_pb2,
@@ -91,7 +92,8 @@ class App:
         )
         self.points_gate = PointsGate(self.redis, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
-        self.members = Members(self.pool, self.points_gate)
+        self.members = Members(self.pool, self.points_gate, program=settings.program)
+        self.ledger_jobs = LedgerJobs(self.pool, self.members)
         self.campaigns = Campaigns(
             self.pool, self.campaign_gate, record_ttl_s=settings.idempotency_ttl_seconds
         )
@@ -134,6 +136,7 @@ class App:
         await self.points_gate.load_scripts()
         self.redemptions.committer.start()
         self.sweeper.start()
+        self.ledger_jobs.start()
         server = grpc.aio.server(
             interceptors=[EdgeInterceptor(self.metrics, access_log=self.settings.access_log)]
         )
@@ -170,6 +173,7 @@ class App:
             await self.server.stop(self.settings.shutdown_grace_seconds)
         await self.redemptions.committer.close()
         await self.sweeper.stop()
+        await self.ledger_jobs.stop()
         await self.redis.aclose()
         await self.pool.close()
         if self._metrics_http is not None:

@@ -1,12 +1,15 @@
-"""The `surge` command: serve, migrate, rebuild-cache, audit, and the local stack."""
+"""The `surge` command: serve, migrate, rebuild-cache, audit, the points ledger's jobs and
+liability report, and the local stack."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         help="OKs clients received (JSON lines, or a folder of *.jsonl): each must exist "
         "in PostgreSQL exactly once",
     )
+    sub.add_parser(
+        "expire-points",
+        help="expire what remains of lots past their expiry now, evaluate tiers if due",
+    )
+    report = sub.add_parser(
+        "liability-report", help="outstanding points by expiry month and flows per period"
+    )
+    report.add_argument("--from", dest="start", required=True, help="start date, YYYY-MM-DD (UTC)")
+    report.add_argument("--to", dest="end", required=True, help="end date, exclusive, YYYY-MM-DD")
+    report.add_argument("--granularity", choices=["day", "month"], default="month")
+    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
     args = parser.parse_args(argv)
@@ -77,6 +91,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rebuild-cache":
         return asyncio.run(_rebuild(settings, stores))
+    if args.command == "expire-points":
+        return asyncio.run(_expire_points(settings, stores))
+    if args.command == "liability-report":
+        try:
+            start, end = _date(args.start), _date(args.end)
+        except ValueError as e:
+            print(f"bad date: {e}", file=sys.stderr)
+            return 2
+        return asyncio.run(
+            _liability(settings, stores, start, end, args.granularity, as_json=args.json)
+        )
     return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
 
 
@@ -147,6 +172,81 @@ async def _audit(
         print(f"VIOLATION: {violation}")
     print("audit: " + ("OK" if report.ok else f"{len(report.violations)} violation(s)"))
     return 0 if report.ok else 1
+
+
+def _date(value: str) -> datetime:
+    return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+
+
+async def _expire_points(settings: Settings, stores: Stores) -> int:
+    from points.jobs import LedgerJobs
+    from points.members import Members
+    from server.app import App
+
+    app = App(settings, stores)
+    await app.pool.open(wait=True)
+    try:
+        await app.points_gate.load_scripts()
+        members = Members(app.pool, app.points_gate, program=settings.program)
+        report = await LedgerJobs(app.pool, members).run_once()
+    finally:
+        await app.redis.aclose()
+        await app.pool.close()
+    print(
+        f"expired {report.expired_points} points of {report.expired_members} members; "
+        f"tiers evaluated: {'yes' if report.tiers_evaluated else 'not due'} "
+        f"({report.tier_changes} changes); eligibility changes {report.eligibility_changes}"
+    )
+    return 0
+
+
+async def _liability(
+    settings: Settings,
+    stores: Stores,
+    start: datetime,
+    end: datetime,
+    granularity: str,
+    *,
+    as_json: bool,
+) -> int:
+    from common.errors import InvalidArgument
+    from points.liability import liability_report
+    from server.app import App
+
+    app = App(settings, stores)
+    await app.pool.open(wait=True)
+    try:
+        report = await liability_report(app.pool, start=start, end=end, granularity=granularity)
+    except InvalidArgument as e:
+        print(f"invalid: {e.message}", file=sys.stderr)
+        return 2
+    finally:
+        await app.redis.aclose()
+        await app.pool.close()
+    if as_json:
+        data = asdict(report)
+        print(json.dumps(data, default=str, indent=2))
+        return 0
+    print(f"as of {report.as_of:%Y-%m-%d %H:%M} UTC")
+    print(f"outstanding points {report.outstanding}, debt {report.debt}")
+    for month, points in report.by_expiry_month:
+        print(f"  expires {month:>7}  {points:>14}")
+    print(
+        f"{'period':<10} {'issued':>12} {'redeemed':>12} {'expired':>12} {'reversed':>12} "
+        f"{'adjusted':>12} {'transferred':>12}"
+    )
+    fmt = "%Y-%m-%d" if granularity == "day" else "%Y-%m"
+    for p in [*report.periods, report.totals]:
+        label = p.period_start.strftime(fmt) if p.period_start else "total"
+        print(
+            f"{label:<10} {p.issued:>12} {p.redeemed:>12} {p.expired:>12} {p.reversed:>12} "
+            f"{p.adjusted:>12} {p.transferred:>12}"
+        )
+    print(
+        f"redemption rate {report.redemption_rate:.4f}; breakage estimate "
+        f"{report.breakage_estimate} points"
+    )
+    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from points.program import Program, ProgramError
 
 
 class ConfigError(ValueError):
@@ -43,6 +45,9 @@ class Settings:
     log_json: bool = True
     access_log: bool = True
 
+    # The loyalty program's rules (points/program.py documents its variables).
+    program: Program = field(default_factory=Program)
+
     def __post_init__(self) -> None:
         if self.commit_fence_seconds >= self.hold_ttl_seconds:
             raise ConfigError("SURGE_COMMIT_FENCE_SECONDS must be below SURGE_HOLD_TTL_SECONDS")
@@ -52,6 +57,10 @@ class Settings:
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
+        try:
+            program = Program.load(env)
+        except ProgramError as e:
+            raise ConfigError(str(e)) from None
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -78,6 +87,7 @@ class Settings:
             ),
             log_json=_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
             access_log=_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
+            program=program,
         )
 
 

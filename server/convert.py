@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -10,7 +11,16 @@ from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.redemptions import Address, Redemption, RedemptionStatus
 from inventory.items import Item, ItemKind
-from points.members import Balance, Member
+from points.liability import Flows, LiabilityReport
+from points.members import (
+    Balance,
+    Beneficiary,
+    Earned,
+    LedgerEntry,
+    LedgerPage,
+    Member,
+    TierStatus,
+)
 from protos.loyalty.v1 import (
     campaign_pb2,
     catalog_pb2,
@@ -97,6 +107,7 @@ def member(value: Member) -> member_pb2.Member:
         external_ref=value.external_ref or "",
         frozen=value.frozen,
         create_time=timestamp(value.created_at),
+        frozen_reason=value.frozen_reason or "",
     )
 
 
@@ -106,6 +117,15 @@ def balance(value: Balance) -> common_pb2.Balance:
         balance=value.balance,
         held=value.held,
         available=value.available,
+        lifetime_earned=value.lifetime_earned,
+        qualifying_points=value.qualifying,
+        expiring_soon=value.expiring_soon,
+        expiring_before=timestamp(value.expiring_before),
+        tier=value.tier,
+        tier_valid_until=timestamp(value.tier_valid_until),
+        debt=value.debt,
+        frozen=value.frozen,
+        redemption_eligible=value.eligible,
     )
 
 
@@ -157,3 +177,128 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
             )
         )
     return message
+
+
+# -- The points ledger -------------------------------------------------------------------
+
+_ENTRY_KIND_TO_PB = {
+    "earn": member_pb2.LEDGER_ENTRY_KIND_EARN,
+    "redeem": member_pb2.LEDGER_ENTRY_KIND_REDEEM,
+    "refund": member_pb2.LEDGER_ENTRY_KIND_REFUND,
+    "expire": member_pb2.LEDGER_ENTRY_KIND_EXPIRE,
+    "transfer": member_pb2.LEDGER_ENTRY_KIND_TRANSFER,
+    "adjust": member_pb2.LEDGER_ENTRY_KIND_ADJUST,
+    "reversal": member_pb2.LEDGER_ENTRY_KIND_REVERSAL,
+}
+_ENTRY_KIND_FROM_PB = {v: k for k, v in _ENTRY_KIND_TO_PB.items()}
+_GRANULARITY_FROM_PB = {
+    member_pb2.REPORT_GRANULARITY_UNSPECIFIED: "month",
+    member_pb2.REPORT_GRANULARITY_MONTH: "month",
+    member_pb2.REPORT_GRANULARITY_DAY: "day",
+}
+
+
+def optional_time(field: str, message: object, name: str) -> datetime | None:
+    if not message.HasField(name):  # type: ignore[attr-defined]
+        return None
+    return required_time(field, message, name)
+
+
+def entry_kinds(values: Iterable[int]) -> list[str]:
+    kinds = []
+    for value in values:
+        kind: str | None = _ENTRY_KIND_FROM_PB.get(value)  # type: ignore[call-overload]
+        if kind is None:
+            raise InvalidArgument("kinds", f"unknown ledger entry kind {value}")
+        kinds.append(kind)
+    return kinds
+
+
+def granularity(value: int) -> str:
+    name: str | None = _GRANULARITY_FROM_PB.get(value)  # type: ignore[call-overload]
+    if name is None:
+        raise InvalidArgument("granularity", "must be REPORT_GRANULARITY_DAY or _MONTH")
+    return name
+
+
+def earned(value: Earned) -> member_pb2.EarnPointsResponse:
+    return member_pb2.EarnPointsResponse(
+        ledger_entry_id=value.ledger_entry_id,
+        balance=balance(value.balance),
+        replayed=value.replayed,
+        points=value.points,
+    )
+
+
+def tier_status(value: TierStatus) -> member_pb2.TierStatus:
+    return member_pb2.TierStatus(
+        member_id=value.member_id,
+        tier=value.tier,
+        valid_until=timestamp(value.valid_until),
+        reached_tier=value.reached_tier,
+        manual_tier=value.manual_tier,
+        qualifying_points=value.qualifying,
+        evaluate_time=timestamp(value.evaluated_at),
+    )
+
+
+def beneficiaries(values: list[Beneficiary]) -> member_pb2.ListBeneficiariesResponse:
+    return member_pb2.ListBeneficiariesResponse(
+        beneficiaries=[
+            member_pb2.Beneficiary(
+                member_id=b.member_id, display_name=b.display_name, add_time=timestamp(b.created_at)
+            )
+            for b in values
+        ]
+    )
+
+
+def ledger_entry(value: LedgerEntry) -> member_pb2.LedgerEntry:
+    return member_pb2.LedgerEntry(
+        id=value.id,
+        member_id=value.member_id,
+        kind=_ENTRY_KIND_TO_PB[value.kind],
+        amount=value.amount,
+        balance_after=value.balance_after,
+        debt_change=value.debt_change,
+        debt_after=value.debt_after,
+        reference=value.reference,
+        reason=value.reason,
+        operator_id=value.operator_id or "",
+        counterparty_member_id=value.counterparty_id or "",
+        create_time=timestamp(value.created_at),
+    )
+
+
+def ledger_page(value: LedgerPage) -> member_pb2.ListLedgerEntriesResponse:
+    return member_pb2.ListLedgerEntriesResponse(
+        entries=[ledger_entry(e) for e in value.entries], next_page_token=value.next_page_token
+    )
+
+
+def _flows(value: Flows) -> member_pb2.PeriodFlows:
+    return member_pb2.PeriodFlows(
+        period_start=timestamp(value.period_start),
+        issued=value.issued,
+        redeemed=value.redeemed,
+        expired=value.expired,
+        reversed=value.reversed,
+        adjusted=value.adjusted,
+        transferred=value.transferred,
+    )
+
+
+def liability_report(value: LiabilityReport) -> member_pb2.LiabilityReport:
+    return member_pb2.LiabilityReport(
+        as_of=timestamp(value.as_of),
+        outstanding_points=value.outstanding,
+        outstanding_by_expiry=[
+            member_pb2.ExpiryBucket(expiry_month=month, points=points)
+            for month, points in value.by_expiry_month
+        ],
+        outstanding_debt=value.debt,
+        periods=[_flows(p) for p in value.periods],
+        totals=_flows(value.totals),
+        redemption_rate=value.redemption_rate,
+        breakage_estimate_points=value.breakage_estimate,
+    )

@@ -139,6 +139,146 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))
 
+    async def EarnForPurchase(
+        self, request: member_pb2.EarnForPurchaseRequest, context: Context
+    ) -> member_pb2.EarnPointsResponse:
+        earned = await self._members.earn_for_purchase(
+            member_id=request.member_id,
+            amount_cents=request.amount_cents,
+            event_id=request.event_id,
+        )
+        return convert.earned(earned)
+
+    async def EarnForTask(
+        self, request: member_pb2.EarnForTaskRequest, context: Context
+    ) -> member_pb2.EarnPointsResponse:
+        earned = await self._members.earn_for_task(
+            member_id=request.member_id, rule=request.rule, event_id=request.event_id
+        )
+        return convert.earned(earned)
+
+    async def ReversePurchase(
+        self, request: member_pb2.ReversePurchaseRequest, context: Context
+    ) -> member_pb2.ReversePurchaseResponse:
+        reversed_ = await self._members.reverse_purchase(
+            member_id=request.member_id,
+            purchase_event_id=request.purchase_event_id,
+            amount_cents=request.amount_cents,
+            event_id=request.event_id,
+        )
+        return member_pb2.ReversePurchaseResponse(
+            points_reversed=reversed_.points,
+            points_taken=reversed_.taken,
+            debt_added=reversed_.debt,
+            ledger_entry_id=reversed_.ledger_entry_id,
+            balance=convert.balance(reversed_.balance),
+            replayed=reversed_.replayed,
+        )
+
+    async def AdjustPoints(
+        self, request: member_pb2.AdjustPointsRequest, context: Context
+    ) -> member_pb2.EarnPointsResponse:
+        adjusted = await self._members.adjust(
+            member_id=request.member_id,
+            delta=request.delta,
+            reason=request.reason,
+            operator_id=request.operator_id,
+            idempotency_key=request.idempotency_key,
+        )
+        return convert.earned(adjusted)
+
+    async def FreezeMember(
+        self, request: member_pb2.FreezeMemberRequest, context: Context
+    ) -> member_pb2.Member:
+        frozen = await self._members.freeze(
+            member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
+        )
+        return convert.member(frozen)
+
+    async def UnfreezeMember(
+        self, request: member_pb2.FreezeMemberRequest, context: Context
+    ) -> member_pb2.Member:
+        unfrozen = await self._members.unfreeze(
+            member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
+        )
+        return convert.member(unfrozen)
+
+    async def SetManualTier(
+        self, request: member_pb2.SetManualTierRequest, context: Context
+    ) -> member_pb2.TierStatus:
+        status = await self._members.set_manual_tier(
+            member_id=request.member_id,
+            tier=request.tier,
+            reason=request.reason,
+            operator_id=request.operator_id,
+        )
+        return convert.tier_status(status)
+
+    async def EvaluateTier(
+        self, request: member_pb2.EvaluateTierRequest, context: Context
+    ) -> member_pb2.TierStatus:
+        return convert.tier_status(await self._members.evaluate_tier(member_id=request.member_id))
+
+    async def AddBeneficiary(
+        self, request: member_pb2.BeneficiaryRequest, context: Context
+    ) -> member_pb2.ListBeneficiariesResponse:
+        listed = await self._members.add_beneficiary(
+            member_id=request.member_id, beneficiary_id=request.beneficiary_id
+        )
+        return convert.beneficiaries(listed)
+
+    async def RemoveBeneficiary(
+        self, request: member_pb2.BeneficiaryRequest, context: Context
+    ) -> member_pb2.ListBeneficiariesResponse:
+        listed = await self._members.remove_beneficiary(
+            member_id=request.member_id, beneficiary_id=request.beneficiary_id
+        )
+        return convert.beneficiaries(listed)
+
+    async def ListBeneficiaries(
+        self, request: member_pb2.ListBeneficiariesRequest, context: Context
+    ) -> member_pb2.ListBeneficiariesResponse:
+        return convert.beneficiaries(await self._members.beneficiaries(request.member_id))
+
+    async def TransferPoints(
+        self, request: member_pb2.TransferPointsRequest, context: Context
+    ) -> member_pb2.TransferPointsResponse:
+        moved = await self._members.transfer(
+            from_member_id=request.from_member_id,
+            to_member_id=request.to_member_id,
+            points=request.points,
+            idempotency_key=request.idempotency_key,
+        )
+        return member_pb2.TransferPointsResponse(
+            transfer_id=moved.transfer_id,
+            from_balance=convert.balance(moved.from_balance),
+            to_balance=convert.balance(moved.to_balance),
+            replayed=moved.replayed,
+        )
+
+    async def ListLedgerEntries(
+        self, request: member_pb2.ListLedgerEntriesRequest, context: Context
+    ) -> member_pb2.ListLedgerEntriesResponse:
+        page = await self._members.entries(
+            member_id=request.member_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            kinds=convert.entry_kinds(request.kinds),
+            start=convert.optional_time("start_time", request, "start_time"),
+            end=convert.optional_time("end_time", request, "end_time"),
+        )
+        return convert.ledger_page(page)
+
+    async def GetLiabilityReport(
+        self, request: member_pb2.GetLiabilityReportRequest, context: Context
+    ) -> member_pb2.LiabilityReport:
+        report = await self._members.liability_report(
+            start=convert.required_time("start_time", request, "start_time"),
+            end=convert.required_time("end_time", request, "end_time"),
+            granularity=convert.granularity(request.granularity),
+        )
+        return convert.liability_report(report)
+
 
 class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     def __init__(self, redemptions: Redemptions, members: Members) -> None:

@@ -6,9 +6,13 @@
 -- KEYS[1] state  KEYS[2] holds
 -- ARGV[1] hold id ("" = none)   ARGV[2] spendable (balance - points waiting for payment)
 -- ARGV[3] version (0 = no mirror)   ARGV[4] frozen (0|1)
+-- ARGV[5] eligible (0|1; "" = not read by this writer: keep Redis's). Applied with a newer
+--         version, or whatever the version when Redis has no eligible flag yet (the flag
+--         changes only with writers that always send it, so an older one is never stale
+--         against a newer one that Redis has not seen).
 -- Reply: {points released by this call}
 local state, holds = KEYS[1], KEYS[2]
-local hold_id, version = ARGV[1], tonumber(ARGV[3])
+local hold_id, version, eligible = ARGV[1], tonumber(ARGV[3]), ARGV[5]
 local released = 0
 
 if hold_id ~= '' then
@@ -25,8 +29,16 @@ end
 if version > 0 then
   if redis.call('EXISTS', state) == 0 then
     redis.call('HSET', state, 'spendable', ARGV[2], 'ver', version, 'frozen', ARGV[4], 'held', 0)
+    if eligible ~= '' then
+      redis.call('HSET', state, 'eligible', eligible)
+    end
   elseif version > tonumber(redis.call('HGET', state, 'ver') or '0') then
     redis.call('HSET', state, 'spendable', ARGV[2], 'ver', version, 'frozen', ARGV[4])
+    if eligible ~= '' then
+      redis.call('HSET', state, 'eligible', eligible)
+    end
+  elseif eligible ~= '' and redis.call('HEXISTS', state, 'eligible') == 0 then
+    redis.call('HSET', state, 'eligible', eligible)
   end
 end
 return {released}
