@@ -58,13 +58,13 @@ from common.errors import (
 from common.metrics import Metrics
 from flashsale.redemptions import (
     MAX_QUANTITY,
-    Address,
     Redeemed,
     RedeemRequest,
     Redemption,
     Redemptions,
     RedemptionStatus,
     new_redemption_code,
+    redemption_from_row,
 )
 from inventory.items import ItemKind
 from protos.loyalty.v1 import redemption_pb2_grpc
@@ -143,7 +143,7 @@ class NaiveRedemptions:
         if saved is not None:
             if saved["request_hash"] != fingerprint:
                 raise IdempotencyKeyReused(key)
-            return Redeemed(_redemption(saved), replayed=True)
+            return Redeemed(redemption_from_row(saved), replayed=True)
 
         now = datetime.now(UTC)
         if not campaign["starts_at"] <= now < campaign["ends_at"]:
@@ -261,27 +261,6 @@ class NaiveRedemptions:
             ),
             replayed=False,
         )
-
-
-def _redemption(row: dict[str, Any]) -> Redemption:
-    address = row["shipping_address"]
-    return Redemption(
-        id=row["id"],
-        member_id=row["member_id"],
-        campaign_id=row["campaign_id"],
-        item_id=row["item_id"],
-        quantity=row["quantity"],
-        points_total=row["points_total"],
-        cash_total_cents=row["cash_total_cents"],
-        status=RedemptionStatus(row["status"]),
-        redemption_code=row["redemption_code"],
-        shipping_address=Address(**address) if address else None,
-        idempotency_key=row["idempotency_key"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        payment_due_at=row["payment_due_at"],
-        payment_reference=row["payment_reference"],
-    )
 
 
 class NaiveRedemptionService(services.RedemptionService):

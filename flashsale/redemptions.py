@@ -428,7 +428,7 @@ class Redemptions:
             raise RequestInProgress(key)  # Redis saw it done, PostgreSQL not yet: retry
         if row["request_hash"] != fingerprint:
             raise IdempotencyKeyReused(key)
-        return Redeemed(_redemption(row), replayed=True)
+        return Redeemed(redemption_from_row(row), replayed=True)
 
     @staticmethod
     def _fingerprint_for(
@@ -444,7 +444,7 @@ class Redemptions:
             row = await _select_one(conn, "r.id = %s", (redemption_id,))
         if row is None:
             raise NotFound("redemption", redemption_id)
-        return _redemption(row)
+        return redemption_from_row(row)
 
     async def list_for_member(
         self, *, member_id: str, page_size: int, page_token: str
@@ -465,7 +465,7 @@ class Redemptions:
                 (*params, size + 1),
             )
             rows = await cur.fetchall()
-        page = [_redemption(row) for row in rows[:size]]
+        page = [redemption_from_row(row) for row in rows[:size]]
         token = paging.encode(page[-1].created_at, page[-1].id) if len(rows) > size else ""
         return RedemptionPage(page, token)
 
@@ -492,7 +492,7 @@ class Redemptions:
         # Re-applied on a repeated cancel too: the mirrors are versioned, so this is a no-op
         # unless the first cancel died between PostgreSQL and Redis.
         await self._apply_mirrors(row, *mirrors)
-        return _redemption(after)
+        return redemption_from_row(after)
 
     async def confirm_payment(self, *, redemption_id: str, payment_reference: str) -> Redemption:
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
@@ -523,7 +523,7 @@ class Redemptions:
         await self._apply_mirrors(row, *mirrors)
         if window_closed:
             raise PaymentWindowClosed(redemption_id)
-        return _redemption(after)
+        return redemption_from_row(after)
 
     async def expire_overdue(self, limit: int = 200) -> int:
         """Expires points + cash redemptions whose payment window has passed; units and
@@ -813,7 +813,7 @@ def _from_entry(entry: CommitEntry, meta: CampaignMeta, status: RedemptionStatus
     )
 
 
-def _redemption(row: dict[str, Any]) -> Redemption:
+def redemption_from_row(row: dict[str, Any]) -> Redemption:
     address = row["shipping_address"]
     return Redemption(
         id=row["id"],
