@@ -27,11 +27,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
+from common.env import ConfigError, env_int, env_positive_float
+
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 
-class ProgramError(ValueError):
-    """A program setting is malformed (a subclass of ValueError, like ConfigError)."""
+# One error for every malformed setting, whoever loads it.
+ProgramError = ConfigError
 
 
 @dataclass(frozen=True)
@@ -145,44 +147,18 @@ class Program:
         return cls(
             earn_rate=_decimal(env, "SURGE_EARN_RATE", Decimal(1)),
             tiers=_tiers(env.get("SURGE_TIERS") or ""),
-            tier_window_months=_int(env, "SURGE_TIER_WINDOW_MONTHS", 12, 1, 120),
-            tier_keep_months=_int(env, "SURGE_TIER_KEEP_MONTHS", 12, 0, 120),
+            tier_window_months=env_int(env, "SURGE_TIER_WINDOW_MONTHS", 12, 1, 120),
+            tier_keep_months=env_int(env, "SURGE_TIER_KEEP_MONTHS", 12, 0, 120),
             expiry=_expiry(env.get("SURGE_POINTS_EXPIRY") or "months:12"),
-            expiring_soon_days=_int(env, "SURGE_EXPIRING_SOON_DAYS", 30, 1, 3660),
-            redemption_threshold=_int(env, "SURGE_REDEMPTION_THRESHOLD", 0, 0, 10**12),
-            max_beneficiaries=_int(env, "SURGE_MAX_BENEFICIARIES", 8, 0, 1000),
+            expiring_soon_days=env_int(env, "SURGE_EXPIRING_SOON_DAYS", 30, 1, 3660),
+            redemption_threshold=env_int(env, "SURGE_REDEMPTION_THRESHOLD", 0, 0, 10**12),
+            max_beneficiaries=env_int(env, "SURGE_MAX_BENEFICIARIES", 8, 0, 1000),
             task_rules=_tasks(env.get("SURGE_TASK_RULES")),
-            job_interval_seconds=_seconds(env, "SURGE_LEDGER_JOB_INTERVAL_SECONDS", 60.0),
-            tier_evaluation_interval_seconds=_seconds(
+            job_interval_seconds=env_positive_float(env, "SURGE_LEDGER_JOB_INTERVAL_SECONDS", 60.0),
+            tier_evaluation_interval_seconds=env_positive_float(
                 env, "SURGE_TIER_EVALUATION_INTERVAL_SECONDS", 86_400.0
             ),
         )
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ProgramError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ProgramError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ProgramError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ProgramError(f"{name} must be positive, got {value}")
-    return value
 
 
 def _decimal(env: Mapping[str, str], name: str, default: Decimal) -> Decimal:

@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from points.program import Program, ProgramError
+from common.env import ConfigError, env_choice, env_int, env_positive_float
+from points.program import Program
 
-
-class ConfigError(ValueError):
-    pass
+__all__ = ["ConfigError", "Settings"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -57,68 +56,32 @@ class Settings:
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        try:
-            program = Program.load(env)
-        except ProgramError as e:
-            raise ConfigError(str(e)) from None
+        program = Program.load(env)
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
             data_dir=Path(env.get("SURGE_DATA_DIR", ".data")),
-            embedded_redis_port=_int(env, "SURGE_EMBEDDED_REDIS_PORT", 16379, 1, 65535),
-            embedded_postgres_port=_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
+            embedded_redis_port=env_int(env, "SURGE_EMBEDDED_REDIS_PORT", 16379, 1, 65535),
+            embedded_postgres_port=env_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
             grpc_address=env.get("SURGE_GRPC_ADDRESS", "127.0.0.1:50051"),
-            shutdown_grace_seconds=_float(env, "SURGE_SHUTDOWN_GRACE_SECONDS", 10.0),
-            hold_ttl_seconds=_float(env, "SURGE_HOLD_TTL_SECONDS", 15.0),
-            commit_fence_seconds=_float(env, "SURGE_COMMIT_FENCE_SECONDS", 5.0),
-            sweep_interval_seconds=_float(env, "SURGE_SWEEP_INTERVAL_SECONDS", 1.0),
-            payment_window_seconds=_float(env, "SURGE_PAYMENT_WINDOW_SECONDS", 900.0),
-            idempotency_ttl_seconds=_int(
+            shutdown_grace_seconds=env_positive_float(env, "SURGE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            hold_ttl_seconds=env_positive_float(env, "SURGE_HOLD_TTL_SECONDS", 15.0),
+            commit_fence_seconds=env_positive_float(env, "SURGE_COMMIT_FENCE_SECONDS", 5.0),
+            sweep_interval_seconds=env_positive_float(env, "SURGE_SWEEP_INTERVAL_SECONDS", 1.0),
+            payment_window_seconds=env_positive_float(env, "SURGE_PAYMENT_WINDOW_SECONDS", 900.0),
+            idempotency_ttl_seconds=env_int(
                 env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
             ),
-            commit_batch_max=_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
-            commit_workers=_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
-            pg_pool_min=_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
-            pg_pool_max=_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
-            redis_max_connections=_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
-            metrics_port=_int(env, "SURGE_METRICS_PORT", 9464, 0, 65535),
-            log_level=_choice(
+            commit_batch_max=env_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
+            commit_workers=env_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
+            pg_pool_min=env_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
+            pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
+            redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
+            metrics_port=env_int(env, "SURGE_METRICS_PORT", 9464, 0, 65535),
+            log_level=env_choice(
                 env, "SURGE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
-            log_json=_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
-            access_log=_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
+            log_json=env_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
+            access_log=env_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
             program=program,
         )
-
-
-def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def _choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
-    value = env.get(name, default).upper() or default
-    if value not in allowed:
-        raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value
