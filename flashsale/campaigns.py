@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
@@ -143,7 +144,7 @@ class Campaigns:
             row = await cur.fetchone()
         if row is None:
             raise NotFound("campaign", campaign_id)
-        return await self._campaign(row)
+        return (await self._campaigns([row]))[0]
 
     async def list_page(
         self, *, active_only: bool, page_size: int, page_token: str
@@ -164,7 +165,7 @@ class Campaigns:
                 (*params, size + 1),
             )
             rows = await cur.fetchall()
-        campaigns = [await self._campaign(row) for row in rows[:size]]
+        campaigns = await self._campaigns(rows[:size])
         token = ""
         if len(rows) > size:
             last = campaigns[-1].meta
@@ -234,28 +235,37 @@ class Campaigns:
             ),
         )
 
-    async def _campaign(self, row: dict[str, object]) -> Campaign:
+    async def _campaigns(self, rows: list[dict[str, Any]]) -> list[Campaign]:
+        """Rows to campaigns, with the units held in flight read in one Redis round trip."""
+        metas = [self._cache_meta(row) for row in rows]
+        taken = [
+            (m.id, row["units_committed"] + row["units_held"])
+            for m, row in zip(metas, rows, strict=True)
+        ]
+        in_flight = await self._gate.in_flight_many(taken)
+        return [
+            Campaign(
+                meta, units_committed=row["units_committed"], units_held=row["units_held"] + held
+            )
+            for meta, row, (held, _) in zip(metas, rows, in_flight, strict=True)
+        ]
+
+    def _cache_meta(self, row: dict[str, Any]) -> CampaignMeta:
         meta = CampaignMeta(
             id=str(row["id"]),
             item_id=str(row["item_id"]),
             item_kind=ItemKind(str(row["item_kind"])),
             name=str(row["name"]),
-            units_allotted=int(row["units_allotted"]),  # type: ignore[call-overload]
-            points_price=int(row["points_price"]),  # type: ignore[call-overload]
-            cash_price_cents=int(row["cash_price_cents"]),  # type: ignore[call-overload]
-            per_member_limit=int(row["per_member_limit"]),  # type: ignore[call-overload]
-            starts_at=row["starts_at"],  # type: ignore[arg-type]
-            ends_at=row["ends_at"],  # type: ignore[arg-type]
-            created_at=row["created_at"],  # type: ignore[arg-type]
+            units_allotted=int(row["units_allotted"]),
+            points_price=int(row["points_price"]),
+            cash_price_cents=int(row["cash_price_cents"]),
+            per_member_limit=int(row["per_member_limit"]),
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            created_at=row["created_at"],
         )
         self._meta[meta.id] = meta
-        taken = int(row["units_committed"]) + int(row["units_held"])  # type: ignore[call-overload]
-        in_flight = await self._gate.in_flight(meta.id, taken)
-        return Campaign(
-            meta,
-            units_committed=int(row["units_committed"]),  # type: ignore[call-overload]
-            units_held=int(row["units_held"]) + in_flight,  # type: ignore[call-overload]
-        )
+        return meta
 
 
 def _ms(moment: datetime) -> int:

@@ -237,10 +237,6 @@ class CampaignGate:
             )
         return result
 
-    async def in_flight(self, campaign_id: str, pg_taken: int) -> int:
-        """Units held in flight and not yet counted by PostgreSQL (0 when not loaded)."""
-        return (await self.in_flight_many([(campaign_id, pg_taken)]))[0][0]
-
     def pipeline(self) -> Pipeline:
         return self._redis.pipeline(transaction=False)
 
