@@ -154,6 +154,12 @@ class Metrics:
             buckets=_FAST_BUCKETS,
             registry=registry,
         )
+        self.redis_pipeline_commands = Histogram(
+            "surge_redis_pipeline_commands",
+            "Script calls sent together in one auto-pipelined round trip (reserve, hold).",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
         self.pg_pool = Gauge(
             "surge_pg_pool_connections",
             "PostgreSQL pool connections.",

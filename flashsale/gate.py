@@ -15,6 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 
 
@@ -99,8 +100,16 @@ def _script(name: str) -> str:
 
 
 class CampaignGate:
-    def __init__(self, redis: Redis, *, record_ttl_seconds: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        calls: AutoPipeline,
+        record_ttl_seconds: int,
+        metrics: Metrics,
+    ) -> None:
         self._redis = redis
+        self._calls = calls
         self._metrics = metrics
         self._ttl = record_ttl_seconds
         self._reserve = redis.register_script(_script("reserve.lua"))
@@ -121,9 +130,10 @@ class CampaignGate:
     ) -> ReserveReply:
         k = CampaignKeys(campaign_id)
         with self._metrics.redis_call("reserve"):
-            reply = await self._reserve(
-                keys=[k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
-                args=[member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
+            reply = await self._calls.call(
+                self._reserve,
+                [k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
+                [member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
             )
         values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
         return ReserveReply(Reserve(int(reply[0])), values)
@@ -178,7 +188,7 @@ class CampaignGate:
             # Bare EVALSHA: Script(client=pipe) would cost a SCRIPT EXISTS round trip per
             # pipeline. Scripts are loaded at start; NOSCRIPT is handled by the caller.
             return pipe.evalsha(self._resolve.sha, len(keys), *keys, *args)
-        return await self._resolve(keys=keys, args=args)
+        return await self._calls.call(self._resolve, keys, args)
 
     async def load(self, campaign_id: str, state: CampaignLoad) -> bool:
         """Creates the campaign's state if absent, else applies newer mirror values only."""

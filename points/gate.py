@@ -10,6 +10,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 
 
@@ -54,15 +55,16 @@ def _script(name: str) -> str:
 
 
 class PointsGate:
-    def __init__(self, redis: Redis, *, metrics: Metrics) -> None:
+    def __init__(self, redis: Redis, *, calls: AutoPipeline, metrics: Metrics) -> None:
         self._redis = redis
+        self._calls = calls
         self._metrics = metrics
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
 
     async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
         with self._metrics.redis_call("hold"):
-            reply = await self._hold(keys=member_keys(member_id), args=[hold_id, points])
+            reply = await self._calls.call(self._hold, member_keys(member_id), [hold_id, points])
         code = Hold(int(reply[0]))
         # Available may be briefly negative (a ledger debit landed while holds were in
         # flight: docs/design.md, Known gaps); a refusal reports it as 0.
@@ -85,7 +87,7 @@ class PointsGate:
             keys = member_keys(member_id)
             return pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
         with self._metrics.redis_call("settle"):
-            return await self._settle(keys=member_keys(member_id), args=args)
+            return await self._calls.call(self._settle, member_keys(member_id), args)
 
     async def load_scripts(self) -> None:
         for script in (self._hold, self._settle):

@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate
@@ -87,10 +88,16 @@ class App:
                 stores.redis_url, max_connections=settings.redis_max_connections, timeout=5
             )
         )
+        # One auto-pipeline for both gates: a redemption's reserve and another's hold share
+        # a round trip.
+        calls = AutoPipeline(self.redis, metrics=self.metrics)
         self.campaign_gate = CampaignGate(
-            self.redis, record_ttl_seconds=settings.idempotency_ttl_seconds, metrics=self.metrics
+            self.redis,
+            calls=calls,
+            record_ttl_seconds=settings.idempotency_ttl_seconds,
+            metrics=self.metrics,
         )
-        self.points_gate = PointsGate(self.redis, metrics=self.metrics)
+        self.points_gate = PointsGate(self.redis, calls=calls, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
         self.members = Members(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.members)

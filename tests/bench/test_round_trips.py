@@ -8,7 +8,9 @@ How it counts, in this process, against the real server of tests/conftest.py:
 - Redis: every write of a packed command to a socket (`send_packed_command`) is one round
   trip; a pipeline sends all its commands in one write. Each write is decoded (RESP) to name
   its commands, and tagged "settle" when it happens inside `Pipeline.execute` (the per-batch
-  settle), "request" otherwise. Connection set-up (HELLO, CLIENT ...) is reported apart.
+  settle), "request" otherwise. The request path's calls are auto-pipelined
+  (common/autopipeline.py): a write from there is one request-path round trip, however many
+  redemptions' calls it carries. Connection set-up (HELLO, CLIENT ...) is reported apart.
 - PostgreSQL: psycopg drives every exchange with the server (execute, BEGIN, COMMIT, ...)
   as a generator through `AsyncConnection.wait()`; one that waits on the socket at least
   once is one round trip (one that ends at once, like the pool's COMMIT of an idle
@@ -31,6 +33,7 @@ import pytest
 from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import AbstractConnection
 
+from common.autopipeline import AutoPipeline
 from tests.conftest import Running, StartServer
 
 CONCURRENT = 100  # redemptions in flight at once (the target is stated for >= 20)
@@ -38,6 +41,9 @@ CAMPAIGNS = 4
 _SETUP_COMMANDS = {"HELLO", "CLIENT", "AUTH", "SELECT", "PING"}
 
 _in_pipeline: contextvars.ContextVar[bool] = contextvars.ContextVar("in_pipeline", default=False)
+_in_autopipeline: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "in_autopipeline", default=False
+)
 _statement: contextvars.ContextVar[str] = contextvars.ContextVar("statement", default="")
 
 
@@ -75,6 +81,7 @@ class WireCounts:
     counting: bool = False
     # Redis
     request_trips: Counter[str] = field(default_factory=Counter)  # by command name
+    request_commands: Counter[str] = field(default_factory=Counter)  # what they carried
     settle_trips: Counter[str] = field(default_factory=Counter)  # PIPELINE[n] / SCRIPT ...
     setup_trips: Counter[str] = field(default_factory=Counter)
     pipeline_commands: Counter[str] = field(default_factory=Counter)
@@ -99,6 +106,9 @@ class WireCounts:
         commands = [self.name(c) for c in _resp_commands(data)]
         if all(c.split()[0] in _SETUP_COMMANDS for c in commands):
             self.setup_trips[" + ".join(commands)] += 1
+        elif _in_autopipeline.get():
+            self.request_trips["AUTOPIPELINE" if len(commands) > 1 else commands[0]] += 1
+            self.request_commands.update(commands)
         elif _in_pipeline.get():
             if len(commands) == 1:
                 self.settle_trips[commands[0]] += 1
@@ -107,6 +117,7 @@ class WireCounts:
                 self.pipeline_commands.update(commands)
         else:
             self.request_trips[" + ".join(commands)] += 1
+            self.request_commands.update(commands)
 
     @property
     def redis_request(self) -> int:
@@ -134,13 +145,22 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[WireCounts]:
     execute = Pipeline.execute
 
     async def pipeline_execute(self: Pipeline, *a: Any, **k: Any) -> Any:
-        if counts.counting:
+        if counts.counting and not _in_autopipeline.get():
             counts.pipeline_executes += 1
         token = _in_pipeline.set(True)
         try:
             return await execute(self, *a, **k)
         finally:
             _in_pipeline.reset(token)
+
+    auto_round_trip = AutoPipeline._round_trip
+
+    async def autopipeline_round_trip(self: AutoPipeline, *a: Any, **k: Any) -> Any:
+        token = _in_autopipeline.set(True)
+        try:
+            return await auto_round_trip(self, *a, **k)
+        finally:
+            _in_autopipeline.reset(token)
 
     wait = psycopg.AsyncConnection.wait
 
@@ -176,6 +196,7 @@ def wire(monkeypatch: pytest.MonkeyPatch) -> Iterator[WireCounts]:
 
     monkeypatch.setattr(AbstractConnection, "send_packed_command", send_packed_command)
     monkeypatch.setattr(Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(AutoPipeline, "_round_trip", autopipeline_round_trip)
     monkeypatch.setattr(psycopg.AsyncConnection, "wait", pg_wait)
     monkeypatch.setattr(psycopg.AsyncCursor, "execute", named_execute)
     yield counts
@@ -222,7 +243,8 @@ async def test_success_path_round_trips_per_redemption(
     report = (
         f"\n{n} concurrent success-path redemptions, {batches} group-commit batches\n"
         f"Redis request-path round trips: {wire.redis_request} "
-        f"({wire.redis_request / n:.2f}/redemption) {dict(wire.request_trips)}\n"
+        f"({wire.redis_request / n:.2f}/redemption) {dict(wire.request_trips)}, "
+        f"carrying {dict(wire.request_commands)}\n"
         f"Redis settle round trips: {wire.redis_settle} over {wire.pipeline_executes} "
         f"pipeline executes ({wire.redis_settle / n:.3f}/redemption) {dict(wire.settle_trips)}"
         f"; commands in the pipelines {dict(wire.pipeline_commands)}\n"
@@ -237,6 +259,11 @@ async def test_success_path_round_trips_per_redemption(
         "one settle pipeline per batch": wire.pipeline_executes == batches,
         # At most 2 Redis round trips of its own per redemption (unit hold, points hold) ...
         "Redis request-path round trips <= 2 per redemption": wire.redis_request <= 2 * n,
+        # Each redemption's own calls, whatever shares their round trips: one unit hold
+        # and one points hold, nothing else.
+        "request path: one reserve and one hold per redemption": (
+            wire.request_commands == Counter({"EVALSHA reserve.lua": n, "EVALSHA hold.lua": n})
+        ),
         # ... and, all in, nothing beyond them but one round trip per settle pipeline.
         "Redis round trips <= 2 per redemption + 1 per settle pipeline": (
             wire.redis_request + wire.redis_settle <= 2 * n + wire.pipeline_executes
