@@ -233,6 +233,9 @@ def start_servers(
 # -- One run ---------------------------------------------------------------------------------
 
 
+_PROFILED = ("floor", "redeem", "refusal_sold_out", "refusal_points", "hot")
+
+
 def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(exe).exists():
@@ -276,7 +279,7 @@ def run_loads(
         redis_before = redis_commandstats(redis_client)
         cpu_before = procs.cpu()
         spy = None
-        if py_spy is not None and load.key in ("floor", "redeem") and load.system == "surge":
+        if py_spy is not None and load.key in _PROFILED and load.system == "surge":
             spy = _py_spy(
                 procs.servers["surge"],
                 spec.warmup_s + spec.duration_s,
@@ -458,8 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         "--py-spy",
         type=Path,
         metavar="DIR",
-        help="record the Surge server with py-spy (raw stacks) during its floor and success-path "
-        "loads; summarise with python -m bench.flame",
+        help="record the Surge server with py-spy (raw stacks) during each of its loads; "
+        "summarise with python -m bench.flame",
     )
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]

@@ -44,7 +44,9 @@ class AutoPipeline:
         self._flush_scheduled = False
         self._senders: set[asyncio.Task[None]] = set()
 
-    def call(self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def call(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[Any]
+    ) -> asyncio.Future[Any]:
         """Queues EVALSHA of `script`; returns a future of its reply (awaitable)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()

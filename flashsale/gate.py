@@ -6,7 +6,7 @@ are IntEnums; the redemption flow turns them into domain errors.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
@@ -45,6 +45,19 @@ class Outcome:
 class ReserveReply:
     code: Reserve
     values: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """One hold to resolve, with the member's units mirror from PostgreSQL (0 = none)."""
+
+    member_id: str
+    hold: str
+    fingerprint: str
+    outcome: str
+    refusal: tuple[str, int, int] = ("", 0, 0)
+    member_taken: int = 0
+    member_version: int = 0
 
 
 @dataclass(frozen=True)
@@ -149,46 +162,47 @@ class CampaignGate:
         mirror: CampaignMirror | None = None,
         refusal: tuple[str, int, int] = ("", 0, 0),
         expired_before_ms: int = 0,
-        pipe: Pipeline | None = None,
-    ) -> Any:
-        k = CampaignKeys(campaign_id)
+    ) -> int:
+        """Resolves one hold; 1 if it was held, 0 if not (any more), 2 if not yet expired."""
         m = mirror or CampaignMirror(0, 0, 0, 0)
-        if pipe is None:
-            with self._metrics.redis_call("resolve"):
-                return await self._resolve_call(
-                    k, m, member_id, hold, fingerprint, outcome, refusal, expired_before_ms, None
-                )
-        return await self._resolve_call(
-            k, m, member_id, hold, fingerprint, outcome, refusal, expired_before_ms, pipe
+        one = Resolution(
+            member_id, hold, fingerprint, outcome, refusal, m.member_taken, m.member_version
         )
+        with self._metrics.redis_call("resolve"):
+            replies = await self.resolve_many(
+                campaign_id,
+                [one],
+                taken=m.taken,
+                version=m.version,
+                expired_before_ms=expired_before_ms,
+            )
+        return int(replies[0])
+
+    def resolve_many(
+        self,
+        campaign_id: str,
+        resolutions: Sequence[Resolution],
+        *,
+        taken: int = 0,
+        version: int = 0,
+        expired_before_ms: int = 0,
+    ) -> Awaitable[list[int]]:
+        """Resolves holds of one campaign in one atomic call and applies the campaign's
+        PostgreSQL counters (taken, version) if newer; replies as `resolve`, one per hold."""
+        k = CampaignKeys(campaign_id)
+        keys = [k.state, k.deadlines, k.mheld, k.taken, k.tver]
+        args: list[str | int] = [self._ttl, taken, version, expired_before_ms]
+        for r in resolutions:
+            keys.append(k.record(r.hold))
+            args += [r.member_id, r.hold, r.fingerprint, r.outcome, *r.refusal]
+            args += [r.member_taken, r.member_version]
+        result: Awaitable[list[int]] = self._calls.call(self._resolve, keys, args)
+        return result
 
     async def load_scripts(self) -> None:
         """SCRIPT LOAD every script: pipelines queue bare EVALSHA (no SCRIPT EXISTS first)."""
         for script in (self._reserve, self._resolve, self._load, self._restore):
             await self._redis.script_load(script.script)
-
-    async def _resolve_call(
-        self,
-        k: CampaignKeys,
-        m: CampaignMirror,
-        member_id: str,
-        hold: str,
-        fingerprint: str,
-        outcome: str,
-        refusal: tuple[str, int, int],
-        expired_before_ms: int,
-        pipe: Pipeline | None,
-    ) -> Any:
-        keys = [k.state, k.record(hold), k.deadlines, k.mheld, k.taken, k.tver]
-        args: list[str | int] = [
-            member_id, hold, fingerprint, outcome, *refusal, self._ttl,
-            m.taken, m.version, m.member_taken, m.member_version, expired_before_ms,
-        ]  # fmt: skip
-        if pipe is not None:
-            # Bare EVALSHA: Script(client=pipe) would cost a SCRIPT EXISTS round trip per
-            # pipeline. Scripts are loaded at start; NOSCRIPT is handled by the caller.
-            return pipe.evalsha(self._resolve.sha, len(keys), *keys, *args)
-        return await self._calls.call(self._resolve, keys, args)
 
     async def load(self, campaign_id: str, state: CampaignLoad) -> bool:
         """Creates the campaign's state if absent, else applies newer mirror values only."""
@@ -249,7 +263,3 @@ class CampaignGate:
 
     def pipeline(self) -> Pipeline:
         return self._redis.pipeline(transaction=False)
-
-    async def execute(self, pipe: Pipeline) -> Any:
-        with self._metrics.redis_call("pipeline"):
-            return await pipe.execute()

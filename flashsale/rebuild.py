@@ -49,7 +49,7 @@ async def rebuild_cache(
             pipe = points_gate.pipeline()
             for member_id, spendable, version, frozen, eligible in rows:
                 mirror = MemberMirror(spendable, version, frozen, eligible)
-                await points_gate.settle(member_id, mirror=mirror, pipe=pipe)
+                points_gate.queue_settle(pipe, member_id, mirror)
             await pipe.execute()
             members += len(rows)
     return RebuildReport(created, refreshed, members)

@@ -20,6 +20,7 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -31,7 +32,6 @@ import redis.exceptions
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio.client import Pipeline
 
 from common import paging, validation
 from common.errors import (
@@ -55,7 +55,7 @@ from common.errors import (
 from common.metrics import Metrics
 from flashsale.campaigns import CampaignMeta, Campaigns
 from flashsale.committer import CommitEntry, CommitResult, GroupCommitter
-from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Reserve, hold_id
+from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Reserve, Resolution, hold_id
 from inventory.items import ItemKind
 from points.gate import Hold, MemberMirror, PointsGate
 from points.members import Members
@@ -369,42 +369,39 @@ class Redemptions:
         raise NotFound("member", member_id)
 
     async def _settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
-        """Step 6 for a whole batch: one Redis pipeline settles every hold and applies the
-        PostgreSQL counters that came back (newer versions win, so order does not matter).
-        Every script in it is idempotent, so after NOSCRIPT (Redis restarted and lost its
-        scripts) the whole pipeline is simply queued again once the scripts are back."""
-        try:
-            await self._cgate.execute(await self._settle_pipeline(pairs))
-        except redis.exceptions.NoScriptError:
-            await self._cgate.load_scripts()
-            await self._pgate.load_scripts()
-            await self._cgate.execute(await self._settle_pipeline(pairs))
-
-    async def _settle_pipeline(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> Pipeline:
-        pipe = self._cgate.pipeline()
-        for entry, result in pairs:
-            hold = hold_id(entry.member_id, entry.idempotency_key)
-            fingerprint, refusal = entry.request_hash, ("", 0, 0)
-            if result.outcome in ("COMMITTED", "PENDING_PAYMENT", "EXISTING"):
-                outcome = Outcome.DONE
-                fingerprint = result.request_hash or fingerprint
-            elif result.outcome in _PG_REFUSALS:
-                outcome = Outcome.REFUSED
-                refusal = (result.outcome, 0, 0)
-            else:
-                outcome = Outcome.RELEASE
-            await self._cgate.resolve(
-                entry.campaign_id,
-                entry.member_id,
-                hold,
-                fingerprint=fingerprint,
-                outcome=outcome,
-                mirror=result.campaign,
-                refusal=refusal,
-                pipe=pipe,
+        """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came
+        back applied (newer versions win, so order does not matter), one `resolve` per
+        campaign (atomic: units move from held to taken at once) and one `settle` per hold.
+        The calls share the auto-pipeline's round trips."""
+        campaigns: dict[str, list[tuple[CommitEntry, CommitResult]]] = {}
+        last_of_member: dict[str, int] = {}
+        for i, pair in enumerate(pairs):
+            campaigns.setdefault(pair[0].campaign_id, []).append(pair)
+            last_of_member[pair[0].member_id] = i
+        calls: list[Awaitable[Any]] = []
+        for campaign_id, group in campaigns.items():
+            mirrors = [r.campaign for _, r in group if r.campaign is not None]
+            newest = max(mirrors, key=lambda m: m.version, default=None)
+            calls.append(
+                self._cgate.resolve_many(
+                    campaign_id,
+                    [_resolution(entry, result) for entry, result in group],
+                    taken=newest.taken if newest else 0,
+                    version=newest.version if newest else 0,
+                )
             )
-            await self._pgate.settle(entry.member_id, hold_id=hold, mirror=result.member, pipe=pipe)
-        return pipe
+        for i, (entry, result) in enumerate(pairs):
+            # A member's points mirror goes with its last hold of the batch: dropping an
+            # earlier hold first can only make Redis briefly more generous than PostgreSQL,
+            # which then refuses (the guard), never stingier (a refusal Redis would keep).
+            mirror = result.member if last_of_member[entry.member_id] == i else None
+            hold = hold_id(entry.member_id, entry.idempotency_key)
+            calls.append(self._pgate.settle(entry.member_id, hold_id=hold, mirror=mirror))
+        with self._metrics.redis_call("settle_batch"):
+            replies = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
 
     async def _give_back(
         self,
@@ -571,7 +568,7 @@ class Redemptions:
             )
             await self._pgate.settle(member_id, hold_id=hold, mirror=mirrors[1])
             return "committed"
-        reply = await self._cgate.resolve(
+        resolved = await self._cgate.resolve(
             campaign_id,
             member_id,
             hold,
@@ -579,7 +576,7 @@ class Redemptions:
             outcome=Outcome.RELEASE,
             expired_before_ms=now_ms,
         )
-        if int(reply[0]) == 1:
+        if resolved == 1:
             await self._pgate.settle(member_id, hold_id=hold)
             return "released"
         return "skipped"
@@ -754,6 +751,29 @@ def new_redemption_code() -> str:
     """80 random bits in Crockford-free base32: 16 characters, dashed in fours."""
     raw = base64.b32encode(secrets.token_bytes(10)).decode()
     return "-".join(raw[i : i + 4] for i in range(0, 16, 4))
+
+
+def _resolution(entry: CommitEntry, result: CommitResult) -> Resolution:
+    """How a committed batch's entry settles its units hold."""
+    hold = hold_id(entry.member_id, entry.idempotency_key)
+    fingerprint, refusal = entry.request_hash, ("", 0, 0)
+    if result.outcome in ("COMMITTED", "PENDING_PAYMENT", "EXISTING"):
+        outcome = Outcome.DONE
+        fingerprint = result.request_hash or fingerprint
+    elif result.outcome in _PG_REFUSALS:
+        outcome, refusal = Outcome.REFUSED, (result.outcome, 0, 0)
+    else:
+        outcome = Outcome.RELEASE
+    m = result.campaign
+    return Resolution(
+        entry.member_id,
+        hold,
+        fingerprint,
+        outcome,
+        refusal,
+        m.member_taken if m else 0,
+        m.member_version if m else 0,
+    )
 
 
 def _fingerprint(member_id: str, campaign_id: str, quantity: int, address: Address | None) -> str:

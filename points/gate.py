@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
@@ -50,6 +51,13 @@ def member_keys(member_id: str) -> list[str]:
     return [tag, tag + ":holds"]
 
 
+def _settle_args(hold_id: str, mirror: MemberMirror | None) -> list[str | int]:
+    if mirror is None:
+        return [hold_id, 0, 0, 0, ""]
+    eligible = "" if mirror.eligible is None else int(mirror.eligible)
+    return [hold_id, mirror.spendable, mirror.version, int(mirror.frozen), eligible]
+
+
 def _script(name: str) -> str:
     return (resources.files("points") / "lua" / name).read_text()
 
@@ -70,24 +78,18 @@ class PointsGate:
         # flight: docs/design.md, Known gaps); a refusal reports it as 0.
         return HoldReply(code, max(0, int(reply[1])) if code is Hold.INSUFFICIENT else 0)
 
-    async def settle(
-        self,
-        member_id: str,
-        *,
-        hold_id: str = "",
-        mirror: MemberMirror | None = None,
-        pipe: Pipeline | None = None,
-    ) -> Any:
-        """Drops the hold (if any) and applies the mirror (if newer). With `pipe`, queues."""
-        args: list[str | int] = [hold_id, 0, 0, 0, ""]
-        if mirror is not None:
-            eligible = "" if mirror.eligible is None else int(mirror.eligible)
-            args = [hold_id, mirror.spendable, mirror.version, int(mirror.frozen), eligible]
-        if pipe is not None:  # bare EVALSHA, as in CampaignGate.resolve
-            keys = member_keys(member_id)
-            return pipe.evalsha(self._settle.sha, len(keys), *keys, *args)
-        with self._metrics.redis_call("settle"):
-            return await self._calls.call(self._settle, member_keys(member_id), args)
+    def settle(
+        self, member_id: str, *, hold_id: str = "", mirror: MemberMirror | None = None
+    ) -> Awaitable[Any]:
+        """Drops the hold (if any) and applies the mirror (if newer), auto-pipelined."""
+        keys = member_keys(member_id)
+        return self._calls.call(self._settle, keys, _settle_args(hold_id, mirror))
+
+    def queue_settle(self, pipe: Pipeline, member_id: str, mirror: MemberMirror) -> None:
+        """The same as `settle` without a hold, queued in the caller's pipeline (rebuilds).
+        Bare EVALSHA: the caller loads the scripts first."""
+        keys = member_keys(member_id)
+        pipe.evalsha(self._settle.sha, len(keys), *keys, *_settle_args("", mirror))
 
     async def load_scripts(self) -> None:
         for script in (self._hold, self._settle):
