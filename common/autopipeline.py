@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions
+from hiredis import pack_command
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
@@ -91,7 +92,8 @@ class AutoPipeline:
         conn = await pool.get_connection()  # type: ignore[no-untyped-call]
         missing = []
         try:
-            await conn.send_packed_command(conn.pack_commands([c[1] for c in calls]))
+            # hiredis packs in C, ~10x faster than redis-py's Python packer (same bytes).
+            await conn.send_packed_command(b"".join([pack_command(c[1]) for c in calls]))
             for call in calls:
                 future = call[2]
                 try:
