@@ -56,10 +56,10 @@ loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the ser
 loadtest-chaos: setup ## The load test with the server SIGKILLed and restarted mid-surge
 	$(BIN)/python -m loadtest.run --profile $(PROFILE) --chaos $(LOADTEST_ARGS)
 
-# PROFILE is shared with the load test (ci|surge): anything but full means the quick bench.
-BENCH_PROFILE ?= $(if $(filter full,$(PROFILE)),full,quick)
+# Its own variable: PROFILE belongs to the load test (ci|surge).
+BENCH_PROFILE ?= full
 .PHONY: bench bench-quick
-bench: setup ## Benchmarks side by side: floor, redeem, hot item, refusals, naive peer (PROFILE=full for the long one)
+bench: setup ## Benchmarks side by side: floor, redeem, hot item, refusals, naive peer (full profile, ~6 min)
 	$(BIN)/python -m bench.run --profile $(BENCH_PROFILE) --out results/bench $(BENCH_ARGS)
 
 bench-quick: setup ## The quick benchmark profile (under a minute of load; what CI runs)
