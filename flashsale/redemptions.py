@@ -167,6 +167,7 @@ class Redemptions:
         metrics: Metrics,
         max_batch: int = 256,
         commit_workers: int = 2,
+        commit_linger_s: float = 0.0,
     ) -> None:
         self._metrics = metrics
         self._pool = pool
@@ -180,6 +181,7 @@ class Redemptions:
             after_commit=self._settle_batch,
             max_batch=max_batch,
             workers=commit_workers,
+            linger_s=commit_linger_s,
             metrics=metrics,
         )
         self._in_flight: dict[tuple[str, str], tuple[str, asyncio.Future[Redeemed]]] = {}
@@ -249,6 +251,41 @@ class Redemptions:
         address: Address | None,
         fingerprint: str,
     ) -> Redeemed:
+        # While this redemption is admitted, the committer knows one more entry is coming.
+        with self.committer.approaching():
+            entry = await self._admit(meta, member_id, key, quantity, address, fingerprint)
+        if entry is None:  # the key is in PostgreSQL already
+            return await self._saved(member_id, key, fingerprint)
+        result = await self.committer.submit(entry)
+
+        # Step 6 ran in the committer (_settle_batch); here the answer.
+        if result.outcome in ("COMMITTED", "PENDING_PAYMENT"):
+            status = RedemptionStatus(result.outcome)
+            return Redeemed(_from_entry(entry, meta, status), replayed=False)
+        if result.outcome == "EXISTING":
+            if result.request_hash != fingerprint:
+                raise IdempotencyKeyReused(key)
+            return await self._saved(member_id, key, fingerprint)
+        if result.outcome in _PG_REFUSALS:
+            log.warning(
+                "PostgreSQL refused what Redis admitted (%s): Redis was behind", result.outcome
+            )
+            raise _pg_refusal(meta, member_id, result)
+        if result.outcome == "HOLD_EXPIRED":
+            raise HoldExpired(key)
+        raise NotFound("member", member_id)
+
+    async def _admit(
+        self,
+        meta: CampaignMeta,
+        member_id: str,
+        key: str,
+        quantity: int,
+        address: Address | None,
+        fingerprint: str,
+    ) -> CommitEntry | None:
+        """Steps 2-4: units and points held in Redis; the entry to commit (step 5), or None
+        when the key is already done. Raises the refusal otherwise."""
         hold = hold_id(member_id, key)
         now = time.time()
         requested_at = datetime.fromtimestamp(now, UTC)
@@ -274,7 +311,7 @@ class Redemptions:
             case Reserve.KEY_REUSED:
                 raise IdempotencyKeyReused(key)
             case Reserve.DONE:
-                return await self._saved(member_id, key, fingerprint)
+                return None
             case Reserve.REFUSED_BEFORE:
                 raise _refusal(meta, member_id, *units.values[:3])
             case Reserve.NOT_ACTIVE:
@@ -325,7 +362,7 @@ class Redemptions:
             await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
             raise RequestInProgress(key)
 
-        # Step 5: PostgreSQL, shared with every redemption waiting at this moment.
+        # Step 5 (by the caller): PostgreSQL, shared with every redemption waiting then.
         redemption_id = str(uuid.uuid4())
         payment_due = None
         if meta.needs_payment:
@@ -334,7 +371,7 @@ class Redemptions:
         if meta.item_kind is ItemKind.VIRTUAL and payment_due is None:
             code = new_redemption_code()
         deadline = datetime.fromtimestamp(deadline_ms / 1000, UTC)
-        entry = CommitEntry(
+        return CommitEntry(
             id=redemption_id,
             member_id=member_id,
             campaign_id=meta.id,
@@ -349,24 +386,6 @@ class Redemptions:
             fence=deadline - timedelta(seconds=self._timing.commit_fence_s),
             payment_due_at=payment_due,
         )
-        result = await self.committer.submit(entry)
-
-        # Step 6 ran in the committer (_settle_batch); here the answer.
-        if result.outcome in ("COMMITTED", "PENDING_PAYMENT"):
-            status = RedemptionStatus(result.outcome)
-            return Redeemed(_from_entry(entry, meta, status), replayed=False)
-        if result.outcome == "EXISTING":
-            if result.request_hash != fingerprint:
-                raise IdempotencyKeyReused(key)
-            return await self._saved(member_id, key, fingerprint)
-        if result.outcome in _PG_REFUSALS:
-            log.warning(
-                "PostgreSQL refused what Redis admitted (%s): Redis was behind", result.outcome
-            )
-            raise _pg_refusal(meta, member_id, result)
-        if result.outcome == "HOLD_EXPIRED":
-            raise HoldExpired(key)
-        raise NotFound("member", member_id)
 
     async def _settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
         """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came

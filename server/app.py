@@ -118,6 +118,7 @@ class App:
             metrics=self.metrics,
             max_batch=settings.commit_batch_max,
             commit_workers=settings.commit_workers,
+            commit_linger_s=settings.commit_linger_ms / 1000,
         )
         self.sweeper = Sweeper(
             pool=self.pool,

@@ -34,6 +34,7 @@ class Settings:
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     commit_batch_max: int = 256
     commit_workers: int = 1
+    commit_linger_ms: int = 5
     pg_pool_min: int = 2
     pg_pool_max: int = 10
     redis_max_connections: int = 256
@@ -50,6 +51,13 @@ class Settings:
     def __post_init__(self) -> None:
         if self.commit_fence_seconds >= self.hold_ttl_seconds:
             raise ConfigError("SURGE_COMMIT_FENCE_SECONDS must be below SURGE_HOLD_TTL_SECONDS")
+        # A commit must end before its hold's deadline less the fence; lingering for half of
+        # what is left keeps it clear of that even when PostgreSQL is slow.
+        if self.commit_linger_ms / 1000 > (self.hold_ttl_seconds - self.commit_fence_seconds) / 2:
+            raise ConfigError(
+                "SURGE_COMMIT_LINGER_MS must be at most half of "
+                "SURGE_HOLD_TTL_SECONDS - SURGE_COMMIT_FENCE_SECONDS"
+            )
         if self.pg_pool_min > self.pg_pool_max:
             raise ConfigError("SURGE_PG_POOL_MIN must not exceed SURGE_PG_POOL_MAX")
 
@@ -74,6 +82,7 @@ class Settings:
             ),
             commit_batch_max=env_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
             commit_workers=env_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
+            commit_linger_ms=env_int(env, "SURGE_COMMIT_LINGER_MS", 5, 0, 1000),
             pg_pool_min=env_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
             pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),

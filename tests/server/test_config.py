@@ -28,6 +28,7 @@ def test_every_variable_is_read() -> None:
             "SURGE_PAYMENT_WINDOW_SECONDS": "600",
             "SURGE_COMMIT_BATCH_MAX": "64",
             "SURGE_COMMIT_WORKERS": "3",
+            "SURGE_COMMIT_LINGER_MS": "12",
             "SURGE_PG_POOL_MIN": "1",
             "SURGE_PG_POOL_MAX": "4",
             "SURGE_LOG_LEVEL": "debug",
@@ -41,6 +42,7 @@ def test_every_variable_is_read() -> None:
     assert settings.redis_url == "redis://r:6379/0"
     assert (settings.hold_ttl_seconds, settings.commit_fence_seconds) == (20.0, 4.0)
     assert (settings.commit_batch_max, settings.commit_workers) == (64, 3)
+    assert settings.commit_linger_ms == 12
     assert settings.log_level == "DEBUG"
     assert (settings.metrics_port, settings.log_json, settings.access_log) == (0, False, False)
     assert settings.redis_max_connections == 50
@@ -54,6 +56,15 @@ def test_every_variable_is_read() -> None:
         ({"SURGE_HOLD_TTL_SECONDS": "-1"}, "must be positive"),
         ({"SURGE_HOLD_TTL_SECONDS": "2", "SURGE_COMMIT_FENCE_SECONDS": "3"}, "must be below"),
         ({"SURGE_PG_POOL_MIN": "9", "SURGE_PG_POOL_MAX": "2"}, "must not exceed"),
+        ({"SURGE_COMMIT_LINGER_MS": "-1"}, "between 0 and 1000"),
+        (
+            {
+                "SURGE_HOLD_TTL_SECONDS": "3",
+                "SURGE_COMMIT_FENCE_SECONDS": "2.5",
+                "SURGE_COMMIT_LINGER_MS": "300",
+            },
+            "SURGE_COMMIT_LINGER_MS must be at most half",
+        ),
         ({"SURGE_LOG_FORMAT": "xml"}, "must be one of JSON, TEXT"),
         ({"SURGE_LOG_LEVEL": "loud"}, "must be one of DEBUG"),
     ],
