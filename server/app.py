@@ -90,14 +90,14 @@ class App:
         )
         # One auto-pipeline for both gates: a redemption's reserve and another's hold share
         # a round trip.
-        calls = AutoPipeline(self.redis, metrics=self.metrics)
+        self.calls = AutoPipeline.connect(stores.redis_url, metrics=self.metrics)
         self.campaign_gate = CampaignGate(
             self.redis,
-            calls=calls,
+            calls=self.calls,
             record_ttl_seconds=settings.idempotency_ttl_seconds,
             metrics=self.metrics,
         )
-        self.points_gate = PointsGate(self.redis, calls=calls, metrics=self.metrics)
+        self.points_gate = PointsGate(self.redis, calls=self.calls, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
         self.members = Members(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.members)
@@ -182,6 +182,7 @@ class App:
         await self.redemptions.committer.close()
         await self.sweeper.stop()
         await self.ledger_jobs.stop()
+        await self.calls.aclose()
         await self.redis.aclose()
         await self.pool.close()
         if self._metrics_http is not None:

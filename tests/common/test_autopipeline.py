@@ -133,3 +133,24 @@ async def test_a_redemption_succeeds_after_redis_lost_its_scripts(server: Runnin
     assert redeemed.redemption.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
     balance = await api.balance(member.id)
     assert (balance.balance, balance.held, balance.available) == (990, 0, 990)
+
+
+async def test_a_round_trip_past_its_deadline_fails_and_the_next_one_works(
+    client: redis.asyncio.Redis,
+) -> None:
+    script = client.register_script(COUNT)
+    await client.script_load(COUNT)
+    calls = AutoPipeline(client, metrics=Metrics(CollectorRegistry()), timeout_s=0.3)
+    await calls.call(script, ["{t}"], [1])  # a kept connection, now stalled by the pause
+    await client.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+
+    stalled = await asyncio.gather(
+        *(calls.call(script, ["{t}"], [1]) for _ in range(3)), return_exceptions=True
+    )
+    assert all(isinstance(r, redis.exceptions.TimeoutError) for r in stalled), stalled
+
+    await asyncio.sleep(1.0)  # the pause ends
+    # Timed-out calls may or may not have run (here their connection was closed before
+    # Redis read them); either way the next call works, on a fresh connection.
+    reply = await calls.call(script, ["{t}"], [1])
+    assert reply[0] == 1 and reply[1] in (2, 5), reply
