@@ -142,7 +142,7 @@ async def test_a_round_trip_past_its_deadline_fails_and_the_next_one_works(
     await client.script_load(COUNT)
     calls = AutoPipeline(client, metrics=Metrics(CollectorRegistry()), timeout_s=0.3)
     await calls.call(script, ["{t}"], [1])  # a kept connection, now stalled by the pause
-    await client.execute_command("CLIENT", "PAUSE", "1000", "ALL")
+    await client.client_pause(1000)
 
     stalled = await asyncio.gather(
         *(calls.call(script, ["{t}"], [1]) for _ in range(3)), return_exceptions=True
