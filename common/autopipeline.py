@@ -39,7 +39,10 @@ from redis.commands.core import AsyncScript
 
 from common.metrics import Metrics
 
-MAX_IN_FLIGHT = 2
+# One round trip at a time: Redis runs scripts one after another anyway, and while one is
+# out the next batch gathers. Measured against 2: success path 1,260 -> 1,420/s, because
+# batches grew and socket writes (~15 µs each) fell.
+MAX_IN_FLIGHT = 1
 TIMEOUT_S = 5.0  # redis-py's default socket timeout, here per round trip
 
 _Call = tuple[AsyncScript, tuple[Any, ...], asyncio.Future[Any]]
