@@ -193,7 +193,7 @@ class Redemptions:
         try:
             redeemed = await self._redeem_once(request)
         except BaseException as e:
-            self._metrics.redemptions.labels(outcome_of(e)).inc()
+            self._metrics.count_redemption(outcome_of(e))
             raise
         if redeemed.replayed:
             outcome = "replayed"
@@ -201,7 +201,7 @@ class Redemptions:
             outcome = "pending_payment"
         else:
             outcome = "committed"
-        self._metrics.redemptions.labels(outcome).inc()
+        self._metrics.count_redemption(outcome)
         return redeemed
 
     async def _redeem_once(self, request: RedeemRequest) -> Redeemed:
