@@ -57,12 +57,12 @@ class Processes:
     """Whose CPU is counted: the gRPC servers, Redis, and PostgreSQL (postmaster and every
     backend of the cluster)."""
 
-    servers: dict[str, int]  # surge / naive -> pid
+    servers: dict[str, tuple[int, ...]]  # surge / naive -> pids (several: SO_REUSEPORT)
     redis_pid: int | None
     postmaster_pid: int | None
 
     def cpu(self) -> dict[str, float]:
-        out = {name: cpu_seconds(pid) for name, pid in self.servers.items()}
+        out = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.servers.items()}
         out["redis"] = cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
         pg = 0.0
         if self.postmaster_pid:

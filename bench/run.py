@@ -181,26 +181,22 @@ class ServerProcess:
 
 
 def start_servers(
-    stack: LocalStack, folder: Path, console: Console
-) -> tuple[ServerProcess, ServerProcess]:
+    stack: LocalStack, folder: Path, console: Console, *, surge_processes: int = 1
+) -> tuple[list[ServerProcess], ServerProcess]:
+    """The Surge server (`surge_processes` processes sharing one port: gRPC sets SO_REUSEPORT
+    and the kernel spreads connections over them) and the naive peer."""
     # SURGE_* settings pass through to both servers (e.g. SURGE_COMMIT_WORKERS=4 make bench);
     # addresses, stores and the metrics port are the benchmark's own.
     base = dict(os.environ)
     surge_port, naive_port = _free_port(), _free_port()
-    surge = ServerProcess(
-        "surge",
-        [sys.executable, "-m", "server.cli", "serve"],
-        base
-        | {
-            "BENCH_PORT": str(surge_port),
-            "DATABASE_URL": stack.database_url,
-            "REDIS_URL": stack.redis_url,
-            "SURGE_GRPC_ADDRESS": f"127.0.0.1:{surge_port}",
-            "SURGE_DATA_DIR": str(folder / "unused-data"),
-            "SURGE_METRICS_PORT": "0",
-        },
-        folder / "surge.log",
-    )
+    surge_env = base | {
+        "BENCH_PORT": str(surge_port),
+        "DATABASE_URL": stack.database_url,
+        "REDIS_URL": stack.redis_url,
+        "SURGE_GRPC_ADDRESS": f"127.0.0.1:{surge_port}",
+        "SURGE_DATA_DIR": str(folder / "unused-data"),
+        "SURGE_METRICS_PORT": "0",
+    }
     naive = ServerProcess(
         "naive",
         [
@@ -215,19 +211,35 @@ def start_servers(
         base | {"BENCH_PORT": str(naive_port), "SURGE_METRICS_PORT": "0"},
         folder / "naive.log",
     )
+    surges: list[ServerProcess] = []
     try:
-        surge.wait_ready()
         naive.wait_ready()
+        # One after another: each is SERVING before the next starts, so the health check
+        # through the shared port can only be answered by those already up.
+        for i in range(surge_processes):
+            name = "surge" if i == 0 else f"surge-{i + 1}"
+            surges.append(
+                ServerProcess(
+                    name,
+                    [sys.executable, "-m", "server.cli", "serve"],
+                    surge_env,
+                    folder / f"{name}.log",
+                )
+            )
+            surges[-1].wait_ready()
+            if i > 0:
+                time.sleep(1.0)  # its listener is up by then, even if a sibling answered
     except Exception:
-        surge.stop()
-        naive.stop()
+        for server in (*surges, naive):
+            server.stop()
         raise
+    pids = ", ".join(str(x.proc.pid) for x in surges)
     _say(
         console,
-        f"servers up: surge {surge.address} (pid {surge.proc.pid}), "
+        f"servers up: surge {surges[0].address} (pid {pids}), "
         f"naive {naive.address} (pid {naive.proc.pid})",
     )
-    return surge, naive
+    return surges, naive
 
 
 # -- One run ---------------------------------------------------------------------------------
@@ -281,7 +293,7 @@ def run_loads(
         spy = None
         if py_spy is not None and load.key in _PROFILED and load.system == "surge":
             spy = _py_spy(
-                procs.servers["surge"],
+                procs.servers["surge"][0],  # the first process only
                 spec.warmup_s + spec.duration_s,
                 py_spy / f"surge-{load.key}-{profile.name}.txt",
             )
@@ -354,6 +366,7 @@ def run(
     py_spy: Path | None = None,
     only: set[str] | None = None,
     keep: bool = False,
+    surge_processes: int = 1,
 ) -> int:
     started = datetime.now(UTC)
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
@@ -367,13 +380,15 @@ def run(
         "client_processes": profile.client_processes,
         "concurrency": profile.concurrency,
         "hot_concurrency": profile.hot_concurrency,
+        "surge_processes": surge_processes,
         "profile_settings": asdict(profile),
         "loadavg_before": os.getloadavg(),
         "surge_env": {k: v for k, v in os.environ.items() if k.startswith("SURGE_")},
     }
     with local_stack(console, keep=keep) as (stack, have_statements):
         folder = stack.data_dir.parent
-        surge, naive = start_servers(stack, folder, console)
+        surges, naive = start_servers(stack, folder, console, surge_processes=surge_processes)
+        surge = surges[0]
         try:
             surge_stores = Stores(stack.database_url, stack.redis_url)
             naive_stores = Stores(
@@ -399,7 +414,7 @@ def run(
             if only:
                 all_loads = [load for load in all_loads if load.key in only]
             procs = Processes(
-                servers={"surge": surge.proc.pid, "naive": naive.proc.pid},
+                servers={"surge": tuple(x.proc.pid for x in surges), "naive": (naive.proc.pid,)},
                 redis_pid=pid_from_file(stack.redis_dir / "redis.pid"),
                 postmaster_pid=pid_from_file(stack.postgres_dir / "postmaster.pid"),
             )
@@ -419,7 +434,8 @@ def run(
             meta["loadavg_after"] = os.getloadavg()
             audit_ok, violations = asyncio.run(_audit(surge_stores))
         finally:
-            surge_exit = surge.stop()
+            codes = [x.stop() for x in surges]
+            surge_exit = next((c for c in codes if c), codes[0])  # the first failure, if any
             naive_exit = naive.stop()
         meta["server_exit"] = {"surge": surge_exit, "naive": naive_exit}
 
@@ -455,6 +471,13 @@ def main(argv: list[str] | None = None) -> int:
         help="run only these loads (ratios need floor and their peers)",
     )
     parser.add_argument(
+        "--surge-processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run N Surge server processes on one port (SO_REUSEPORT); CPU is their sum",
+    )
+    parser.add_argument(
         "--keep", action="store_true", help="keep the temporary folder (stores, server logs)"
     )
     parser.add_argument(
@@ -484,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             py_spy=args.py_spy,
             only=set(args.only) if args.only else None,
             keep=args.keep,
+            surge_processes=args.surge_processes,
         )
     except KeyboardInterrupt:
         return 2
