@@ -20,9 +20,10 @@ sent alone, so batching changes cost, never semantics.
 
 Errors: a script's error reply fails that call only. NOSCRIPT (Redis restarted or flushed
 its script cache) means the script did not run, so those calls are sent again once their
-scripts are loaded. A connection failure or a missed deadline fails every call of the batch
-whose reply was not read: the caller answers UNAVAILABLE and the client retries with the
-same idempotency key.
+scripts are loaded. A kept connection that fails (it died while idle: a Redis restart) is
+replaced and the batch sent once more; a fresh connection that fails, or a missed deadline,
+fails every call of the batch whose reply was not read: the caller answers UNAVAILABLE and
+the client retries with the same idempotency key.
 """
 
 from __future__ import annotations
@@ -111,19 +112,28 @@ class AutoPipeline:
                     future.set_exception(e)
 
     async def _round_trip(self, calls: list[_Call]) -> list[_Call]:
-        """Sends the calls in one write, answers each; returns the ones that got NOSCRIPT."""
-        pool = self._redis.connection_pool
+        """Sends the calls in one write, answers each; returns the ones that got NOSCRIPT.
+
+        A kept connection may have died while idle (Redis restarted, a proxy closed it):
+        if it fails, the calls go once more on a fresh one. Every script here is idempotent
+        for its hold (a repeat answers IN_FLIGHT, ALREADY_HELD or the remembered refusal),
+        so sending again is safe even if Redis ran some of them."""
         if self._idle:
-            conn = self._idle.pop()
-        else:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                return await self._on(self._idle.pop(), calls)
+            except redis.exceptions.ConnectionError:
+                pass
+        pool = self._redis.connection_pool
+        return await self._on(await pool.get_connection(), calls)  # type: ignore[no-untyped-call]
+
+    async def _on(self, conn: AbstractConnection, calls: list[_Call]) -> list[_Call]:
         try:
             async with asyncio.timeout(self._timeout_s):
                 missing = await _exchange(conn, calls)
         except BaseException as e:
             # Replies may still be on their way on it: never reuse it.
             await conn.disconnect(nowait=True)
-            await pool.release(conn)
+            await self._redis.connection_pool.release(conn)
             if isinstance(e, TimeoutError):
                 raise redis.exceptions.TimeoutError("Redis did not answer in time") from e
             raise

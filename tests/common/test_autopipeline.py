@@ -154,3 +154,18 @@ async def test_a_round_trip_past_its_deadline_fails_and_the_next_one_works(
     # Redis read them); either way the next call works, on a fresh connection.
     reply = await calls.call(script, ["{t}"], [1])
     assert reply[0] == 1 and reply[1] in (2, 5), reply
+
+
+async def test_a_kept_connection_that_died_idle_is_replaced_without_failing_calls(
+    client: redis.asyncio.Redis,
+) -> None:
+    script = client.register_script(COUNT)
+    await client.script_load(COUNT)
+    calls = AutoPipeline(client, metrics=Metrics(CollectorRegistry()))
+    assert await calls.call(script, ["{k}"], [1]) == [1, 1]  # the connection is now kept
+    # Redis drops every other client connection (as a restart or a proxy would).
+    await client.client_kill_filter(_type="normal", skipme=True)
+
+    replies = await asyncio.gather(*(calls.call(script, ["{k}"], [1]) for _ in range(3)))
+
+    assert sorted(r[1] for r in replies) == [2, 3, 4]
