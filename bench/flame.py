@@ -45,7 +45,7 @@ _STEPS: list[tuple[str, str]] = [
     ("  hold points (points gate)", r"^PointsGate\.hold "),
     ("  submit + wait (group commit)", r"^GroupCommitter\.submit "),
     ("group commit: PostgreSQL statement", r"^GroupCommitter\._commit "),
-    ("group commit: settle pipeline", r"^Redemptions\._settle_batch "),
+    ("group commit: settle", r"^Redemptions\._settle_batch "),
     ("convert to protobuf", r"^redemption \(server/convert\.py"),
     ("access log line", r"pythonjsonlogger|^Logger\._log "),
     ("prometheus updates", r"prometheus_client"),

@@ -200,7 +200,8 @@ class CampaignGate:
         return result
 
     async def load_scripts(self) -> None:
-        """SCRIPT LOAD every script: pipelines queue bare EVALSHA (no SCRIPT EXISTS first)."""
+        """SCRIPT LOAD every script, so the first calls after start do not meet NOSCRIPT
+        (calls send bare EVALSHA; the auto-pipeline reloads on NOSCRIPT by itself)."""
         for script in (self._reserve, self._resolve, self._load, self._restore):
             await self._redis.script_load(script.script)
 

@@ -2,7 +2,8 @@
 
 1. validate; 2. hold units on the campaign's slot; 3. hold points on the member's slot;
 4. if 3 refuses, give the units back at once; 5. commit to PostgreSQL (group commit);
-6. settle both holds in Redis (one pipeline per batch), then answer.
+6. settle both holds in Redis (one resolve per campaign, one settle per hold, sharing
+   the auto-pipeline's round trips), then answer.
 
 Exactly once: a redemption is named by (member_id, idempotency_key). Redis remembers the
 key's hold, refusal or commit; PostgreSQL's UNIQUE key is the last word. Two calls with one
