@@ -38,7 +38,7 @@ _LIBRARIES: list[tuple[str, str]] = [
 # Inclusive: a sample counts for every step whose frame is on its stack.
 _STEPS: list[tuple[str, str]] = [
     ("edge interceptor (whole call)", r"^wrapper \(server/interceptors\.py"),
-    ("RedemptionService.Redeem", r"^RedemptionService\.Redeem \(server/services\.py"),
+    ("RedemptionService.Redeem", r"^RedemptionService\.Redeem \(server/services/redemption\.py"),
     ("Redemptions.redeem", r"^Redemptions\.redeem \(flashsale/redemptions\.py"),
     ("  validation + fingerprint", r"^(_fingerprint|uuid_id|idempotency_key) "),
     ("  reserve (campaign gate)", r"^CampaignGate\.reserve "),

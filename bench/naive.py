@@ -68,10 +68,10 @@ from flashsale.redemptions import (
 )
 from inventory.items import ItemKind
 from protos.loyalty.v1 import redemption_pb2_grpc
-from server import services
 from server.config import Settings
 from server.interceptors import EdgeInterceptor
 from server.logs import setup_logging
+from server.services.redemption import RedemptionService
 
 if TYPE_CHECKING:
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
@@ -263,7 +263,7 @@ class NaiveRedemptions:
         )
 
 
-class NaiveRedemptionService(services.RedemptionService):
+class NaiveRedemptionService(RedemptionService):
     """Redeem exactly as Surge's servicer converts it (inherited), on the naive domain
     object; the other methods answer UNIMPLEMENTED."""
 

@@ -44,9 +44,9 @@ from protos.loyalty.v1 import (
     redemption_pb2,
     redemption_pb2_grpc,
 )
-from server import services
 from server.config import Settings
 from server.interceptors import EdgeInterceptor, split_method
+from server.services import campaign, catalog, member, redemption
 
 log = logging.getLogger(__name__)
 
@@ -149,16 +149,16 @@ class App:
             interceptors=[EdgeInterceptor(self.metrics, access_log=self.settings.access_log)]
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            services.CatalogService(self.catalog), server
+            catalog.CatalogService(self.catalog), server
         )
         campaign_pb2_grpc.add_CampaignServiceServicer_to_server(
-            services.CampaignService(self.campaigns), server
+            campaign.CampaignService(self.campaigns), server
         )
         member_pb2_grpc.add_MemberServiceServicer_to_server(
-            services.MemberService(self.members), server
+            member.MemberService(self.members), server
         )
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
-            services.RedemptionService(self.redemptions, self.members), server
+            redemption.RedemptionService(self.redemptions, self.members), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

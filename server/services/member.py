@@ -1,105 +1,15 @@
-"""gRPC servicers: thin adapters. Each method converts the request, calls the domain, and
-converts the answer; errors are mapped once, by server.interceptors.ErrorInterceptor."""
+"""MemberService. Operators and the mall: members and their points ledger."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING
 
-import grpc
-
-from flashsale.campaigns import Campaigns
-from flashsale.redemptions import RedeemRequest, Redemptions
-from inventory.items import Catalog
 from points.members import Members
-from protos.loyalty.v1 import (
-    campaign_pb2,
-    campaign_pb2_grpc,
-    catalog_pb2,
-    catalog_pb2_grpc,
-    common_pb2,
-    member_pb2,
-    member_pb2_grpc,
-    redemption_pb2,
-    redemption_pb2_grpc,
-)
+from protos.loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from server import convert
 
-if TYPE_CHECKING:  # the stubs make it generic
-    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
-
-
-class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
-    def __init__(self, catalog: Catalog) -> None:
-        self._catalog = catalog
-
-    async def CreateItem(
-        self, request: catalog_pb2.CreateItemRequest, context: Context
-    ) -> catalog_pb2.Item:
-        created = await self._catalog.create_item(
-            sku=request.sku,
-            name=request.name,
-            kind=convert.item_kind(request.kind),
-            initial_stock=request.initial_stock,
-        )
-        return convert.item(created)
-
-    async def GetItem(
-        self, request: catalog_pb2.GetItemRequest, context: Context
-    ) -> catalog_pb2.Item:
-        return convert.item(await self._catalog.get_item(request.item_id))
-
-    async def AdjustStock(
-        self, request: catalog_pb2.AdjustStockRequest, context: Context
-    ) -> catalog_pb2.AdjustStockResponse:
-        adjusted = await self._catalog.adjust_stock(
-            item_id=request.item_id,
-            delta=request.delta,
-            reason=request.reason,
-            idempotency_key=request.idempotency_key,
-        )
-        return catalog_pb2.AdjustStockResponse(
-            item=convert.item(adjusted.item),
-            adjustment_id=adjusted.adjustment_id,
-            replayed=adjusted.replayed,
-        )
-
-
-class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
-    def __init__(self, campaigns: Campaigns) -> None:
-        self._campaigns = campaigns
-
-    async def CreateCampaign(
-        self, request: campaign_pb2.CreateCampaignRequest, context: Context
-    ) -> campaign_pb2.Campaign:
-        created = await self._campaigns.create(
-            item_id=request.item_id,
-            name=request.name,
-            units_allotted=request.units_allotted,
-            points_price=request.points_price,
-            cash_price_cents=request.cash_price_cents,
-            per_member_limit=request.per_member_limit,
-            starts_at=convert.required_time("starts_at", request, "starts_at"),
-            ends_at=convert.required_time("ends_at", request, "ends_at"),
-        )
-        return convert.campaign(created)
-
-    async def GetCampaign(
-        self, request: campaign_pb2.GetCampaignRequest, context: Context
-    ) -> campaign_pb2.Campaign:
-        return convert.campaign(await self._campaigns.get(request.campaign_id))
-
-    async def ListCampaigns(
-        self, request: campaign_pb2.ListCampaignsRequest, context: Context
-    ) -> campaign_pb2.ListCampaignsResponse:
-        page = await self._campaigns.list_page(
-            active_only=request.active_only,
-            page_size=request.page_size,
-            page_token=request.page_token,
-        )
-        return campaign_pb2.ListCampaignsResponse(
-            campaigns=[convert.campaign(c) for c in page.campaigns],
-            next_page_token=page.next_page_token,
-        )
+if TYPE_CHECKING:
+    from server.services import Context
 
 
 class MemberService(member_pb2_grpc.MemberServiceServicer):
@@ -278,62 +188,3 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
             granularity=convert.granularity(request.granularity),
         )
         return convert.liability_report(report)
-
-
-class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
-    def __init__(self, redemptions: Redemptions, members: Members) -> None:
-        self._redemptions = redemptions
-        self._members = members
-
-    async def Redeem(
-        self, request: redemption_pb2.RedeemRequest, context: Context
-    ) -> redemption_pb2.RedeemResponse:
-        redeemed = await self._redemptions.redeem(
-            RedeemRequest(
-                member_id=request.member_id,
-                campaign_id=request.campaign_id,
-                quantity=request.quantity,
-                idempotency_key=request.idempotency_key,
-                shipping_address=convert.address_from_pb(request),
-            )
-        )
-        return redemption_pb2.RedeemResponse(
-            redemption=convert.redemption(redeemed.redemption), replayed=redeemed.replayed
-        )
-
-    async def GetRedemption(
-        self, request: redemption_pb2.GetRedemptionRequest, context: Context
-    ) -> redemption_pb2.Redemption:
-        return convert.redemption(await self._redemptions.get(request.redemption_id))
-
-    async def CancelRedemption(
-        self, request: redemption_pb2.CancelRedemptionRequest, context: Context
-    ) -> redemption_pb2.Redemption:
-        cancelled = await self._redemptions.cancel(
-            redemption_id=request.redemption_id, member_id=request.member_id, reason=request.reason
-        )
-        return convert.redemption(cancelled)
-
-    async def ConfirmPayment(
-        self, request: redemption_pb2.ConfirmPaymentRequest, context: Context
-    ) -> redemption_pb2.Redemption:
-        confirmed = await self._redemptions.confirm_payment(
-            redemption_id=request.redemption_id, payment_reference=request.payment_reference
-        )
-        return convert.redemption(confirmed)
-
-    async def ListRedemptions(
-        self, request: redemption_pb2.ListRedemptionsRequest, context: Context
-    ) -> redemption_pb2.ListRedemptionsResponse:
-        page = await self._redemptions.list_for_member(
-            member_id=request.member_id, page_size=request.page_size, page_token=request.page_token
-        )
-        return redemption_pb2.ListRedemptionsResponse(
-            redemptions=[convert.redemption(r) for r in page.redemptions],
-            next_page_token=page.next_page_token,
-        )
-
-    async def GetBalance(
-        self, request: common_pb2.GetBalanceRequest, context: Context
-    ) -> common_pb2.Balance:
-        return convert.balance(await self._members.balance(request.member_id))

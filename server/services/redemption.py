@@ -1,0 +1,72 @@
+"""RedemptionService. Gateway-facing: what a member does in the mall."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from flashsale.redemptions import RedeemRequest, Redemptions
+from points.members import Members
+from protos.loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
+from server import convert
+
+if TYPE_CHECKING:
+    from server.services import Context
+
+
+class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
+    def __init__(self, redemptions: Redemptions, members: Members) -> None:
+        self._redemptions = redemptions
+        self._members = members
+
+    async def Redeem(
+        self, request: redemption_pb2.RedeemRequest, context: Context
+    ) -> redemption_pb2.RedeemResponse:
+        redeemed = await self._redemptions.redeem(
+            RedeemRequest(
+                member_id=request.member_id,
+                campaign_id=request.campaign_id,
+                quantity=request.quantity,
+                idempotency_key=request.idempotency_key,
+                shipping_address=convert.address_from_pb(request),
+            )
+        )
+        return redemption_pb2.RedeemResponse(
+            redemption=convert.redemption(redeemed.redemption), replayed=redeemed.replayed
+        )
+
+    async def GetRedemption(
+        self, request: redemption_pb2.GetRedemptionRequest, context: Context
+    ) -> redemption_pb2.Redemption:
+        return convert.redemption(await self._redemptions.get(request.redemption_id))
+
+    async def CancelRedemption(
+        self, request: redemption_pb2.CancelRedemptionRequest, context: Context
+    ) -> redemption_pb2.Redemption:
+        cancelled = await self._redemptions.cancel(
+            redemption_id=request.redemption_id, member_id=request.member_id, reason=request.reason
+        )
+        return convert.redemption(cancelled)
+
+    async def ConfirmPayment(
+        self, request: redemption_pb2.ConfirmPaymentRequest, context: Context
+    ) -> redemption_pb2.Redemption:
+        confirmed = await self._redemptions.confirm_payment(
+            redemption_id=request.redemption_id, payment_reference=request.payment_reference
+        )
+        return convert.redemption(confirmed)
+
+    async def ListRedemptions(
+        self, request: redemption_pb2.ListRedemptionsRequest, context: Context
+    ) -> redemption_pb2.ListRedemptionsResponse:
+        page = await self._redemptions.list_for_member(
+            member_id=request.member_id, page_size=request.page_size, page_token=request.page_token
+        )
+        return redemption_pb2.ListRedemptionsResponse(
+            redemptions=[convert.redemption(r) for r in page.redemptions],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetBalance(
+        self, request: common_pb2.GetBalanceRequest, context: Context
+    ) -> common_pb2.Balance:
+        return convert.balance(await self._members.balance(request.member_id))
