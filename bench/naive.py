@@ -56,16 +56,16 @@ from common.errors import (
     SoldOut,
 )
 from common.metrics import Metrics
-from flashsale.redemptions import (
+from flashsale import idempotency
+from flashsale.model import (
     MAX_QUANTITY,
     Redeemed,
     RedeemRequest,
     Redemption,
-    Redemptions,
     RedemptionStatus,
     new_redemption_code,
-    redemption_from_row,
 )
+from flashsale.store import redemption_from_row
 from inventory.items import ItemKind
 from protos.loyalty.v1 import redemption_pb2_grpc
 from server.config import Settings
@@ -128,7 +128,7 @@ class NaiveRedemptions:
             if request.shipping_address is None:
                 raise InvalidArgument("shipping_address", "is required for a physical item")
             address = request.shipping_address.validated()
-        fingerprint = Redemptions._fingerprint_for(member_id, campaign_id, quantity, address)
+        fingerprint = idempotency.fingerprint(member_id, campaign_id, quantity, address)
 
         await cur.execute(
             "SELECT points_balance, points_held, frozen FROM members WHERE id = %s FOR UPDATE",
@@ -268,7 +268,7 @@ class NaiveRedemptionService(RedemptionService):
     object; the other methods answer UNIMPLEMENTED."""
 
     def __init__(self, redemptions: NaiveRedemptions) -> None:
-        self._redemptions = redemptions  # type: ignore[assignment]  # same redeem() contract
+        self._admission = redemptions  # type: ignore[assignment]  # same redeem() contract
 
     async def _unimplemented(self, context: Context) -> Any:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "the naive peer only has Redeem")

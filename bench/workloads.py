@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from bench.loadgen import LoadSpec
-from flashsale.redemptions import RedeemRequest
+from flashsale.model import RedeemRequest
 from inventory.items import ItemKind
 from server.app import App, Stores
 from server.config import Settings
@@ -114,7 +114,7 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
     settings = Settings(grpc_address="127.0.0.1:0", pg_pool_min=2, pg_pool_max=10)
     app = App(settings, stores)
     await app.pool.open(wait=True, timeout=30)
-    app.redemptions.committer.start()
+    app.committer.start()
     try:
         starts = datetime.now(UTC) - timedelta(minutes=1)
         ends = starts + timedelta(days=1)
@@ -158,14 +158,14 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
         members = await _bounded(member(RICH_POINTS) for _ in range(profile.members))
         poor = await _bounded(member(0) for _ in range(profile.poor_members))
         # The one unit of the sold-out campaign goes at once, through the real flow.
-        await app.redemptions.redeem(
+        await app.admission.redeem(
             RedeemRequest(
                 member_id=members[0], campaign_id=sold_out, quantity=1, idempotency_key="sell-1"
             )
         )
         return Dataset(tuple(success), hot, sold_out, tuple(members), tuple(poor))
     finally:
-        await app.redemptions.committer.close()
+        await app.committer.close()
         await app.redis.aclose()
         await app.pool.close()
 

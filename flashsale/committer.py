@@ -4,7 +4,7 @@ entry while other redemptions are still being admitted (holding in Redis) waits 
 linger (SURGE_COMMIT_LINGER_MS) for them; with nobody on the way it commits at once, so a
 lone redemption never waits.
 
-Each batch runs commit_redemptions() (server/migrations/0004) on an autocommit connection
+Each batch runs commit_redemptions() (flashsale/sql/commit_redemptions.sql) on an autocommit connection
 (one round trip; the pool's statement_timeout, the commit fence, bounds it), then hands the
 results to `after_commit` (which settles the Redis holds) before any caller is answered.
 """
@@ -80,6 +80,18 @@ class CommitResult:
     campaign: CampaignMirror | None
     member: MemberMirror | None
 
+
+# Outcomes that are business refusals: PostgreSQL's guards said no (Redis was behind).
+REFUSALS = frozenset(
+    {
+        "SOLD_OUT",
+        "LIMIT_EXCEEDED",
+        "INSUFFICIENT_POINTS",
+        "MEMBER_FROZEN",
+        "CAMPAIGN_NOT_ACTIVE",
+        "BELOW_REDEMPTION_THRESHOLD",
+    }
+)
 
 AfterCommit = Callable[[list[tuple[CommitEntry, CommitResult]]], Awaitable[None]]
 

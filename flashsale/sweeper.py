@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from common.metrics import CampaignUnits, Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate
-from flashsale.redemptions import Redemptions
+from flashsale.lifecycle import Lifecycle
+from flashsale.settle import Settler
 
 log = logging.getLogger(__name__)
 # Campaigns stay on the dashboard this long after they end.
@@ -45,7 +46,8 @@ class Sweeper:
         redis: Redis,
         campaigns: Campaigns,
         gate: CampaignGate,
-        redemptions: Redemptions,
+        settler: Settler,
+        lifecycle: Lifecycle,
         metrics: Metrics,
         interval_s: float,
         watch_ended_within: timedelta,
@@ -54,7 +56,8 @@ class Sweeper:
         self._redis = redis
         self._campaigns = campaigns
         self._gate = gate
-        self._redemptions = redemptions
+        self._settler = settler
+        self._lifecycle = lifecycle
         self._metrics = metrics
         self._interval_s = interval_s
         self._watch = watch_ended_within
@@ -80,12 +83,12 @@ class Sweeper:
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
             for hold, deadline_ms in await self._gate.expired_holds(campaign_id, now_ms):
                 report.lag_seconds = max(report.lag_seconds, (now_ms - deadline_ms) / 1000)
-                did = await self._redemptions.settle_lapsed_hold(campaign_id, hold, now_ms)
+                did = await self._settler.settle_lapsed_hold(campaign_id, hold, now_ms)
                 if did == "released":
                     report.released += 1
                 elif did == "committed":
                     report.committed += 1
-        report.expired = await self._redemptions.expire_overdue()
+        report.expired = await self._lifecycle.expire_overdue()
         self._record(report)
         self.last = report
         return report

@@ -26,9 +26,14 @@ from redis.asyncio import BlockingConnectionPool, Redis
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
+from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
+from flashsale.committer import GroupCommitter
 from flashsale.gate import CampaignGate
-from flashsale.redemptions import Redemptions, Timing
+from flashsale.lifecycle import Lifecycle
+from flashsale.model import Timing
+from flashsale.reads import RedemptionReads
+from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
 from points.gate import PointsGate
@@ -104,29 +109,47 @@ class App:
         self.campaigns = Campaigns(
             self.pool, self.campaign_gate, record_ttl_s=settings.idempotency_ttl_seconds
         )
-        self.redemptions = Redemptions(
+        # The redemption path: admission holds in Redis and hands entries to the group
+        # committer, whose batches the settler mirrors back into Redis before anyone is
+        # answered; the lifecycle changes redemptions afterwards, the reads read them.
+        self.settler = Settler(
+            self.pool,
+            campaign_gate=self.campaign_gate,
+            points_gate=self.points_gate,
+            metrics=self.metrics,
+        )
+        self.committer = GroupCommitter(
+            self.pool,
+            after_commit=self.settler.settle_batch,
+            max_batch=settings.commit_batch_max,
+            workers=settings.commit_workers,
+            linger_s=settings.commit_linger_ms / 1000,
+            metrics=self.metrics,
+        )
+        self.admission = Admission(
             self.pool,
             campaigns=self.campaigns,
             members=self.members,
             campaign_gate=self.campaign_gate,
             points_gate=self.points_gate,
+            committer=self.committer,
             timing=Timing(
                 hold_ttl_s=settings.hold_ttl_seconds,
                 commit_fence_s=settings.commit_fence_seconds,
                 payment_window_s=settings.payment_window_seconds,
             ),
             metrics=self.metrics,
-            max_batch=settings.commit_batch_max,
-            commit_workers=settings.commit_workers,
-            commit_linger_s=settings.commit_linger_ms / 1000,
         )
+        self.lifecycle = Lifecycle(self.pool, self.settler)
+        self.redemption_reads = RedemptionReads(self.pool)
         self.sweeper = Sweeper(
             pool=self.pool,
             redis=self.redis,
             metrics=self.metrics,
             campaigns=self.campaigns,
             gate=self.campaign_gate,
-            redemptions=self.redemptions,
+            settler=self.settler,
+            lifecycle=self.lifecycle,
             interval_s=settings.sweep_interval_seconds,
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
         )
@@ -142,7 +165,7 @@ class App:
         await self.redis.ping()
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
-        self.redemptions.committer.start()
+        self.committer.start()
         self.sweeper.start()
         self.ledger_jobs.start()
         server = grpc.aio.server(
@@ -158,7 +181,10 @@ class App:
             member.MemberService(self.members), server
         )
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
-            redemption.RedemptionService(self.redemptions, self.members), server
+            redemption.RedemptionService(
+                self.admission, self.lifecycle, self.redemption_reads, self.members
+            ),
+            server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
@@ -179,7 +205,7 @@ class App:
         await self.health.enter_graceful_shutdown()
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_seconds)
-        await self.redemptions.committer.close()
+        await self.committer.close()
         await self.sweeper.stop()
         await self.ledger_jobs.stop()
         await self.calls.aclose()

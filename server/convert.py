@@ -9,7 +9,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
-from flashsale.redemptions import Address, Redemption, RedemptionStatus
+from flashsale.model import Address, Redemption, RedemptionStatus
 from inventory.items import Item, ItemKind
 from points.liability import Flows, LiabilityReport
 from points.members import (

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flashsale.redemptions import RedeemRequest, Redemptions
+from flashsale.admission import Admission
+from flashsale.lifecycle import Lifecycle
+from flashsale.model import RedeemRequest
+from flashsale.reads import RedemptionReads
 from points.members import Members
 from protos.loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
 from server import convert
@@ -14,14 +17,22 @@ if TYPE_CHECKING:
 
 
 class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
-    def __init__(self, redemptions: Redemptions, members: Members) -> None:
-        self._redemptions = redemptions
+    def __init__(
+        self,
+        admission: Admission,
+        lifecycle: Lifecycle,
+        reads: RedemptionReads,
+        members: Members,
+    ) -> None:
+        self._admission = admission
+        self._lifecycle = lifecycle
+        self._reads = reads
         self._members = members
 
     async def Redeem(
         self, request: redemption_pb2.RedeemRequest, context: Context
     ) -> redemption_pb2.RedeemResponse:
-        redeemed = await self._redemptions.redeem(
+        redeemed = await self._admission.redeem(
             RedeemRequest(
                 member_id=request.member_id,
                 campaign_id=request.campaign_id,
@@ -37,12 +48,12 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     async def GetRedemption(
         self, request: redemption_pb2.GetRedemptionRequest, context: Context
     ) -> redemption_pb2.Redemption:
-        return convert.redemption(await self._redemptions.get(request.redemption_id))
+        return convert.redemption(await self._reads.get(request.redemption_id))
 
     async def CancelRedemption(
         self, request: redemption_pb2.CancelRedemptionRequest, context: Context
     ) -> redemption_pb2.Redemption:
-        cancelled = await self._redemptions.cancel(
+        cancelled = await self._lifecycle.cancel(
             redemption_id=request.redemption_id, member_id=request.member_id, reason=request.reason
         )
         return convert.redemption(cancelled)
@@ -50,7 +61,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     async def ConfirmPayment(
         self, request: redemption_pb2.ConfirmPaymentRequest, context: Context
     ) -> redemption_pb2.Redemption:
-        confirmed = await self._redemptions.confirm_payment(
+        confirmed = await self._lifecycle.confirm_payment(
             redemption_id=request.redemption_id, payment_reference=request.payment_reference
         )
         return convert.redemption(confirmed)
@@ -58,7 +69,7 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     async def ListRedemptions(
         self, request: redemption_pb2.ListRedemptionsRequest, context: Context
     ) -> redemption_pb2.ListRedemptionsResponse:
-        page = await self._redemptions.list_for_member(
+        page = await self._reads.list_for_member(
             member_id=request.member_id, page_size=request.page_size, page_token=request.page_token
         )
         return redemption_pb2.ListRedemptionsResponse(

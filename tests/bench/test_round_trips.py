@@ -188,7 +188,7 @@ async def test_success_path_round_trips_per_redemption(
     # connections opened, prepared statements made. Not counted.
     await _redeem_all(running, members, campaigns, lambda i: f"warm-{i}")
 
-    committer = running.app.redemptions.committer
+    committer = running.app.committer
     batches_before = committer.batches
     wire.counting = True
     await _redeem_all(running, members, campaigns, lambda i: f"measured-{i}")

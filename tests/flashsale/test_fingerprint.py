@@ -9,7 +9,8 @@ import random
 import uuid
 from dataclasses import asdict
 
-from flashsale.redemptions import Address, _fingerprint
+from flashsale.idempotency import fingerprint
+from flashsale.model import Address
 
 
 def _original(member_id: str, campaign_id: str, quantity: int, address: Address | None) -> str:
@@ -24,14 +25,14 @@ def test_fast_fingerprint_equals_the_stored_form() -> None:
     for _ in range(500):
         member, campaign = str(uuid.UUID(int=rng.getrandbits(128))), str(uuid.uuid4())
         quantity = rng.randint(1, 1000)
-        assert _fingerprint(member, campaign, quantity, None) == _original(
+        assert fingerprint(member, campaign, quantity, None) == _original(
             member, campaign, quantity, None
         )
     address = Address("Ada", "1 Main St", "", "Springfield", "", "12345", "US", "")
-    assert _fingerprint(member, campaign, 2, address) == _original(member, campaign, 2, address)
+    assert fingerprint(member, campaign, 2, address) == _original(member, campaign, 2, address)
 
 
 def test_fingerprint_tells_requests_apart() -> None:
     m, c = str(uuid.uuid4()), str(uuid.uuid4())
-    prints = {_fingerprint(m, c, 1, None), _fingerprint(m, c, 2, None), _fingerprint(c, m, 1, None)}
+    prints = {fingerprint(m, c, 1, None), fingerprint(m, c, 2, None), fingerprint(c, m, 1, None)}
     assert len(prints) == 3

@@ -36,7 +36,7 @@ async def test_concurrent_redemptions_wait_for_each_other_and_share_a_batch(
     campaign = await api.campaign(units=100, limit=100, points_price=1)
     members = [(await api.member(points=100)).id for _ in range(20)]
     await api.redeem(members[0], campaign.id)  # warm-up
-    committer = running.app.redemptions.committer
+    committer = running.app.committer
     before = committer.batches
 
     await asyncio.gather(*(api.redeem(m, campaign.id, idem=key()) for m in members))

@@ -7,6 +7,7 @@ import time
 
 import redis.asyncio
 
+from flashsale import idempotency
 from flashsale.gate import Reserve, hold_id
 from flashsale.rebuild import rebuild_cache
 from points.gate import Hold
@@ -21,7 +22,7 @@ async def hold_as_a_dying_process_would(
     """Steps 2 and 3 of a redemption, then nothing: the process that took them is gone."""
     app = running.app
     meta = await app.campaigns.meta(campaign_id)
-    fingerprint = app.redemptions._fingerprint_for(member_id, campaign_id, quantity, None)
+    fingerprint = idempotency.fingerprint(member_id, campaign_id, quantity, None)
     now = time.time()
     deadline_ms = int((now + app.settings.hold_ttl_seconds) * 1000)
     units = await app.campaign_gate.reserve(
@@ -94,16 +95,16 @@ async def test_a_hold_committed_before_the_crash_is_settled_not_released(server:
     member = await api.member(points=100)
     idem = key()
     await hold_as_a_dying_process_would(server, member.id, campaign.id, idem)
-    original = server.app.redemptions._settle_batch
+    original = server.app.settler.settle_batch
 
     async def lost(pairs: object) -> None:
         raise ConnectionError("process died before settling Redis")
 
-    server.app.redemptions.committer._after_commit = lost
+    server.app.committer._after_commit = lost
     try:
         await api.redeem(member.id, campaign.id, idem=idem)
     finally:
-        server.app.redemptions.committer._after_commit = original
+        server.app.committer._after_commit = original
     await asyncio.sleep(server.app.settings.hold_ttl_seconds + 0.1)
 
     held_in_redis = await server.app.redis.hget("{campaign:" + campaign.id + "}", "held")

@@ -1,0 +1,93 @@
+"""What happens to a redemption after Redeem: cancel, payment confirmed, payment window
+closed. Each change is one PostgreSQL transaction under the fixed lock order (store.lock),
+then the rows' new counters are mirrored into Redis (Settler.apply_mirrors); a repeated
+change returns the redemption as it is."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from psycopg_pool import AsyncConnectionPool
+
+from common import validation
+from common.errors import NotCancellable, NotFound, PaymentNotPending, PaymentWindowClosed
+from flashsale import store
+from flashsale.model import Redemption, RedemptionStatus
+from flashsale.settle import Settler
+
+
+class Lifecycle:
+    def __init__(self, pool: AsyncConnectionPool, settler: Settler) -> None:
+        self._pool = pool
+        self._settler = settler
+
+    async def cancel(self, *, redemption_id: str, member_id: str, reason: str) -> Redemption:
+        redemption_id = validation.uuid_id("redemption_id", redemption_id)
+        member_id = validation.uuid_id("member_id", member_id)
+        reason = validation.text(
+            "reason", reason, max_length=validation.MAX_REASON_LENGTH, required=False
+        )
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.lock(conn, redemption_id)
+            if row is None or row["member_id"] != member_id:
+                raise NotFound("redemption", redemption_id)
+            status = RedemptionStatus(row["status"])
+            if status is RedemptionStatus.EXPIRED:
+                raise NotCancellable(redemption_id, status.value)
+            if status is not RedemptionStatus.CANCELLED:
+                await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
+            after = await store.select_one(conn, "r.id = %s", (redemption_id,))
+            mirrors = await store.mirrors(conn, row)
+        assert after is not None
+        # Re-applied on a repeated cancel too: the mirrors are versioned, so this is a no-op
+        # unless the first cancel died between PostgreSQL and Redis.
+        await self._settler.apply_mirrors(row, *mirrors)
+        return store.redemption_from_row(after)
+
+    async def confirm_payment(self, *, redemption_id: str, payment_reference: str) -> Redemption:
+        redemption_id = validation.uuid_id("redemption_id", redemption_id)
+        reference = validation.text(
+            "payment_reference",
+            payment_reference,
+            max_length=validation.MAX_KEY_LENGTH,
+            required=True,
+        )
+        window_closed = False
+        async with self._pool.connection() as conn, conn.transaction():
+            row = await store.lock(conn, redemption_id)
+            if row is None:
+                raise NotFound("redemption", redemption_id)
+            status = RedemptionStatus(row["status"])
+            if status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference:
+                pass  # the same confirmation again
+            elif status is not RedemptionStatus.PENDING_PAYMENT:
+                raise PaymentNotPending(redemption_id, status.value)
+            elif row["payment_due_at"] <= datetime.now(UTC):
+                await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                window_closed = True
+            else:
+                await store.confirm(conn, row, reference)
+            after = await store.select_one(conn, "r.id = %s", (redemption_id,))
+            mirrors = await store.mirrors(conn, row)
+        assert after is not None
+        await self._settler.apply_mirrors(row, *mirrors)
+        if window_closed:
+            raise PaymentWindowClosed(redemption_id)
+        return store.redemption_from_row(after)
+
+    async def expire_overdue(self, limit: int = 200) -> int:
+        """Expires points + cash redemptions whose payment window has passed; units and
+        points come back. Idempotent; safe to run from several processes at once."""
+        async with self._pool.connection() as conn:
+            overdue = await store.overdue_payments(conn, limit)
+        expired = 0
+        for redemption_id in overdue:
+            async with self._pool.connection() as conn, conn.transaction():
+                row = await store.lock(conn, redemption_id)
+                if row is None or row["status"] != RedemptionStatus.PENDING_PAYMENT.value:
+                    continue
+                await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                mirrors = await store.mirrors(conn, row)
+            await self._settler.apply_mirrors(row, *mirrors)
+            expired += 1
+        return expired

@@ -1,0 +1,101 @@
+"""What a redemption is: its request, its states and the answers Redeem gives. Plain values,
+no I/O; every other flashsale module speaks in these."""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from common import validation
+from common.errors import InvalidArgument
+
+MAX_QUANTITY = 1000
+_ADDRESS_MAX = 200
+
+
+class RedemptionStatus(StrEnum):
+    PENDING_PAYMENT = "PENDING_PAYMENT"
+    COMMITTED = "COMMITTED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+
+@dataclass(frozen=True)
+class Address:
+    recipient: str = ""
+    line1: str = ""
+    line2: str = ""
+    city: str = ""
+    region: str = ""
+    postal_code: str = ""
+    country_code: str = ""
+    phone: str = ""
+
+    def validated(self) -> Address:
+        values: dict[str, str] = {}
+        for name, value in asdict(self).items():
+            required = name in ("recipient", "line1", "city", "postal_code", "country_code")
+            values[name] = validation.text(
+                f"shipping_address.{name}", value, max_length=_ADDRESS_MAX, required=required
+            )
+        code = values["country_code"]
+        if len(code) != 2 or not code.isalpha() or not code.isascii():
+            raise InvalidArgument("shipping_address.country_code", "must be 2 letters (ISO 3166-1)")
+        values["country_code"] = code.upper()
+        return Address(**values)
+
+
+@dataclass(frozen=True)
+class RedeemRequest:
+    member_id: str
+    campaign_id: str
+    quantity: int
+    idempotency_key: str
+    shipping_address: Address | None = None
+
+
+@dataclass(frozen=True)
+class Redemption:
+    id: str
+    member_id: str
+    campaign_id: str
+    item_id: str
+    quantity: int
+    points_total: int
+    cash_total_cents: int
+    status: RedemptionStatus
+    redemption_code: str | None
+    shipping_address: Address | None
+    idempotency_key: str
+    created_at: datetime
+    updated_at: datetime
+    payment_due_at: datetime | None
+    payment_reference: str | None
+
+
+@dataclass(frozen=True)
+class Redeemed:
+    redemption: Redemption
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class RedemptionPage:
+    redemptions: list[Redemption]
+    next_page_token: str
+
+
+@dataclass(frozen=True)
+class Timing:
+    hold_ttl_s: float
+    commit_fence_s: float
+    payment_window_s: float
+
+
+def new_redemption_code() -> str:
+    """80 random bits in Crockford-free base32: 16 characters, dashed in fours."""
+    raw = base64.b32encode(secrets.token_bytes(10)).decode()
+    return "-".join(raw[i : i + 4] for i in range(0, 16, 4))

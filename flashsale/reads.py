@@ -1,0 +1,38 @@
+"""Reading redemptions: one by id, a member's newest first (paged)."""
+
+from __future__ import annotations
+
+from psycopg_pool import AsyncConnectionPool
+
+from common import paging, validation
+from common.errors import NotFound
+from flashsale import store
+from flashsale.model import Redemption, RedemptionPage
+
+
+class RedemptionReads:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self._pool = pool
+
+    async def get(self, redemption_id: str) -> Redemption:
+        redemption_id = validation.uuid_id("redemption_id", redemption_id)
+        async with self._pool.connection() as conn:
+            row = await store.select_one(conn, "r.id = %s", (redemption_id,))
+        if row is None:
+            raise NotFound("redemption", redemption_id)
+        return store.redemption_from_row(row)
+
+    async def list_for_member(
+        self, *, member_id: str, page_size: int, page_token: str
+    ) -> RedemptionPage:
+        member_id = validation.uuid_id("member_id", member_id)
+        size = paging.page_size(page_size)
+        after = paging.decode(page_token)
+        async with self._pool.connection() as conn:
+            if not await store.member_exists(conn, member_id):
+                raise NotFound("member", member_id)
+            # One more than a page: whether it exists says if there is a next page.
+            rows = await store.page_for_member(conn, member_id, size=size + 1, after=after)
+        page = [store.redemption_from_row(row) for row in rows[:size]]
+        token = paging.encode(page[-1].created_at, page[-1].id) if len(rows) > size else ""
+        return RedemptionPage(page, token)

@@ -1,0 +1,143 @@
+"""Step 6 of the redemption path and its stragglers: Redis's holds settled to what
+PostgreSQL decided.
+
+- settle_batch: a committed batch's holds, before any caller is answered.
+- apply_mirrors: one redemption's rows after a cancel, a confirmation or an expiry.
+- settle_lapsed_hold: the sweeper's step for a hold past its deadline.
+
+Every settle carries PostgreSQL's versioned counters, which Redis applies only when newer, so
+settles may arrive in any order, twice, or after a rebuild.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from common.metrics import Metrics
+from flashsale import store
+from flashsale.committer import REFUSALS, CommitEntry, CommitResult
+from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Resolution, hold_id
+from points.gate import MemberMirror, PointsGate
+
+
+class Settler:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        campaign_gate: CampaignGate,
+        points_gate: PointsGate,
+        metrics: Metrics,
+    ) -> None:
+        self._pool = pool
+        self._cgate = campaign_gate
+        self._pgate = points_gate
+        self._metrics = metrics
+
+    async def settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
+        """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came
+        back applied (newer versions win, so order does not matter), one `resolve` per
+        campaign (atomic: units move from held to taken at once) and one `settle` per hold.
+        The calls share the auto-pipeline's round trips."""
+        campaigns: dict[str, list[tuple[CommitEntry, CommitResult]]] = {}
+        last_of_member: dict[str, int] = {}
+        for i, pair in enumerate(pairs):
+            campaigns.setdefault(pair[0].campaign_id, []).append(pair)
+            last_of_member[pair[0].member_id] = i
+        calls: list[Awaitable[Any]] = []
+        for campaign_id, group in campaigns.items():
+            mirrors = [r.campaign for _, r in group if r.campaign is not None]
+            newest = max(mirrors, key=lambda m: m.version, default=None)
+            calls.append(
+                self._cgate.resolve_many(
+                    campaign_id,
+                    [resolution(entry, result) for entry, result in group],
+                    taken=newest.taken if newest else 0,
+                    version=newest.version if newest else 0,
+                )
+            )
+        for i, (entry, result) in enumerate(pairs):
+            # A member's points mirror goes with its last hold of the batch: dropping an
+            # earlier hold first can only make Redis briefly more generous than PostgreSQL,
+            # which then refuses (the guard), never stingier (a refusal Redis would keep).
+            mirror = result.member if last_of_member[entry.member_id] == i else None
+            hold = hold_id(entry.member_id, entry.idempotency_key)
+            calls.append(self._pgate.settle(entry.member_id, hold_id=hold, mirror=mirror))
+        with self._metrics.redis_call("settle_batch"):
+            replies = await asyncio.gather(*calls, return_exceptions=True)
+        failed = [r for r in replies if isinstance(r, BaseException)]
+        if failed:
+            raise failed[0]
+
+    async def settle_lapsed_hold(self, campaign_id: str, hold: str, now_ms: int) -> str:
+        """The sweeper's step for one hold past its deadline: if PostgreSQL has the
+        redemption, settle it as done; otherwise release units and points. Returns what it did."""
+        member_id, key = hold.split(":", 1)
+        async with self._pool.connection() as conn:
+            row = await store.by_key(conn, member_id, key)
+            if row is not None:
+                mirrors = await store.mirrors(conn, row)
+        if row is not None:
+            await self._cgate.resolve(
+                campaign_id,
+                member_id,
+                hold,
+                fingerprint=row["request_hash"],
+                outcome=Outcome.DONE,
+                mirror=mirrors[0],
+            )
+            await self._pgate.settle(member_id, hold_id=hold, mirror=mirrors[1])
+            return "committed"
+        resolved = await self._cgate.resolve(
+            campaign_id,
+            member_id,
+            hold,
+            fingerprint="",
+            outcome=Outcome.RELEASE,
+            expired_before_ms=now_ms,
+        )
+        if resolved == 1:
+            await self._pgate.settle(member_id, hold_id=hold)
+            return "released"
+        return "skipped"
+
+    async def apply_mirrors(
+        self, row: dict[str, Any], campaign: CampaignMirror, member: MemberMirror
+    ) -> None:
+        hold = hold_id(row["member_id"], row["idempotency_key"])
+        await self._cgate.resolve(
+            row["campaign_id"],
+            row["member_id"],
+            hold,
+            fingerprint=row["request_hash"],
+            outcome=Outcome.DONE,
+            mirror=campaign,
+        )
+        await self._pgate.settle(row["member_id"], mirror=member)
+
+
+def resolution(entry: CommitEntry, result: CommitResult) -> Resolution:
+    """How a committed batch's entry settles its units hold."""
+    hold = hold_id(entry.member_id, entry.idempotency_key)
+    fingerprint, refusal = entry.request_hash, ("", 0, 0)
+    if result.outcome in ("COMMITTED", "PENDING_PAYMENT", "EXISTING"):
+        outcome = Outcome.DONE
+        fingerprint = result.request_hash or fingerprint
+    elif result.outcome in REFUSALS:
+        outcome, refusal = Outcome.REFUSED, (result.outcome, 0, 0)
+    else:
+        outcome = Outcome.RELEASE
+    m = result.campaign
+    return Resolution(
+        entry.member_id,
+        hold,
+        fingerprint,
+        outcome,
+        refusal,
+        m.member_taken if m else 0,
+        m.member_version if m else 0,
+    )

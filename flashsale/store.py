@@ -1,0 +1,190 @@
+"""Redemptions in PostgreSQL: the SQL, no rules. Callers hold the transaction; every writer
+takes rows in one fixed lock order (campaign, member, redemption), as commit_redemptions()
+does, so batches, cancels and expiries never deadlock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+
+from flashsale.gate import CampaignMirror
+from flashsale.model import Address, Redemption, RedemptionStatus, new_redemption_code
+from inventory.items import ItemKind
+from points.gate import MemberMirror
+
+SELECT = (
+    "SELECT r.id::text, r.member_id::text, r.campaign_id::text, c.item_id::text, r.quantity, "
+    "r.points_total, r.cash_total_cents, r.status, r.redemption_code, r.shipping_address, "
+    "r.idempotency_key, r.request_hash, r.created_at, r.updated_at, r.payment_due_at, "
+    "r.payment_reference FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
+)
+
+
+async def select_one(
+    conn: AsyncConnection[Any], where: str, params: tuple[Any, ...]
+) -> dict[str, Any] | None:
+    cur = await conn.cursor(row_factory=dict_row).execute(f"{SELECT} WHERE {where}", params)
+    return await cur.fetchone()
+
+
+async def lock(conn: AsyncConnection[Any], redemption_id: str) -> dict[str, Any] | None:
+    cur = conn.cursor(row_factory=dict_row)
+    await cur.execute(
+        "SELECT campaign_id::text, member_id::text FROM redemptions WHERE id = %s", (redemption_id,)
+    )
+    ids = await cur.fetchone()
+    if ids is None:
+        return None
+    await cur.execute("SELECT 1 FROM campaigns WHERE id = %s FOR UPDATE", (ids["campaign_id"],))
+    await cur.execute("SELECT 1 FROM members WHERE id = %s FOR UPDATE", (ids["member_id"],))
+    await cur.execute(
+        "SELECT r.id::text, r.member_id::text, r.campaign_id::text, r.quantity, r.points_total, "
+        "r.status, r.idempotency_key, r.request_hash, r.payment_due_at, r.payment_reference, "
+        "i.kind AS item_kind FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
+        "JOIN items i ON i.id = c.item_id WHERE r.id = %s FOR UPDATE OF r",
+        (redemption_id,),
+    )
+    return await cur.fetchone()
+
+
+async def give_back(
+    conn: AsyncConnection[Any], row: dict[str, Any], status: RedemptionStatus, reason: str
+) -> None:
+    """Units and points of a committed or pending redemption go back; the ledger says why."""
+    qty, points = row["quantity"], row["points_total"]
+    committed = row["status"] == RedemptionStatus.COMMITTED.value
+    units_column = "units_committed" if committed else "units_held"
+    await conn.execute(
+        f"UPDATE campaigns SET {units_column} = {units_column} - %s, version = version + 1 "
+        "WHERE id = %s",
+        (qty, row["campaign_id"]),
+    )
+    await conn.execute(
+        "UPDATE campaign_members SET units_taken = units_taken - %s, version = version + 1 "
+        "WHERE campaign_id = %s AND member_id = %s",
+        (qty, row["campaign_id"], row["member_id"]),
+    )
+    reference = f"redemption:{row['id']}"
+    if committed and points > 0:
+        # The points go back to the lots they came from, with their original expiry (a lot
+        # that expired meanwhile expires again at the next expiry run).
+        await conn.execute("SELECT restore_lots(%s, %s, %s)", (row["member_id"], reference, points))
+        await conn.execute(
+            "SELECT post_entry(%s, 'refund', %s, 0, %s, %s)",
+            (row["member_id"], points, reference, reason),
+        )
+    elif not committed:
+        await conn.execute(
+            "UPDATE members SET points_held = points_held - %s, version = version + 1 WHERE id = %s",
+            (points, row["member_id"]),
+        )
+    # Points that come back (or stop being held) repay debt first.
+    await conn.execute("SELECT repay_debt(%s, %s)", (row["member_id"], reference))
+    await conn.execute(
+        "UPDATE redemptions SET status = %s, cancel_reason = %s, updated_at = now() WHERE id = %s",
+        (status.value, reason, row["id"]),
+    )
+
+
+async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: str) -> None:
+    qty, points = row["quantity"], row["points_total"]
+    await conn.execute(
+        "UPDATE campaigns SET units_held = units_held - %s, units_committed = units_committed + %s, "
+        "version = version + 1 WHERE id = %s",
+        (qty, qty, row["campaign_id"]),
+    )
+    await conn.execute(
+        "UPDATE members SET points_held = points_held - %s, version = version + 1 WHERE id = %s",
+        (points, row["member_id"]),
+    )
+    if points > 0:
+        # Held points were spared by expiry, so the lots still hold them: soonest expiry first.
+        spent = f"redemption:{row['id']}"
+        await conn.execute("SELECT spend_lots(%s, %s, %s)", (row["member_id"], points, spent))
+        await conn.execute(
+            "SELECT post_entry(%s, 'redeem', %s, 0, %s, "
+            "'flash-sale redemption, payment confirmed')",
+            (row["member_id"], -points, spent),
+        )
+    code = new_redemption_code() if row["item_kind"] == ItemKind.VIRTUAL.value else None
+    await conn.execute(
+        "UPDATE redemptions SET status = 'COMMITTED', payment_reference = %s, "
+        "redemption_code = %s, updated_at = now() WHERE id = %s",
+        (reference, code, row["id"]),
+    )
+
+
+async def mirrors(
+    conn: AsyncConnection[Any], row: dict[str, Any]
+) -> tuple[CampaignMirror, MemberMirror]:
+    cur = await conn.execute(
+        "SELECT c.units_committed + c.units_held, c.version, "
+        "coalesce(cm.units_taken, 0), coalesce(cm.version, 0), "
+        "m.points_balance - m.points_held, m.version, m.frozen, m.redemption_eligible "
+        "FROM campaigns c JOIN members m ON m.id = %s "
+        "LEFT JOIN campaign_members cm ON cm.campaign_id = c.id AND cm.member_id = m.id "
+        "WHERE c.id = %s",
+        (row["member_id"], row["campaign_id"]),
+    )
+    r = await cur.fetchone()
+    assert r is not None
+    return CampaignMirror(r[0], r[1], r[2], r[3]), MemberMirror(r[4], r[5], r[6], r[7])
+
+
+async def by_key(conn: AsyncConnection[Any], member_id: str, key: str) -> dict[str, Any] | None:
+    """The redemption an idempotency key made, if PostgreSQL has it."""
+    return await select_one(conn, "r.member_id = %s AND r.idempotency_key = %s", (member_id, key))
+
+
+async def page_for_member(
+    conn: AsyncConnection[Any], member_id: str, *, size: int, after: tuple[datetime, str] | None
+) -> list[dict[str, Any]]:
+    """Up to `size` of a member's redemptions, newest first, after a (created_at, id) cursor."""
+    where, params = "r.member_id = %s", [member_id]
+    if after is not None:
+        where += " AND (r.created_at, r.id) < (%s, %s::uuid)"
+        params += [after[0], after[1]]  # type: ignore[list-item]
+    cur = await conn.cursor(row_factory=dict_row).execute(
+        f"{SELECT} WHERE {where} ORDER BY r.created_at DESC, r.id DESC LIMIT %s",
+        (*params, size),
+    )
+    return await cur.fetchall()
+
+
+async def member_exists(conn: AsyncConnection[Any], member_id: str) -> bool:
+    cur = await conn.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
+    return await cur.fetchone() is not None
+
+
+async def overdue_payments(conn: AsyncConnection[Any], limit: int) -> list[str]:
+    """Ids of points + cash redemptions whose payment window has passed, oldest first."""
+    cur = await conn.execute(
+        "SELECT id::text FROM redemptions WHERE status = 'PENDING_PAYMENT' "
+        "AND payment_due_at <= now() ORDER BY payment_due_at LIMIT %s",
+        (limit,),
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
+def redemption_from_row(row: dict[str, Any]) -> Redemption:
+    address = row["shipping_address"]
+    return Redemption(
+        id=row["id"],
+        member_id=row["member_id"],
+        campaign_id=row["campaign_id"],
+        item_id=row["item_id"],
+        quantity=row["quantity"],
+        points_total=row["points_total"],
+        cash_total_cents=row["cash_total_cents"],
+        status=RedemptionStatus(row["status"]),
+        redemption_code=row["redemption_code"],
+        shipping_address=Address(**address) if address else None,
+        idempotency_key=row["idempotency_key"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        payment_due_at=row["payment_due_at"],
+        payment_reference=row["payment_reference"],
+    )
