@@ -37,10 +37,10 @@ from common.errors import (
     TooManyBeneficiaries,
     UnknownTaskRule,
 )
-from points import ledger, liability, tiers
+from points import liability, store, tiers
 from points.gate import MemberMirror, PointsGate
-from points.ledger import Cursor
 from points.program import Program, utc_now, window_start
+from points.store import Cursor
 
 MAX_POINTS = 10**12
 MAX_CENTS = 10**14
@@ -157,7 +157,7 @@ class _Changed:
 
     async def read(self, cur: Cursor, *member_ids: str) -> None:
         for member_id in member_ids:
-            self.mirrors[member_id] = await ledger.mirror(cur, member_id)
+            self.mirrors[member_id] = await store.mirror(cur, member_id)
 
 
 _MEMBER_COLUMNS = "id::text, display_name, external_ref, frozen, frozen_reason, created_at"
@@ -235,7 +235,7 @@ class Members:
         operator = _operator(operator_id, required=False)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
+            row = (await store.lock_members(cur, member_id))[member_id]
             if row["frozen"] != frozen:
                 await cur.execute(
                     "UPDATE members SET frozen = %s, frozen_reason = %s, version = version + 1 "
@@ -247,7 +247,7 @@ class Members:
                     "VALUES (%s, %s, %s, %s)",
                     (member_id, "freeze" if frozen else "unfreeze", reason, operator),
                 )
-            mirror = await ledger.mirror(cur, member_id)
+            mirror = await store.mirror(cur, member_id)
             await cur.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = %s", (member_id,))
             after = await cur.fetchone()
         await self._gate.settle(member_id, mirror=mirror)
@@ -268,7 +268,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
+            await store.lock_members(cur, member_id)
             previous = await _keyed_entry(cur, member_id, "", key)
             if previous is not None:
                 if previous["amount"] != points or previous["reason"] != reason:
@@ -294,7 +294,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
+            row = (await store.lock_members(cur, member_id))[member_id]
             await cur.execute(
                 "SELECT amount_cents, points, coalesce(ledger_entry_id::text, '') AS entry "
                 "FROM purchases WHERE member_id = %s AND event_id = %s",
@@ -353,7 +353,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
+            await store.lock_members(cur, member_id)
             previous = await _keyed_entry(cur, member_id, "task", event)
             if previous is not None:
                 if previous["reference"] != reference:
@@ -392,7 +392,7 @@ class Members:
         """An earned lot (counts toward tiers and lifetime), its entry, then debt repayment.
         Returns (ledger entry id, lot id)."""
         now = now or utc_now()
-        lot_id = await ledger.add_lot(
+        lot_id = await store.add_lot(
             cur,
             member_id,
             source="earn",
@@ -402,7 +402,7 @@ class Members:
             expires_at=self.program.expiry.expires_at(now),
             reference=reference,
         )
-        posted = await ledger.post(
+        posted = await store.post(
             cur,
             member_id,
             kind="earn",
@@ -412,8 +412,8 @@ class Members:
             key_scope=key_scope,
             key=key,
         )
-        await ledger.add_lifetime(cur, member_id, points, self.program.redemption_threshold)
-        await ledger.repay_debt(cur, member_id, reference)
+        await store.add_lifetime(cur, member_id, points, self.program.redemption_threshold)
+        await store.repay_debt(cur, member_id, reference)
         return posted.entry_id, lot_id
 
     # -- Reversal and adjustment -----------------------------------------------------------
@@ -432,7 +432,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
+            await store.lock_members(cur, member_id)
             await cur.execute(
                 "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text "
                 "FROM purchases WHERE member_id = %s AND event_id = %s",
@@ -513,8 +513,8 @@ class Members:
         if points == 0:
             return "", 0, 0
         spend_reference = f"reversal:{event}"
-        await ledger.expire_due(cur, member_id)
-        row = await ledger.state(cur, member_id)
+        await store.expire_due(cur, member_id)
+        row = await store.state(cur, member_id)
         taken = min(points, row["points_balance"] - row["points_held"])
         debt = points - taken
         own = 0
@@ -535,14 +535,14 @@ class Members:
                     (lot_id, member_id, spend_reference, own),
                 )
         if taken > own:
-            await ledger.spend(cur, member_id, taken - own, spend_reference)
+            await store.spend(cur, member_id, taken - own, spend_reference)
         if lot_id is not None:
             await cur.execute(
                 "UPDATE point_lots SET qualifying = greatest(0, qualifying - %s) WHERE id = %s",
                 (points, lot_id),
             )
-        await ledger.add_lifetime(cur, member_id, -points, self.program.redemption_threshold)
-        posted = await ledger.post(
+        await store.add_lifetime(cur, member_id, -points, self.program.redemption_threshold)
+        posted = await store.post(
             cur,
             member_id,
             kind="reversal",
@@ -572,7 +572,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
+            await store.lock_members(cur, member_id)
             previous = await _keyed_entry(cur, member_id, "adjust", key)
             if previous is not None:
                 if previous["amount"] != delta or previous["reason"] != reason:
@@ -581,7 +581,7 @@ class Members:
             else:
                 if delta > 0:
                     now = utc_now()
-                    await ledger.add_lot(
+                    await store.add_lot(
                         cur,
                         member_id,
                         source="adjust",
@@ -591,13 +591,13 @@ class Members:
                         reference=reference,
                     )
                 else:
-                    await ledger.expire_due(cur, member_id)
-                    row = await ledger.state(cur, member_id)
+                    await store.expire_due(cur, member_id)
+                    row = await store.state(cur, member_id)
                     available = row["points_balance"] - row["points_held"]
                     if available < -delta:
                         raise InsufficientPoints(member_id, available, -delta)
-                    await ledger.spend(cur, member_id, -delta, reference)
-                posted = await ledger.post(
+                    await store.spend(cur, member_id, -delta, reference)
+                posted = await store.post(
                     cur,
                     member_id,
                     kind="adjust",
@@ -609,7 +609,7 @@ class Members:
                     operator_id=operator,
                 )
                 if delta > 0:
-                    await ledger.repay_debt(cur, member_id, reference)
+                    await store.repay_debt(cur, member_id, reference)
                 entry_id, replayed = posted.entry_id, False
             await changed.read(cur, member_id)
         await self._settle(changed)
@@ -624,7 +624,7 @@ class Members:
             raise InvalidArgument("beneficiary_id", "must differ from member_id")
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)  # serialises the count check
+            await store.lock_members(cur, member_id)  # serialises the count check
             await cur.execute("SELECT 1 FROM members WHERE id = %s", (beneficiary_id,))
             if await cur.fetchone() is None:
                 raise NotFound("member", beneficiary_id)
@@ -685,7 +685,7 @@ class Members:
         changed = _Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            rows = await ledger.lock_members(cur, sender, receiver)
+            rows = await store.lock_members(cur, sender, receiver)
             await cur.execute(
                 "SELECT id::text, to_member_id::text AS to_id, points FROM transfers "
                 "WHERE from_member_id = %s AND idempotency_key = %s",
@@ -717,8 +717,8 @@ class Members:
             raise NotABeneficiary(sender_id, receiver)
         if sender["frozen"]:
             raise MemberFrozen(sender_id)
-        await ledger.expire_due(cur, sender_id)
-        row = await ledger.state(cur, sender_id)
+        await store.expire_due(cur, sender_id)
+        row = await store.state(cur, sender_id)
         available = row["points_balance"] - row["points_held"]
         if available < points:
             raise InsufficientPoints(sender_id, available, points)
@@ -731,8 +731,8 @@ class Members:
         assert inserted is not None
         transfer_id = str(inserted["id"])
         reference = f"transfer:{transfer_id}"
-        for spent in await ledger.spend(cur, sender_id, points, reference):
-            await ledger.add_lot(
+        for spent in await store.spend(cur, sender_id, points, reference):
+            await store.add_lot(
                 cur,
                 receiver,
                 source="transfer",
@@ -740,7 +740,7 @@ class Members:
                 expires_at=spent.expires_at,
                 reference=reference,
             )
-        await ledger.post(
+        await store.post(
             cur,
             sender_id,
             kind="transfer",
@@ -751,7 +751,7 @@ class Members:
             key=key,
             counterparty_id=receiver,
         )
-        await ledger.post(
+        await store.post(
             cur,
             receiver,
             kind="transfer",
@@ -760,7 +760,7 @@ class Members:
             reason="transfer from a member",
             counterparty_id=sender_id,
         )
-        await ledger.repay_debt(cur, receiver, reference)
+        await store.repay_debt(cur, receiver, reference)
         return transfer_id
 
     # -- Tiers -----------------------------------------------------------------------------
@@ -777,7 +777,7 @@ class Members:
         operator = _operator(operator_id, required=True)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
+            await store.lock_members(cur, member_id)
             await cur.execute(
                 "UPDATE members SET manual_tier = nullif(%s, '') WHERE id = %s", (tier, member_id)
             )
@@ -793,7 +793,7 @@ class Members:
         now = now or utc_now()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
+            row = (await store.lock_members(cur, member_id))[member_id]
             qualifying = await _qualifying(cur, [member_id], self.program, now)
             await self._apply_tier(cur, row, qualifying.get(member_id, 0), now)
         return await self.tier_status(member_id, now=now)
@@ -807,7 +807,7 @@ class Members:
             async with self._pool.connection() as conn, conn.transaction():
                 cur = conn.cursor(row_factory=dict_row)
                 await cur.execute(
-                    f"SELECT {ledger.MEMBER_STATE} FROM members WHERE id > %s "
+                    f"SELECT {store.MEMBER_STATE} FROM members WHERE id > %s "
                     "ORDER BY id LIMIT %s FOR UPDATE",
                     (after, chunk),
                 )
@@ -843,7 +843,7 @@ class Members:
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                f"SELECT {ledger.MEMBER_STATE}, tier_evaluated_at FROM members WHERE id = %s",
+                f"SELECT {store.MEMBER_STATE}, tier_evaluated_at FROM members WHERE id = %s",
                 (member_id,),
             )
             row = await cur.fetchone()
@@ -885,8 +885,8 @@ class Members:
                 changed = _Changed()
                 async with self._pool.connection() as conn, conn.transaction():
                     dcur = conn.cursor(row_factory=dict_row)
-                    await ledger.lock_members(dcur, member_id)
-                    n = await ledger.expire_due(dcur, member_id, now)
+                    await store.lock_members(dcur, member_id)
+                    n = await store.expire_due(dcur, member_id, now)
                     if n:
                         await changed.read(dcur, member_id)
                 await self._settle(changed)
@@ -909,12 +909,12 @@ class Members:
             await cur.execute(
                 "UPDATE members SET redemption_eligible = (lifetime_earned >= %s), "
                 "version = version + 1 WHERE redemption_eligible <> (lifetime_earned >= %s) "
-                f"RETURNING {ledger.MEMBER_STATE}",
+                f"RETURNING {store.MEMBER_STATE}",
                 (threshold, threshold),
             )
             rows = await cur.fetchall()
         for row in rows:
-            await self._gate.settle(row["id"], mirror=ledger.mirror_of(row))
+            await self._gate.settle(row["id"], mirror=store.mirror_of(row))
         return len(rows)
 
     # -- Reads -----------------------------------------------------------------------------
@@ -929,7 +929,7 @@ class Members:
         since = window_start(now, self.program.tier_window_months)
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {ledger.MEMBER_STATE}, "
+                f"SELECT {store.MEMBER_STATE}, "
                 "(SELECT coalesce(sum(l.remaining), 0) FROM point_lots l "
                 " WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_at < %s) AS soon, "
                 "(SELECT coalesce(sum(l.qualifying), 0) FROM point_lots l "
@@ -1029,10 +1029,10 @@ class Members:
         """The member's PostgreSQL state as Redis mirrors it; None if there is no such member."""
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {ledger.MEMBER_STATE} FROM members WHERE id = %s", (member_id,)
+                f"SELECT {store.MEMBER_STATE} FROM members WHERE id = %s", (member_id,)
             )
             row = await cur.fetchone()
-        return None if row is None else ledger.mirror_of(row)
+        return None if row is None else store.mirror_of(row)
 
     async def load_into_gate(self, member_id: str) -> bool:
         """Loads the member into Redis if absent (or refreshes an older mirror)."""
