@@ -13,9 +13,7 @@ redemption threshold, freezes) are written out in README.md, "Points ledger".
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -37,7 +35,8 @@ from common.errors import (
     TooManyBeneficiaries,
     UnknownTaskRule,
 )
-from points import liability, store, tiers
+from points import context, liability, store, tiers
+from points.context import Changed
 from points.gate import MemberMirror, PointsGate
 from points.model import (
     LEDGER_KINDS,
@@ -56,18 +55,6 @@ from points.model import (
 )
 from points.program import Program, utc_now, window_start
 from points.store import Cursor
-
-
-@dataclass
-class _Changed:
-    """Members whose mirror changed in a transaction, settled into Redis after it commits."""
-
-    mirrors: dict[str, MemberMirror] = field(default_factory=dict)
-
-    async def read(self, cur: Cursor, *member_ids: str) -> None:
-        for member_id in member_ids:
-            self.mirrors[member_id] = await store.mirror(cur, member_id)
-
 
 _MEMBER_COLUMNS = "id::text, display_name, external_ref, frozen, frozen_reason, created_at"
 _ENTRY_COLUMNS = (
@@ -140,8 +127,8 @@ class Members:
         """From the moment this returns, Redis refuses the member's holds (MEMBER_FROZEN) and
         PostgreSQL refuses any commit that was in flight (it re-checks under the row lock)."""
         member_id = validation.uuid_id("member_id", member_id)
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=False)
+        reason = context.reason(reason)
+        operator = context.operator_id(operator_id, required=False)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             row = (await store.lock_members(cur, member_id))[member_id]
@@ -172,13 +159,13 @@ class Members:
         and the redemption threshold. Idempotent by (member_id, idempotency_key)."""
         member_id = validation.uuid_id("member_id", member_id)
         validation.int_range("points", points, minimum=1, maximum=MAX_POINTS)
-        reason = _reason(reason)
+        reason = context.reason(reason)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "", key)
+            previous = await store.keyed_entry(cur, member_id, "", key)
             if previous is not None:
                 if previous["amount"] != points or previous["reason"] != reason:
                     raise IdempotencyKeyReused(key)
@@ -189,7 +176,7 @@ class Members:
                 )
                 replayed = False
             await changed.read(cur, member_id)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         return Earned(entry_id, await self.balance(member_id), replayed, points)
 
     async def earn_for_purchase(
@@ -200,7 +187,7 @@ class Members:
         validation.int_range("amount_cents", amount_cents, minimum=1, maximum=MAX_CENTS)
         event = validation.idempotency_key("event_id", event_id)
         now = now or utc_now()
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             row = (await store.lock_members(cur, member_id))[member_id]
@@ -215,7 +202,7 @@ class Members:
                     raise IdempotencyKeyReused(event)
                 entry_id, points, replayed = previous["entry"], previous["points"], True
             else:
-                tier = tiers.current(self.program, _tier_state(row), now).tier
+                tier = tiers.current(self.program, tiers.state_of(row), now).tier
                 points = self.program.points_for_purchase(amount_cents, tier.multiplier)
                 entry_id, lot_id = "", ""
                 if points > 0:
@@ -224,7 +211,7 @@ class Members:
                         member_id,
                         points,
                         f"purchase:{event}",
-                        f"purchase of {_money(amount_cents)} at {tier.name} x{tier.multiplier}",
+                        f"purchase of {context.money(amount_cents)} at {tier.name} x{tier.multiplier}",
                         "purchase",
                         event,
                         now=now,
@@ -246,7 +233,7 @@ class Members:
                 )
                 replayed = False
             await changed.read(cur, member_id)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         return Earned(entry_id, await self.balance(member_id), replayed, points)
 
     async def earn_for_task(self, *, member_id: str, rule: str, event_id: str) -> Earned:
@@ -259,11 +246,11 @@ class Members:
             raise UnknownTaskRule(rule, [r.name for r in self.program.task_rules])
         event = validation.idempotency_key("event_id", event_id)
         reference = f"task:{task.name}"
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "task", event)
+            previous = await store.keyed_entry(cur, member_id, "task", event)
             if previous is not None:
                 if previous["reference"] != reference:
                     raise IdempotencyKeyReused(event)
@@ -283,7 +270,7 @@ class Members:
                 )
                 points, replayed = task.points, False
             await changed.read(cur, member_id)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         return Earned(entry_id, await self.balance(member_id), replayed, points)
 
     async def _credit_earned(
@@ -338,7 +325,7 @@ class Members:
         purchase = validation.idempotency_key("purchase_event_id", purchase_event_id)
         validation.int_range("amount_cents", amount_cents, minimum=0, maximum=MAX_CENTS)
         event = validation.idempotency_key("event_id", event_id)
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
@@ -403,7 +390,7 @@ class Members:
                 )
                 result, replayed = (points, taken, debt), False
             await changed.read(cur, member_id)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         points, taken, debt = result
         balance = await self.balance(member_id)
         return Reversed(points, taken, debt, entry_id, balance, replayed)
@@ -458,7 +445,7 @@ class Members:
             amount=-taken,
             debt_change=debt,
             reference=f"purchase:{purchase}",
-            reason=f"purchase refunded ({_money(cents)})",
+            reason=f"purchase refunded ({context.money(cents)})",
             key_scope="reversal",
             key=event,
         )
@@ -474,15 +461,15 @@ class Members:
         if delta == 0:
             raise InvalidArgument("delta", "must not be 0")
         validation.int_range("delta", delta, minimum=-MAX_POINTS, maximum=MAX_POINTS)
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=True)
+        reason = context.reason(reason)
+        operator = context.operator_id(operator_id, required=True)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
         reference = f"adjust:{key}"
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "adjust", key)
+            previous = await store.keyed_entry(cur, member_id, "adjust", key)
             if previous is not None:
                 if previous["amount"] != delta or previous["reason"] != reason:
                     raise IdempotencyKeyReused(key)
@@ -521,7 +508,7 @@ class Members:
                     await store.repay_debt(cur, member_id, reference)
                 entry_id, replayed = posted.entry_id, False
             await changed.read(cur, member_id)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         return Earned(entry_id, await self.balance(member_id), replayed, delta)
 
     # -- Beneficiaries and transfers ---------------------------------------------------------
@@ -591,7 +578,7 @@ class Members:
             raise InvalidArgument("to_member_id", "must differ from from_member_id")
         validation.int_range("points", points, minimum=1, maximum=MAX_POINTS)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
-        changed = _Changed()
+        changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             rows = await store.lock_members(cur, sender, receiver)
@@ -609,7 +596,7 @@ class Members:
                 transfer_id = await self._move(cur, rows[sender], receiver, points, key)
                 replayed = False
             await changed.read(cur, sender, receiver)
-        await self._settle(changed)
+        await changed.settle(self._gate)
         return Transferred(
             transfer_id, await self.balance(sender), await self.balance(receiver), replayed
         )
@@ -682,8 +669,8 @@ class Members:
         if tier and self.program.tier(tier) is None:
             names = ", ".join(t.name for t in self.program.tiers)
             raise InvalidArgument("tier", f"must be one of {names} (or empty to clear)")
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=True)
+        reason = context.reason(reason)
+        operator = context.operator_id(operator_id, required=True)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
@@ -731,7 +718,7 @@ class Members:
     async def _apply_tier(
         self, cur: Cursor, row: dict[str, Any], qualifying: int, now: datetime
     ) -> int:
-        before = _tier_state(row)
+        before = tiers.state_of(row)
         after = tiers.evaluate(self.program, before, qualifying, now)
         await cur.execute(
             "UPDATE members SET tier = %s, tier_valid_until = %s, tier_evaluated_at = %s "
@@ -759,7 +746,7 @@ class Members:
             if row is None:
                 raise NotFound("member", member_id)
             qualifying = await _qualifying(cur, [member_id], self.program, now)
-        state = _tier_state(row)
+        state = tiers.state_of(row)
         held = tiers.current(self.program, state, now)
         reached = self.program.tiers[tiers.reached_level(self.program, state, now)]
         return TierStatus(
@@ -791,14 +778,14 @@ class Members:
                 due = [r[0] for r in await cur.fetchall()]
             expired_now = 0
             for member_id in due:
-                changed = _Changed()
+                changed = Changed()
                 async with self._pool.connection() as conn, conn.transaction():
                     dcur = conn.cursor(row_factory=dict_row)
                     await store.lock_members(dcur, member_id)
                     n = await store.expire_due(dcur, member_id, now)
                     if n:
                         await changed.read(dcur, member_id)
-                await self._settle(changed)
+                await changed.settle(self._gate)
                 if n:
                     members, points, expired_now = members + 1, points + n, expired_now + n
             if len(due) < limit or expired_now == 0:
@@ -851,7 +838,7 @@ class Members:
         if row is None:
             raise NotFound("member", member_id)
         in_flight = await self._gate.held(member_id)
-        held = tiers.current(self.program, _tier_state(row), now)
+        held = tiers.current(self.program, tiers.state_of(row), now)
         return Balance(
             member_id,
             balance=row["points_balance"],
@@ -952,19 +939,6 @@ class Members:
         await self._gate.settle(member_id, mirror=mirror)
         return True
 
-    async def _settle(self, changed: _Changed) -> None:
-        for member_id, mirror in changed.mirrors.items():
-            await self._gate.settle(member_id, mirror=mirror)
-
-
-async def _keyed_entry(cur: Cursor, member_id: str, scope: str, key: str) -> dict[str, Any] | None:
-    await cur.execute(
-        "SELECT id::text, amount, reason, reference FROM ledger_entries "
-        "WHERE member_id = %s AND key_scope = %s AND idempotency_key = %s",
-        (member_id, scope, key),
-    )
-    return await cur.fetchone()
-
 
 async def _qualifying(
     cur: Cursor, member_ids: list[str], program: Program, now: datetime
@@ -976,25 +950,6 @@ async def _qualifying(
         (member_ids, window_start(now, program.tier_window_months), now),
     )
     return {r["id"]: int(r["q"]) for r in await cur.fetchall()}
-
-
-def _tier_state(row: dict[str, Any]) -> tiers.TierState:
-    return tiers.TierState(row["tier"], row["tier_valid_until"], row["manual_tier"])
-
-
-def _reason(value: str) -> str:
-    return validation.text("reason", value, max_length=validation.MAX_REASON_LENGTH, required=True)
-
-
-def _operator(value: str, *, required: bool) -> str | None:
-    text = validation.text(
-        "operator_id", value, max_length=validation.MAX_KEY_LENGTH, required=required
-    )
-    return text or None
-
-
-def _money(cents: int) -> str:
-    return f"{Decimal(cents) / 100:.2f}"
 
 
 def _member(row: dict[str, Any]) -> Member:

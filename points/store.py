@@ -169,3 +169,13 @@ async def add_lifetime(cur: Cursor, member_id: str, points: int, threshold: int)
         "version = version + 1 WHERE id = %s",
         (points, points, threshold, member_id),
     )
+
+
+async def keyed_entry(cur: Cursor, member_id: str, scope: str, key: str) -> dict[str, Any] | None:
+    """The member's entry posted under this idempotency key (in this scope), if any."""
+    await cur.execute(
+        "SELECT id::text, amount, reason, reference FROM ledger_entries "
+        "WHERE member_id = %s AND key_scope = %s AND idempotency_key = %s",
+        (member_id, scope, key),
+    )
+    return await cur.fetchone()

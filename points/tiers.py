@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from points.program import Program, Tier, add_months
 
@@ -56,3 +57,8 @@ def evaluate(program: Program, state: TierState, qualifying: int, now: datetime)
     if reached_level(program, state, now) > 0:
         return state  # kept until valid_until
     return TierState(None, None, state.manual)
+
+
+def state_of(row: dict[str, Any]) -> TierState:
+    """The tier state of a members row (store.MEMBER_STATE)."""
+    return TierState(row["tier"], row["tier_valid_until"], row["manual_tier"])
