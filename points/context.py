@@ -1,15 +1,29 @@
-"""What the ledger's use cases share besides SQL: the members whose Redis mirror a
-transaction changed, and the checks and wording of operator input."""
+"""What the ledger's use cases share besides SQL: the stores and program they run with,
+the members whose Redis mirror a transaction changed, and the checks and wording of
+operator input."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from psycopg_pool import AsyncConnectionPool
+
 from common import validation
 from points import store
 from points.gate import MemberMirror, PointsGate
+from points.program import Program
 from points.store import Cursor
+
+
+@dataclass(frozen=True)
+class Context:
+    """What every use case runs with: PostgreSQL (the truth), the members' side of the Redis
+    gate (mirrored after each commit) and the program's settings."""
+
+    pool: AsyncConnectionPool
+    gate: PointsGate
+    program: Program
 
 
 @dataclass

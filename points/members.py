@@ -1,14 +1,4 @@
-"""Members and the points ledger in PostgreSQL, mirrored into the Redis gate on every change.
-
-The ledger is append-only: a member's points_balance always equals the sum of the member's
-ledger entries and the sum of what remains of the member's lots; points_debt equals the sum
-of the entries' debt changes. Every change writes its entries in the same transaction,
-under the member's row lock, and every balance change bumps members.version and is
-mirrored into Redis (PointsGate.settle) right after the transaction commits.
-
-The rules (earning and rounding, lots and expiry, transfers, reversals and debt, tiers, the
-redemption threshold, freezes) are written out in README.md, "Points ledger".
-"""
+"""Members and the use cases of the points ledger (its rules: the package docstring)."""
 
 from __future__ import annotations
 
@@ -18,7 +8,6 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
 from common import paging, validation
 from common.errors import (
@@ -36,8 +25,8 @@ from common.errors import (
     UnknownTaskRule,
 )
 from points import context, liability, store, tiers
-from points.context import Changed
-from points.gate import MemberMirror, PointsGate
+from points.context import Changed, Context
+from points.gate import MemberMirror
 from points.model import (
     LEDGER_KINDS,
     MAX_CENTS,
@@ -64,13 +53,8 @@ _ENTRY_COLUMNS = (
 
 
 class Members:
-    def __init__(
-        self, pool: AsyncConnectionPool, gate: PointsGate, *, program: Program | None = None
-    ) -> None:
-        self._pool = pool
-        self._gate = gate
-        # Public so a test may swap it; the server passes settings.program.
-        self.program = program or Program()
+    def __init__(self, ctx: Context) -> None:
+        self._pool, self._gate, self._program = ctx.pool, ctx.gate, ctx.program
 
     # -- Members ---------------------------------------------------------------------------
 
@@ -94,7 +78,7 @@ class Members:
                     "INSERT INTO members (display_name, external_ref, redemption_eligible) "
                     f"VALUES (%s, %s, %s) RETURNING {_MEMBER_COLUMNS}, version, "
                     "redemption_eligible",
-                    (display_name, external_ref, self.program.redemption_threshold <= 0),
+                    (display_name, external_ref, self._program.redemption_threshold <= 0),
                 )
             except psycopg.errors.UniqueViolation as e:
                 raise AlreadyExists("member", "external_ref", external_ref or "") from e
@@ -202,8 +186,8 @@ class Members:
                     raise IdempotencyKeyReused(event)
                 entry_id, points, replayed = previous["entry"], previous["points"], True
             else:
-                tier = tiers.current(self.program, tiers.state_of(row), now).tier
-                points = self.program.points_for_purchase(amount_cents, tier.multiplier)
+                tier = tiers.current(self._program, tiers.state_of(row), now).tier
+                points = self._program.points_for_purchase(amount_cents, tier.multiplier)
                 entry_id, lot_id = "", ""
                 if points > 0:
                     entry_id, lot_id = await self._credit_earned(
@@ -241,9 +225,9 @@ class Members:
         member_id = validation.uuid_id("member_id", member_id)
         if not rule:
             raise InvalidArgument("rule", "is required")
-        task = self.program.task(rule)
+        task = self._program.task(rule)
         if task is None:
-            raise UnknownTaskRule(rule, [r.name for r in self.program.task_rules])
+            raise UnknownTaskRule(rule, [r.name for r in self._program.task_rules])
         event = validation.idempotency_key("event_id", event_id)
         reference = f"task:{task.name}"
         changed = Changed()
@@ -295,7 +279,7 @@ class Members:
             points=points,
             qualifying=points,
             earned_at=now,
-            expires_at=self.program.expiry.expires_at(now),
+            expires_at=self._program.expiry.expires_at(now),
             reference=reference,
         )
         posted = await store.post(
@@ -308,7 +292,7 @@ class Members:
             key_scope=key_scope,
             key=key,
         )
-        await store.add_lifetime(cur, member_id, points, self.program.redemption_threshold)
+        await store.add_lifetime(cur, member_id, points, self._program.redemption_threshold)
         await store.repay_debt(cur, member_id, reference)
         return posted.entry_id, lot_id
 
@@ -437,7 +421,7 @@ class Members:
                 "UPDATE point_lots SET qualifying = greatest(0, qualifying - %s) WHERE id = %s",
                 (points, lot_id),
             )
-        await store.add_lifetime(cur, member_id, -points, self.program.redemption_threshold)
+        await store.add_lifetime(cur, member_id, -points, self._program.redemption_threshold)
         posted = await store.post(
             cur,
             member_id,
@@ -483,7 +467,7 @@ class Members:
                         source="adjust",
                         points=delta,
                         earned_at=now,
-                        expires_at=self.program.expiry.expires_at(now),
+                        expires_at=self._program.expiry.expires_at(now),
                         reference=reference,
                     )
                 else:
@@ -530,8 +514,8 @@ class Members:
             )
             current = {r["id"] for r in await cur.fetchall()}
             if beneficiary_id not in current:
-                if len(current) >= self.program.max_beneficiaries:
-                    raise TooManyBeneficiaries(member_id, self.program.max_beneficiaries)
+                if len(current) >= self._program.max_beneficiaries:
+                    raise TooManyBeneficiaries(member_id, self._program.max_beneficiaries)
                 await cur.execute(
                     "INSERT INTO beneficiaries (member_id, beneficiary_id) VALUES (%s, %s)",
                     (member_id, beneficiary_id),
@@ -666,8 +650,8 @@ class Members:
     ) -> TierStatus:
         """An operator's floor ("" clears it)."""
         member_id = validation.uuid_id("member_id", member_id)
-        if tier and self.program.tier(tier) is None:
-            names = ", ".join(t.name for t in self.program.tiers)
+        if tier and self._program.tier(tier) is None:
+            names = ", ".join(t.name for t in self._program.tiers)
             raise InvalidArgument("tier", f"must be one of {names} (or empty to clear)")
         reason = context.reason(reason)
         operator = context.operator_id(operator_id, required=True)
@@ -690,7 +674,7 @@ class Members:
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             row = (await store.lock_members(cur, member_id))[member_id]
-            qualifying = await _qualifying(cur, [member_id], self.program, now)
+            qualifying = await _qualifying(cur, [member_id], self._program, now)
             await self._apply_tier(cur, row, qualifying.get(member_id, 0), now)
         return await self.tier_status(member_id, now=now)
 
@@ -710,7 +694,7 @@ class Members:
                 rows = await cur.fetchall()
                 if not rows:
                     return changed
-                qualifying = await _qualifying(cur, [r["id"] for r in rows], self.program, now)
+                qualifying = await _qualifying(cur, [r["id"] for r in rows], self._program, now)
                 for row in rows:
                     changed += await self._apply_tier(cur, row, qualifying.get(row["id"], 0), now)
                 after = rows[-1]["id"]
@@ -719,7 +703,7 @@ class Members:
         self, cur: Cursor, row: dict[str, Any], qualifying: int, now: datetime
     ) -> int:
         before = tiers.state_of(row)
-        after = tiers.evaluate(self.program, before, qualifying, now)
+        after = tiers.evaluate(self._program, before, qualifying, now)
         await cur.execute(
             "UPDATE members SET tier = %s, tier_valid_until = %s, tier_evaluated_at = %s "
             "WHERE id = %s",
@@ -730,7 +714,7 @@ class Members:
         await cur.execute(
             "INSERT INTO member_actions (member_id, action, detail, reason) "
             "VALUES (%s, 'tier', %s, %s)",
-            (row["id"], after.tier or self.program.tiers[0].name, f"{qualifying} qualifying"),
+            (row["id"], after.tier or self._program.tiers[0].name, f"{qualifying} qualifying"),
         )
         return 1
 
@@ -745,10 +729,10 @@ class Members:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound("member", member_id)
-            qualifying = await _qualifying(cur, [member_id], self.program, now)
+            qualifying = await _qualifying(cur, [member_id], self._program, now)
         state = tiers.state_of(row)
-        held = tiers.current(self.program, state, now)
-        reached = self.program.tiers[tiers.reached_level(self.program, state, now)]
+        held = tiers.current(self._program, state, now)
+        reached = self._program.tiers[tiers.reached_level(self._program, state, now)]
         return TierStatus(
             member_id=member_id,
             tier=held.tier.name,
@@ -794,7 +778,7 @@ class Members:
     async def reconcile_eligibility(self) -> int:
         """Brings every member's redemption_eligible in line with the program's threshold
         (after the threshold changed) and mirrors the members that changed."""
-        threshold = self.program.redemption_threshold
+        threshold = self._program.redemption_threshold
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -819,10 +803,10 @@ class Members:
         member_id = validation.uuid_id("member_id", member_id)
         now = now or utc_now()
         # Through the end of the Nth day (UTC): the same horizon all day long.
-        soon = (now + timedelta(days=self.program.expiring_soon_days)).replace(
+        soon = (now + timedelta(days=self._program.expiring_soon_days)).replace(
             hour=0, minute=0, second=0, microsecond=0
         ) + timedelta(days=1)
-        since = window_start(now, self.program.tier_window_months)
+        since = window_start(now, self._program.tier_window_months)
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
                 f"SELECT {store.MEMBER_STATE}, "
@@ -838,7 +822,7 @@ class Members:
         if row is None:
             raise NotFound("member", member_id)
         in_flight = await self._gate.held(member_id)
-        held = tiers.current(self.program, tiers.state_of(row), now)
+        held = tiers.current(self._program, tiers.state_of(row), now)
         return Balance(
             member_id,
             balance=row["points_balance"],

@@ -31,9 +31,9 @@ from flashsale.gate import CampaignGate
 from flashsale.redemptions import Redemptions, Timing
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
+from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from points.members import Members
 from protos.loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
@@ -99,15 +99,15 @@ class App:
         )
         self.points_gate = PointsGate(self.redis, calls=self.calls, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
-        self.members = Members(self.pool, self.points_gate, program=settings.program)
-        self.ledger_jobs = LedgerJobs(self.pool, self.members)
+        self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
+        self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
             self.pool, self.campaign_gate, record_ttl_s=settings.idempotency_ttl_seconds
         )
         self.redemptions = Redemptions(
             self.pool,
             campaigns=self.campaigns,
-            members=self.members,
+            members=self.points.members,
             campaign_gate=self.campaign_gate,
             points_gate=self.points_gate,
             timing=Timing(
@@ -155,10 +155,10 @@ class App:
             campaign.CampaignService(self.campaigns), server
         )
         member_pb2_grpc.add_MemberServiceServicer_to_server(
-            member.MemberService(self.members), server
+            member.MemberService(self.points), server
         )
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
-            redemption.RedemptionService(self.redemptions, self.members), server
+            redemption.RedemptionService(self.redemptions, self.points.members), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

@@ -124,7 +124,7 @@ async def backdated_earn(running: Running, member_id: str, points: int, at: date
 
 async def test_tiers_on_the_thresholds_edges(start_server: StartServer) -> None:
     running = await tiered(start_server)
-    members = running.app.members
+    members = running.app.points.members
     now = datetime.now(UTC)
     below, at, above_gold = (
         await running.api.member(),
@@ -147,7 +147,7 @@ async def test_tiers_on_the_thresholds_edges(start_server: StartServer) -> None:
 
 async def test_the_window_edge_and_keeping_a_reached_tier(start_server: StartServer) -> None:
     running = await tiered(start_server)
-    members = running.app.members
+    members = running.app.points.members
     member = await running.api.member()
     now = datetime.now(UTC)
     # Earned exactly at the window's start: no longer inside the rolling 12 months.
@@ -204,7 +204,7 @@ async def test_the_daily_evaluation_covers_every_member(start_server: StartServe
     running = await tiered(start_server)
     a, b = await running.api.member(), await running.api.member()
     await backdated_earn(running, a.id, 1_500, datetime.now(UTC) - timedelta(days=2))
-    jobs = LedgerJobs(running.app.pool, running.app.members)
+    jobs = LedgerJobs(running.app.pool, running.app.points)
 
     # A day from now, so a run the server itself made at start does not count.
     later = datetime.now(UTC) + timedelta(days=1, minutes=1)
