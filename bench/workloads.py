@@ -143,7 +143,7 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
                 display_name="Bench member", external_ref=None
             )
             if points:
-                await app.points.members.earn(
+                await app.points.earning.earn(
                     member_id=created.id,
                     points=points,
                     reason="bench seed",

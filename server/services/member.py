@@ -32,7 +32,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def EarnPoints(
         self, request: member_pb2.EarnPointsRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._ledger.members.earn(
+        earned = await self._ledger.earning.earn(
             member_id=request.member_id,
             points=request.points,
             reason=request.reason,
@@ -52,7 +52,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def EarnForPurchase(
         self, request: member_pb2.EarnForPurchaseRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._ledger.members.earn_for_purchase(
+        earned = await self._ledger.earning.earn_for_purchase(
             member_id=request.member_id,
             amount_cents=request.amount_cents,
             event_id=request.event_id,
@@ -62,7 +62,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def EarnForTask(
         self, request: member_pb2.EarnForTaskRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._ledger.members.earn_for_task(
+        earned = await self._ledger.earning.earn_for_task(
             member_id=request.member_id, rule=request.rule, event_id=request.event_id
         )
         return convert.earned(earned)
