@@ -16,6 +16,7 @@ from __future__ import annotations
 from psycopg_pool import AsyncConnectionPool
 
 from points.context import Context
+from points.corrections import Corrections
 from points.earning import Earning
 from points.gate import PointsGate
 from points.members import Members
@@ -31,6 +32,7 @@ class PointsLedger:
         self.context = Context(pool, gate, program or Program())
         self.members = Members(self.context)
         self.earning = Earning(self.context, self.members)
+        self.corrections = Corrections(self.context, self.members)
 
     @property
     def program(self) -> Program:

@@ -70,7 +70,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ReversePurchase(
         self, request: member_pb2.ReversePurchaseRequest, context: Context
     ) -> member_pb2.ReversePurchaseResponse:
-        reversed_ = await self._ledger.members.reverse_purchase(
+        reversed_ = await self._ledger.corrections.reverse_purchase(
             member_id=request.member_id,
             purchase_event_id=request.purchase_event_id,
             amount_cents=request.amount_cents,
@@ -88,7 +88,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def AdjustPoints(
         self, request: member_pb2.AdjustPointsRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        adjusted = await self._ledger.members.adjust(
+        adjusted = await self._ledger.corrections.adjust(
             member_id=request.member_id,
             delta=request.delta,
             reason=request.reason,
