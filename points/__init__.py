@@ -21,6 +21,7 @@ from points.earning import Earning
 from points.gate import PointsGate
 from points.members import Members
 from points.program import Program
+from points.transfers import Transfers
 
 
 class PointsLedger:
@@ -33,6 +34,7 @@ class PointsLedger:
         self.members = Members(self.context)
         self.earning = Earning(self.context, self.members)
         self.corrections = Corrections(self.context, self.members)
+        self.transfers = Transfers(self.context, self.members)
 
     @property
     def program(self) -> Program:

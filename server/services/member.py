@@ -134,7 +134,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def AddBeneficiary(
         self, request: member_pb2.BeneficiaryRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        listed = await self._ledger.members.add_beneficiary(
+        listed = await self._ledger.transfers.add_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
         return convert.beneficiaries(listed)
@@ -142,7 +142,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def RemoveBeneficiary(
         self, request: member_pb2.BeneficiaryRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        listed = await self._ledger.members.remove_beneficiary(
+        listed = await self._ledger.transfers.remove_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
         return convert.beneficiaries(listed)
@@ -150,12 +150,12 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ListBeneficiaries(
         self, request: member_pb2.ListBeneficiariesRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        return convert.beneficiaries(await self._ledger.members.beneficiaries(request.member_id))
+        return convert.beneficiaries(await self._ledger.transfers.beneficiaries(request.member_id))
 
     async def TransferPoints(
         self, request: member_pb2.TransferPointsRequest, context: Context
     ) -> member_pb2.TransferPointsResponse:
-        moved = await self._ledger.members.transfer(
+        moved = await self._ledger.transfers.transfer(
             from_member_id=request.from_member_id,
             to_member_id=request.to_member_id,
             points=request.points,
