@@ -21,6 +21,7 @@ from points.earning import Earning
 from points.gate import PointsGate
 from points.members import Members
 from points.program import Program
+from points.tiers import Tiers
 from points.transfers import Transfers
 
 
@@ -35,6 +36,7 @@ class PointsLedger:
         self.earning = Earning(self.context, self.members)
         self.corrections = Corrections(self.context, self.members)
         self.transfers = Transfers(self.context, self.members)
+        self.tiers = Tiers(self.context)
 
     @property
     def program(self) -> Program:

@@ -80,7 +80,7 @@ class LedgerJobs:
         due = await self._claim_tier_run(now) if evaluate_tiers is None else evaluate_tiers
         changes = 0
         if due:
-            changes = await self._ledger.members.evaluate_all_tiers(now)
+            changes = await self._ledger.tiers.evaluate_all_tiers(now)
             eligibility += await self._ledger.members.reconcile_eligibility()
         report = JobReport(expired.members, expired.points, due, changes, eligibility)
         self.last = report

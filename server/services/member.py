@@ -116,7 +116,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def SetManualTier(
         self, request: member_pb2.SetManualTierRequest, context: Context
     ) -> member_pb2.TierStatus:
-        status = await self._ledger.members.set_manual_tier(
+        status = await self._ledger.tiers.set_manual_tier(
             member_id=request.member_id,
             tier=request.tier,
             reason=request.reason,
@@ -128,7 +128,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         self, request: member_pb2.EvaluateTierRequest, context: Context
     ) -> member_pb2.TierStatus:
         return convert.tier_status(
-            await self._ledger.members.evaluate_tier(member_id=request.member_id)
+            await self._ledger.tiers.evaluate_tier(member_id=request.member_id)
         )
 
     async def AddBeneficiary(
