@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from points.context import Context
 from points.corrections import Corrections
 from points.earning import Earning
+from points.expiry import Expiry
 from points.gate import PointsGate
 from points.members import Members
 from points.program import Program
@@ -37,6 +38,7 @@ class PointsLedger:
         self.corrections = Corrections(self.context, self.members)
         self.transfers = Transfers(self.context, self.members)
         self.tiers = Tiers(self.context)
+        self.expiry = Expiry(self.context)
 
     @property
     def program(self) -> Program:

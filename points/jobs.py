@@ -72,7 +72,7 @@ class LedgerJobs:
         """One pass. evaluate_tiers: None = when the daily run is due (claimed in
         PostgreSQL), True / False = force it or skip it."""
         now = now or utc_now()
-        expired = await self._ledger.members.expire_points(now)
+        expired = await self._ledger.expiry.expire_points(now)
         eligibility = 0
         if not self._reconciled:
             eligibility = await self._ledger.members.reconcile_eligibility()
