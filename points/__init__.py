@@ -22,6 +22,7 @@ from points.expiry import Expiry
 from points.gate import PointsGate
 from points.members import Members
 from points.program import Program
+from points.statements import Statements
 from points.tiers import Tiers
 from points.transfers import Transfers
 
@@ -39,6 +40,7 @@ class PointsLedger:
         self.transfers = Transfers(self.context, self.members)
         self.tiers = Tiers(self.context)
         self.expiry = Expiry(self.context)
+        self.statements = Statements(self.context)
 
     @property
     def program(self) -> Program:

@@ -1,37 +1,27 @@
-"""Members and the use cases of the points ledger (its rules: the package docstring)."""
+"""Members: create, read, freeze and unfreeze; the redemption threshold applied to every
+member; the balance a member sees; and the member's mirror in the Redis gate, which the
+redemption path loads on demand (flashsale calls load_into_gate).
+
+The other use cases (earning.py, corrections.py, transfers.py) answer with the balance read
+here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
-from common import paging, validation
-from common.errors import (
-    AlreadyExists,
-    InvalidArgument,
-    NotFound,
-)
-from points import context, liability, store, tiers
+from common import validation
+from common.errors import AlreadyExists, NotFound
+from points import context, store, tiers
 from points.context import Context
 from points.gate import MemberMirror
-from points.model import (
-    LEDGER_KINDS,
-    Balance,
-    LedgerEntry,
-    LedgerPage,
-    Member,
-)
+from points.model import Balance, Member
 from points.program import utc_now, window_start
 
 _MEMBER_COLUMNS = "id::text, display_name, external_ref, frozen, frozen_reason, created_at"
-_ENTRY_COLUMNS = (
-    "id::text, member_id::text, kind, amount, balance_after, debt_change, debt_after, "
-    "reference, reason, operator_id, counterparty_id::text, created_at, seq"
-)
 
 
 class Members:
@@ -181,71 +171,6 @@ class Members:
             eligible=row["redemption_eligible"],
         )
 
-    async def entries(
-        self,
-        *,
-        member_id: str,
-        page_size: int,
-        page_token: str,
-        kinds: Sequence[str] = (),
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> LedgerPage:
-        """The member's statement, newest first: kinds and [start, end) filter it."""
-        member_id = validation.uuid_id("member_id", member_id)
-        size = paging.page_size(page_size)
-        after = paging.decode(page_token)
-        for kind in kinds:
-            if kind not in LEDGER_KINDS:
-                raise InvalidArgument("kinds", f"unknown kind {kind!r}")
-        if start is not None and end is not None and end <= start:
-            raise InvalidArgument("end_time", "must be after start_time")
-        where, params = ["member_id = %s"], [member_id]
-        if kinds:
-            where.append("kind = ANY(%s)")
-            params.append(list(kinds))  # type: ignore[arg-type]
-        if start is not None:
-            where.append("created_at >= %s")
-            params.append(start)  # type: ignore[arg-type]
-        if end is not None:
-            where.append("created_at < %s")
-            params.append(end)  # type: ignore[arg-type]
-        if after is not None:
-            try:
-                seq = int(after[1])
-            except ValueError:
-                raise InvalidArgument("page_token", "is not a token this service issued") from None
-            where.append("seq < %s")
-            params.append(seq)  # type: ignore[arg-type]
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", member_id)
-            await cur.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE {' AND '.join(where)} "
-                "ORDER BY seq DESC LIMIT %s",
-                (*params, size + 1),
-            )
-            rows = await cur.fetchall()
-        page = rows[:size]
-        token = (
-            paging.encode(page[-1]["created_at"], str(page[-1]["seq"])) if len(rows) > size else ""
-        )
-        return LedgerPage([_entry(r) for r in page], token)
-
-    async def liability_report(
-        self,
-        *,
-        start: datetime,
-        end: datetime,
-        granularity: str = "month",
-        now: datetime | None = None,
-    ) -> liability.LiabilityReport:
-        return await liability.liability_report(
-            self._pool, start=start, end=end, granularity=granularity, now=now
-        )
-
     # -- The Redis gate ----------------------------------------------------------------------
 
     async def mirror(self, member_id: str) -> MemberMirror | None:
@@ -275,21 +200,4 @@ def _member(row: dict[str, Any]) -> Member:
         frozen=bool(row["frozen"]),
         created_at=row["created_at"],
         frozen_reason=row.get("frozen_reason"),
-    )
-
-
-def _entry(row: dict[str, Any]) -> LedgerEntry:
-    return LedgerEntry(
-        id=row["id"],
-        member_id=row["member_id"],
-        kind=row["kind"],
-        amount=row["amount"],
-        balance_after=row["balance_after"],
-        debt_change=row["debt_change"],
-        debt_after=row["debt_after"],
-        reference=row["reference"],
-        reason=row["reason"],
-        operator_id=row["operator_id"],
-        counterparty_id=row["counterparty_id"],
-        created_at=row["created_at"],
     )

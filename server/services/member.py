@@ -171,7 +171,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ListLedgerEntries(
         self, request: member_pb2.ListLedgerEntriesRequest, context: Context
     ) -> member_pb2.ListLedgerEntriesResponse:
-        page = await self._ledger.members.entries(
+        page = await self._ledger.statements.entries(
             member_id=request.member_id,
             page_size=request.page_size,
             page_token=request.page_token,
@@ -184,7 +184,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def GetLiabilityReport(
         self, request: member_pb2.GetLiabilityReportRequest, context: Context
     ) -> member_pb2.LiabilityReport:
-        report = await self._ledger.members.liability_report(
+        report = await self._ledger.statements.liability_report(
             start=convert.required_time("start_time", request, "start_time"),
             end=convert.required_time("end_time", request, "end_time"),
             granularity=convert.granularity(request.granularity),
