@@ -11,8 +11,8 @@ from typing import Any
 from psycopg.rows import dict_row
 
 from common import paging, validation
-from common.errors import InvalidArgument, NotFound
-from points import liability
+from common.errors import InvalidArgument
+from points import liability, store
 from points.context import Context
 from points.model import LEDGER_KINDS, LedgerEntry, LedgerPage
 
@@ -64,9 +64,7 @@ class Statements:
             params.append(seq)  # type: ignore[arg-type]
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", member_id)
+            await store.require_member(cur, member_id)
             await cur.execute(
                 f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE {' AND '.join(where)} "
                 "ORDER BY seq DESC LIMIT %s",

@@ -53,6 +53,13 @@ async def lock_members(cur: Cursor, *member_ids: str) -> dict[str, dict[str, Any
     return rows
 
 
+async def require_member(cur: Cursor, member_id: str) -> None:
+    """NotFound unless the member exists. No lock: for reads, and for naming another member."""
+    await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
+    if await cur.fetchone() is None:
+        raise NotFound("member", member_id)
+
+
 async def state(cur: Cursor, member_id: str) -> dict[str, Any]:
     await cur.execute(f"SELECT {MEMBER_STATE} FROM members WHERE id = %s", (member_id,))
     row = await cur.fetchone()

@@ -15,7 +15,6 @@ from common.errors import (
     InvalidArgument,
     MemberFrozen,
     NotABeneficiary,
-    NotFound,
     TooManyBeneficiaries,
 )
 from points import store
@@ -38,9 +37,7 @@ class Transfers:
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)  # serialises the count check
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (beneficiary_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", beneficiary_id)
+            await store.require_member(cur, beneficiary_id)
             await cur.execute(
                 "SELECT beneficiary_id::text AS id FROM beneficiaries WHERE member_id = %s",
                 (member_id,),
@@ -69,9 +66,7 @@ class Transfers:
         member_id = validation.uuid_id("member_id", member_id)
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", member_id)
+            await store.require_member(cur, member_id)
             await cur.execute(
                 "SELECT b.beneficiary_id::text AS id, m.display_name, b.created_at "
                 "FROM beneficiaries b JOIN members m ON m.id = b.beneficiary_id "
