@@ -8,7 +8,8 @@ under the member's row lock, and every balance change bumps members.version and 
 mirrored into Redis (PointsGate.settle) right after the transaction commits.
 
 The rules (earning and rounding, lots and expiry, transfers, reversals and debt, tiers, the
-redemption threshold, freezes) are written out in README.md, "Points ledger".
+redemption threshold, freezes) are written out in README.md, "Points ledger". One module
+per concern, shared values in model.py, SQL steps in store.py: docs/design.md, "Module map".
 """
 
 from __future__ import annotations
