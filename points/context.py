@@ -53,4 +53,5 @@ def operator_id(value: str, *, required: bool) -> str | None:
 
 
 def money(cents: int) -> str:
+    """Cents as ledger reasons write an amount: 1234 -> "12.34"."""
     return f"{Decimal(cents) / 100:.2f}"
