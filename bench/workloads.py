@@ -139,9 +139,11 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
             return created.meta.id
 
         async def member(points: int) -> str:
-            created = await app.members.create(display_name="Bench member", external_ref=None)
+            created = await app.points.members.create(
+                display_name="Bench member", external_ref=None
+            )
             if points:
-                await app.members.earn(
+                await app.points.earning.earn(
                     member_id=created.id,
                     points=points,
                     reason="bench seed",

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
-from points.members import Members
+from points import PointsLedger
 from points.program import utc_now
 
 log = logging.getLogger(__name__)
@@ -37,14 +37,14 @@ class LedgerJobs:
     def __init__(
         self,
         pool: AsyncConnectionPool,
-        members: Members,
+        ledger: PointsLedger,
         *,
         interval_s: float | None = None,
         tier_interval_s: float | None = None,
     ) -> None:
         self._pool = pool
-        self._members = members
-        program = members.program
+        self._ledger = ledger
+        program = ledger.program
         self._interval_s = interval_s or program.job_interval_seconds
         self._tier_interval = timedelta(
             seconds=tier_interval_s or program.tier_evaluation_interval_seconds
@@ -72,16 +72,16 @@ class LedgerJobs:
         """One pass. evaluate_tiers: None = when the daily run is due (claimed in
         PostgreSQL), True / False = force it or skip it."""
         now = now or utc_now()
-        expired = await self._members.expire_points(now)
+        expired = await self._ledger.expiry.expire_points(now)
         eligibility = 0
         if not self._reconciled:
-            eligibility = await self._members.reconcile_eligibility()
+            eligibility = await self._ledger.members.reconcile_eligibility()
             self._reconciled = True
         due = await self._claim_tier_run(now) if evaluate_tiers is None else evaluate_tiers
         changes = 0
         if due:
-            changes = await self._members.evaluate_all_tiers(now)
-            eligibility += await self._members.reconcile_eligibility()
+            changes = await self._ledger.tiers.evaluate_all_tiers(now)
+            eligibility += await self._ledger.members.reconcile_eligibility()
         report = JobReport(expired.members, expired.points, due, changes, eligibility)
         self.last = report
         return report

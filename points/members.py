@@ -1,180 +1,32 @@
-"""Members and the points ledger in PostgreSQL, mirrored into the Redis gate on every change.
+"""Members: create, read, freeze and unfreeze; the redemption threshold applied to every
+member; the balance a member sees; and the member's mirror in the Redis gate, which the
+redemption path loads on demand (flashsale calls load_into_gate).
 
-The ledger is append-only: a member's points_balance always equals the sum of the member's
-ledger entries and the sum of what remains of the member's lots; points_debt equals the sum
-of the entries' debt changes. Every change writes its entries in the same transaction,
-under the member's row lock, and every balance change bumps members.version and is
-mirrored into Redis (PointsGate.settle) right after the transaction commits.
-
-The rules (earning and rounding, lots and expiry, transfers, reversals and debt, tiers, the
-redemption threshold, freezes) are written out in README.md, "Points ledger".
-"""
+The other use cases (earning.py, corrections.py, transfers.py) answer with the balance read
+here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
-from common import paging, validation
-from common.errors import (
-    AlreadyExists,
-    IdempotencyKeyReused,
-    InsufficientPoints,
-    InvalidArgument,
-    MemberFrozen,
-    NotABeneficiary,
-    NotFound,
-    PurchaseFullyReversed,
-    PurchaseNotFound,
-    TaskCapReached,
-    TooManyBeneficiaries,
-    UnknownTaskRule,
-)
-from points import ledger, liability, tiers
-from points.gate import MemberMirror, PointsGate
-from points.ledger import Cursor
-from points.program import Program, utc_now, window_start
-
-MAX_POINTS = 10**12
-MAX_CENTS = 10**14
-LEDGER_KINDS = ("earn", "redeem", "refund", "expire", "transfer", "adjust", "reversal")
-
-
-@dataclass(frozen=True)
-class Member:
-    id: str
-    display_name: str
-    external_ref: str | None
-    frozen: bool
-    created_at: datetime
-    frozen_reason: str | None = None
-
-
-@dataclass(frozen=True)
-class Balance:
-    member_id: str
-    balance: int
-    held: int
-    lifetime_earned: int = 0
-    qualifying: int = 0
-    expiring_soon: int = 0
-    expiring_before: datetime | None = None
-    tier: str = ""
-    tier_valid_until: datetime | None = None
-    debt: int = 0
-    frozen: bool = False
-    eligible: bool = True
-
-    @property
-    def available(self) -> int:
-        return self.balance - self.held
-
-
-@dataclass(frozen=True)
-class Earned:
-    ledger_entry_id: str
-    balance: Balance
-    replayed: bool
-    points: int = 0
-
-
-@dataclass(frozen=True)
-class Reversed:
-    points: int  # taken back in all: taken + debt
-    taken: int  # from the balance
-    debt: int  # recorded as debt
-    ledger_entry_id: str
-    balance: Balance
-    replayed: bool
-
-
-@dataclass(frozen=True)
-class Transferred:
-    transfer_id: str
-    from_balance: Balance
-    to_balance: Balance
-    replayed: bool
-
-
-@dataclass(frozen=True)
-class TierStatus:
-    member_id: str
-    tier: str
-    valid_until: datetime | None
-    reached_tier: str
-    manual_tier: str
-    qualifying: int
-    evaluated_at: datetime | None
-
-
-@dataclass(frozen=True)
-class Beneficiary:
-    member_id: str
-    display_name: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    id: str
-    member_id: str
-    kind: str
-    amount: int
-    balance_after: int
-    debt_change: int
-    debt_after: int
-    reference: str
-    reason: str
-    operator_id: str | None
-    counterparty_id: str | None
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class LedgerPage:
-    entries: list[LedgerEntry]
-    next_page_token: str
-
-
-@dataclass(frozen=True)
-class ExpiryRun:
-    members: int = 0
-    points: int = 0
-
-
-@dataclass
-class _Changed:
-    """Members whose mirror changed in a transaction, settled into Redis after it commits."""
-
-    mirrors: dict[str, MemberMirror] = field(default_factory=dict)
-
-    async def read(self, cur: Cursor, *member_ids: str) -> None:
-        for member_id in member_ids:
-            self.mirrors[member_id] = await ledger.mirror(cur, member_id)
-
+from common import validation
+from common.errors import AlreadyExists, NotFound
+from points import context, store, tiers
+from points.context import Context
+from points.gate import MemberMirror
+from points.model import Balance, Member
+from points.program import utc_now, window_start
 
 _MEMBER_COLUMNS = "id::text, display_name, external_ref, frozen, frozen_reason, created_at"
-_ENTRY_COLUMNS = (
-    "id::text, member_id::text, kind, amount, balance_after, debt_change, debt_after, "
-    "reference, reason, operator_id, counterparty_id::text, created_at, seq"
-)
 
 
 class Members:
-    def __init__(
-        self, pool: AsyncConnectionPool, gate: PointsGate, *, program: Program | None = None
-    ) -> None:
-        self._pool = pool
-        self._gate = gate
-        # Public so a test may swap it; the server passes settings.program.
-        self.program = program or Program()
+    def __init__(self, ctx: Context) -> None:
+        self._pool, self._gate, self._program = ctx.pool, ctx.gate, ctx.program
 
     # -- Members ---------------------------------------------------------------------------
 
@@ -198,7 +50,7 @@ class Members:
                     "INSERT INTO members (display_name, external_ref, redemption_eligible) "
                     f"VALUES (%s, %s, %s) RETURNING {_MEMBER_COLUMNS}, version, "
                     "redemption_eligible",
-                    (display_name, external_ref, self.program.redemption_threshold <= 0),
+                    (display_name, external_ref, self._program.redemption_threshold <= 0),
                 )
             except psycopg.errors.UniqueViolation as e:
                 raise AlreadyExists("member", "external_ref", external_ref or "") from e
@@ -231,11 +83,11 @@ class Members:
         """From the moment this returns, Redis refuses the member's holds (MEMBER_FROZEN) and
         PostgreSQL refuses any commit that was in flight (it re-checks under the row lock)."""
         member_id = validation.uuid_id("member_id", member_id)
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=False)
+        reason = context.reason(reason)
+        operator = context.operator_id(operator_id, required=False)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
+            row = (await store.lock_members(cur, member_id))[member_id]
             if row["frozen"] != frozen:
                 await cur.execute(
                     "UPDATE members SET frozen = %s, frozen_reason = %s, version = version + 1 "
@@ -247,658 +99,19 @@ class Members:
                     "VALUES (%s, %s, %s, %s)",
                     (member_id, "freeze" if frozen else "unfreeze", reason, operator),
                 )
-            mirror = await ledger.mirror(cur, member_id)
+            mirror = await store.mirror(cur, member_id)
             await cur.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = %s", (member_id,))
             after = await cur.fetchone()
         await self._gate.settle(member_id, mirror=mirror)
         assert after is not None
         return _member(after)
 
-    # -- Earning ---------------------------------------------------------------------------
-
-    async def earn(
-        self, *, member_id: str, points: int, reason: str, idempotency_key: str
-    ) -> Earned:
-        """A generic earn (EarnPoints): a lot with the program's expiry; counts toward tiers
-        and the redemption threshold. Idempotent by (member_id, idempotency_key)."""
-        member_id = validation.uuid_id("member_id", member_id)
-        validation.int_range("points", points, minimum=1, maximum=MAX_POINTS)
-        reason = _reason(reason)
-        key = validation.idempotency_key("idempotency_key", idempotency_key)
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "", key)
-            if previous is not None:
-                if previous["amount"] != points or previous["reason"] != reason:
-                    raise IdempotencyKeyReused(key)
-                entry_id, replayed = previous["id"], True
-            else:
-                entry_id, _ = await self._credit_earned(
-                    cur, member_id, points, f"earn:{key}", reason, "", key
-                )
-                replayed = False
-            await changed.read(cur, member_id)
-        await self._settle(changed)
-        return Earned(entry_id, await self.balance(member_id), replayed, points)
-
-    async def earn_for_purchase(
-        self, *, member_id: str, amount_cents: int, event_id: str, now: datetime | None = None
-    ) -> Earned:
-        """amount / 100 x earn rate x the member's tier multiplier, rounded down."""
-        member_id = validation.uuid_id("member_id", member_id)
-        validation.int_range("amount_cents", amount_cents, minimum=1, maximum=MAX_CENTS)
-        event = validation.idempotency_key("event_id", event_id)
-        now = now or utc_now()
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
-            await cur.execute(
-                "SELECT amount_cents, points, coalesce(ledger_entry_id::text, '') AS entry "
-                "FROM purchases WHERE member_id = %s AND event_id = %s",
-                (member_id, event),
-            )
-            previous = await cur.fetchone()
-            if previous is not None:
-                if previous["amount_cents"] != amount_cents:
-                    raise IdempotencyKeyReused(event)
-                entry_id, points, replayed = previous["entry"], previous["points"], True
-            else:
-                tier = tiers.current(self.program, _tier_state(row), now).tier
-                points = self.program.points_for_purchase(amount_cents, tier.multiplier)
-                entry_id, lot_id = "", ""
-                if points > 0:
-                    entry_id, lot_id = await self._credit_earned(
-                        cur,
-                        member_id,
-                        points,
-                        f"purchase:{event}",
-                        f"purchase of {_money(amount_cents)} at {tier.name} x{tier.multiplier}",
-                        "purchase",
-                        event,
-                        now=now,
-                    )
-                await cur.execute(
-                    "INSERT INTO purchases (member_id, event_id, amount_cents, points, tier, "
-                    "multiplier, lot_id, ledger_entry_id) VALUES (%s, %s, %s, %s, %s, %s, "
-                    "nullif(%s, '')::uuid, nullif(%s, '')::uuid)",
-                    (
-                        member_id,
-                        event,
-                        amount_cents,
-                        points,
-                        tier.name,
-                        tier.multiplier,
-                        lot_id,
-                        entry_id,
-                    ),
-                )
-                replayed = False
-            await changed.read(cur, member_id)
-        await self._settle(changed)
-        return Earned(entry_id, await self.balance(member_id), replayed, points)
-
-    async def earn_for_task(self, *, member_id: str, rule: str, event_id: str) -> Earned:
-        """A named rule's fixed points, at most `cap` times per member."""
-        member_id = validation.uuid_id("member_id", member_id)
-        if not rule:
-            raise InvalidArgument("rule", "is required")
-        task = self.program.task(rule)
-        if task is None:
-            raise UnknownTaskRule(rule, [r.name for r in self.program.task_rules])
-        event = validation.idempotency_key("event_id", event_id)
-        reference = f"task:{task.name}"
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "task", event)
-            if previous is not None:
-                if previous["reference"] != reference:
-                    raise IdempotencyKeyReused(event)
-                entry_id, points, replayed = previous["id"], previous["amount"], True
-            else:
-                if task.cap is not None:
-                    await cur.execute(
-                        "SELECT count(*) AS n FROM ledger_entries WHERE member_id = %s "
-                        "AND key_scope = 'task' AND reference = %s",
-                        (member_id, reference),
-                    )
-                    done = await cur.fetchone()
-                    if done is not None and done["n"] >= task.cap:
-                        raise TaskCapReached(task.name, task.cap)
-                entry_id, _ = await self._credit_earned(
-                    cur, member_id, task.points, reference, f"task {task.name}", "task", event
-                )
-                points, replayed = task.points, False
-            await changed.read(cur, member_id)
-        await self._settle(changed)
-        return Earned(entry_id, await self.balance(member_id), replayed, points)
-
-    async def _credit_earned(
-        self,
-        cur: Cursor,
-        member_id: str,
-        points: int,
-        reference: str,
-        reason: str,
-        key_scope: str,
-        key: str,
-        *,
-        now: datetime | None = None,
-    ) -> tuple[str, str]:
-        """An earned lot (counts toward tiers and lifetime), its entry, then debt repayment.
-        Returns (ledger entry id, lot id)."""
-        now = now or utc_now()
-        lot_id = await ledger.add_lot(
-            cur,
-            member_id,
-            source="earn",
-            points=points,
-            qualifying=points,
-            earned_at=now,
-            expires_at=self.program.expiry.expires_at(now),
-            reference=reference,
-        )
-        posted = await ledger.post(
-            cur,
-            member_id,
-            kind="earn",
-            amount=points,
-            reference=reference,
-            reason=reason,
-            key_scope=key_scope,
-            key=key,
-        )
-        await ledger.add_lifetime(cur, member_id, points, self.program.redemption_threshold)
-        await ledger.repay_debt(cur, member_id, reference)
-        return posted.entry_id, lot_id
-
-    # -- Reversal and adjustment -----------------------------------------------------------
-
-    async def reverse_purchase(
-        self, *, member_id: str, purchase_event_id: str, amount_cents: int, event_id: str
-    ) -> Reversed:
-        """Takes back the points a refunded purchase earned: what is left of the purchase's
-        lot first, then other points soonest expiry first, never below zero (points waiting
-        for payment stay); the shortfall becomes debt. Partial refunds take back
-        floor(points x refunded cents / purchase cents), counted cumulatively."""
-        member_id = validation.uuid_id("member_id", member_id)
-        purchase = validation.idempotency_key("purchase_event_id", purchase_event_id)
-        validation.int_range("amount_cents", amount_cents, minimum=0, maximum=MAX_CENTS)
-        event = validation.idempotency_key("event_id", event_id)
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
-            await cur.execute(
-                "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text "
-                "FROM purchases WHERE member_id = %s AND event_id = %s",
-                (member_id, purchase),
-            )
-            p = await cur.fetchone()
-            if p is None:
-                raise PurchaseNotFound(member_id, purchase)
-            await cur.execute(
-                "SELECT purchase_event_id, requested_cents, points, taken, debt, "
-                "coalesce(ledger_entry_id::text, '') AS entry FROM purchase_reversals "
-                "WHERE member_id = %s AND event_id = %s",
-                (member_id, event),
-            )
-            previous = await cur.fetchone()
-            if previous is not None:
-                if (previous["purchase_event_id"], previous["requested_cents"]) != (
-                    purchase,
-                    amount_cents,
-                ):
-                    raise IdempotencyKeyReused(event)
-                result = (previous["points"], previous["taken"], previous["debt"])
-                entry_id, replayed = previous["entry"], True
-            else:
-                left = p["amount_cents"] - p["reversed_cents"]
-                if left == 0:
-                    raise PurchaseFullyReversed(purchase)
-                cents = amount_cents or left
-                if cents > left:
-                    raise InvalidArgument(
-                        "amount_cents", f"exceeds the {left} cents of the purchase not reversed"
-                    )
-                total_cents = p["reversed_cents"] + cents
-                total_points = p["points"] * total_cents // p["amount_cents"]
-                points = total_points - p["reversed_points"]
-                entry_id, taken, debt = await self._take_back(
-                    cur, member_id, points, p["lot_id"], purchase, cents, event
-                )
-                await cur.execute(
-                    "UPDATE purchases SET reversed_cents = %s, reversed_points = %s "
-                    "WHERE member_id = %s AND event_id = %s",
-                    (total_cents, total_points, member_id, purchase),
-                )
-                await cur.execute(
-                    "INSERT INTO purchase_reversals (member_id, event_id, purchase_event_id, "
-                    "amount_cents, requested_cents, points, taken, debt, ledger_entry_id) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, nullif(%s, '')::uuid)",
-                    (
-                        member_id,
-                        event,
-                        purchase,
-                        cents,
-                        amount_cents,
-                        points,
-                        taken,
-                        debt,
-                        entry_id,
-                    ),
-                )
-                result, replayed = (points, taken, debt), False
-            await changed.read(cur, member_id)
-        await self._settle(changed)
-        points, taken, debt = result
-        balance = await self.balance(member_id)
-        return Reversed(points, taken, debt, entry_id, balance, replayed)
-
-    async def _take_back(
-        self,
-        cur: Cursor,
-        member_id: str,
-        points: int,
-        lot_id: str | None,
-        purchase: str,
-        cents: int,
-        event: str,
-    ) -> tuple[str, int, int]:
-        """Returns (ledger entry, points taken from the balance, points recorded as debt)."""
-        if points == 0:
-            return "", 0, 0
-        spend_reference = f"reversal:{event}"
-        await ledger.expire_due(cur, member_id)
-        row = await ledger.state(cur, member_id)
-        taken = min(points, row["points_balance"] - row["points_held"])
-        debt = points - taken
-        own = 0
-        if taken > 0 and lot_id is not None:
-            # What is left of the purchase's own lot goes first, recorded like any spend.
-            await cur.execute(
-                "WITH t AS (SELECT id, least(remaining, %s) AS n FROM point_lots WHERE id = %s) "
-                "UPDATE point_lots l SET remaining = l.remaining - t.n FROM t "
-                "WHERE l.id = t.id RETURNING t.n",
-                (taken, lot_id),
-            )
-            took = await cur.fetchone()
-            own = int(took["n"]) if took else 0
-            if own > 0:
-                await cur.execute(
-                    "INSERT INTO lot_spends (lot_id, member_id, reference, points) "
-                    "VALUES (%s, %s, %s, %s)",
-                    (lot_id, member_id, spend_reference, own),
-                )
-        if taken > own:
-            await ledger.spend(cur, member_id, taken - own, spend_reference)
-        if lot_id is not None:
-            await cur.execute(
-                "UPDATE point_lots SET qualifying = greatest(0, qualifying - %s) WHERE id = %s",
-                (points, lot_id),
-            )
-        await ledger.add_lifetime(cur, member_id, -points, self.program.redemption_threshold)
-        posted = await ledger.post(
-            cur,
-            member_id,
-            kind="reversal",
-            amount=-taken,
-            debt_change=debt,
-            reference=f"purchase:{purchase}",
-            reason=f"purchase refunded ({_money(cents)})",
-            key_scope="reversal",
-            key=event,
-        )
-        return posted.entry_id, taken, debt
-
-    async def adjust(
-        self, *, member_id: str, delta: int, reason: str, operator_id: str, idempotency_key: str
-    ) -> Earned:
-        """An operator's +/- correction. + is a lot with the program's expiry (not earned:
-        no tier or threshold credit); - takes lots soonest expiry first and never more than
-        is available. Idempotent by (member_id, idempotency_key)."""
-        member_id = validation.uuid_id("member_id", member_id)
-        if delta == 0:
-            raise InvalidArgument("delta", "must not be 0")
-        validation.int_range("delta", delta, minimum=-MAX_POINTS, maximum=MAX_POINTS)
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=True)
-        key = validation.idempotency_key("idempotency_key", idempotency_key)
-        reference = f"adjust:{key}"
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
-            previous = await _keyed_entry(cur, member_id, "adjust", key)
-            if previous is not None:
-                if previous["amount"] != delta or previous["reason"] != reason:
-                    raise IdempotencyKeyReused(key)
-                entry_id, replayed = previous["id"], True
-            else:
-                if delta > 0:
-                    now = utc_now()
-                    await ledger.add_lot(
-                        cur,
-                        member_id,
-                        source="adjust",
-                        points=delta,
-                        earned_at=now,
-                        expires_at=self.program.expiry.expires_at(now),
-                        reference=reference,
-                    )
-                else:
-                    await ledger.expire_due(cur, member_id)
-                    row = await ledger.state(cur, member_id)
-                    available = row["points_balance"] - row["points_held"]
-                    if available < -delta:
-                        raise InsufficientPoints(member_id, available, -delta)
-                    await ledger.spend(cur, member_id, -delta, reference)
-                posted = await ledger.post(
-                    cur,
-                    member_id,
-                    kind="adjust",
-                    amount=delta,
-                    reference=reference,
-                    reason=reason,
-                    key_scope="adjust",
-                    key=key,
-                    operator_id=operator,
-                )
-                if delta > 0:
-                    await ledger.repay_debt(cur, member_id, reference)
-                entry_id, replayed = posted.entry_id, False
-            await changed.read(cur, member_id)
-        await self._settle(changed)
-        return Earned(entry_id, await self.balance(member_id), replayed, delta)
-
-    # -- Beneficiaries and transfers ---------------------------------------------------------
-
-    async def add_beneficiary(self, *, member_id: str, beneficiary_id: str) -> list[Beneficiary]:
-        member_id = validation.uuid_id("member_id", member_id)
-        beneficiary_id = validation.uuid_id("beneficiary_id", beneficiary_id)
-        if beneficiary_id == member_id:
-            raise InvalidArgument("beneficiary_id", "must differ from member_id")
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)  # serialises the count check
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (beneficiary_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", beneficiary_id)
-            await cur.execute(
-                "SELECT beneficiary_id::text AS id FROM beneficiaries WHERE member_id = %s",
-                (member_id,),
-            )
-            current = {r["id"] for r in await cur.fetchall()}
-            if beneficiary_id not in current:
-                if len(current) >= self.program.max_beneficiaries:
-                    raise TooManyBeneficiaries(member_id, self.program.max_beneficiaries)
-                await cur.execute(
-                    "INSERT INTO beneficiaries (member_id, beneficiary_id) VALUES (%s, %s)",
-                    (member_id, beneficiary_id),
-                )
-        return await self.beneficiaries(member_id)
-
-    async def remove_beneficiary(self, *, member_id: str, beneficiary_id: str) -> list[Beneficiary]:
-        member_id = validation.uuid_id("member_id", member_id)
-        beneficiary_id = validation.uuid_id("beneficiary_id", beneficiary_id)
-        async with self._pool.connection() as conn:
-            await conn.execute(
-                "DELETE FROM beneficiaries WHERE member_id = %s AND beneficiary_id = %s",
-                (member_id, beneficiary_id),
-            )
-        return await self.beneficiaries(member_id)
-
-    async def beneficiaries(self, member_id: str) -> list[Beneficiary]:
-        member_id = validation.uuid_id("member_id", member_id)
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", member_id)
-            await cur.execute(
-                "SELECT b.beneficiary_id::text AS id, m.display_name, b.created_at "
-                "FROM beneficiaries b JOIN members m ON m.id = b.beneficiary_id "
-                "WHERE b.member_id = %s ORDER BY b.created_at, b.beneficiary_id",
-                (member_id,),
-            )
-            rows = await cur.fetchall()
-        return [Beneficiary(r["id"], r["display_name"], r["created_at"]) for r in rows]
-
-    async def transfer(
-        self, *, from_member_id: str, to_member_id: str, points: int, idempotency_key: str
-    ) -> Transferred:
-        """Moves points to one of the sender's beneficiaries, atomically. The sender's lots
-        are taken soonest expiry first and the receiver gets lots with the same expiry
-        dates: a transfer never extends a point's life. Transferred points are not earned:
-        they count toward neither party's tier or threshold. They repay the receiver's debt
-        first. Idempotent by (from_member_id, idempotency_key)."""
-        sender = validation.uuid_id("from_member_id", from_member_id)
-        receiver = validation.uuid_id("to_member_id", to_member_id)
-        if sender == receiver:
-            raise InvalidArgument("to_member_id", "must differ from from_member_id")
-        validation.int_range("points", points, minimum=1, maximum=MAX_POINTS)
-        key = validation.idempotency_key("idempotency_key", idempotency_key)
-        changed = _Changed()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            rows = await ledger.lock_members(cur, sender, receiver)
-            await cur.execute(
-                "SELECT id::text, to_member_id::text AS to_id, points FROM transfers "
-                "WHERE from_member_id = %s AND idempotency_key = %s",
-                (sender, key),
-            )
-            previous = await cur.fetchone()
-            if previous is not None:
-                if (previous["to_id"], previous["points"]) != (receiver, points):
-                    raise IdempotencyKeyReused(key)
-                transfer_id, replayed = previous["id"], True
-            else:
-                transfer_id = await self._move(cur, rows[sender], receiver, points, key)
-                replayed = False
-            await changed.read(cur, sender, receiver)
-        await self._settle(changed)
-        return Transferred(
-            transfer_id, await self.balance(sender), await self.balance(receiver), replayed
-        )
-
-    async def _move(
-        self, cur: Cursor, sender: dict[str, Any], receiver: str, points: int, key: str
-    ) -> str:
-        sender_id = sender["id"]
-        await cur.execute(
-            "SELECT 1 FROM beneficiaries WHERE member_id = %s AND beneficiary_id = %s",
-            (sender_id, receiver),
-        )
-        if await cur.fetchone() is None:
-            raise NotABeneficiary(sender_id, receiver)
-        if sender["frozen"]:
-            raise MemberFrozen(sender_id)
-        await ledger.expire_due(cur, sender_id)
-        row = await ledger.state(cur, sender_id)
-        available = row["points_balance"] - row["points_held"]
-        if available < points:
-            raise InsufficientPoints(sender_id, available, points)
-        await cur.execute(
-            "INSERT INTO transfers (from_member_id, to_member_id, points, idempotency_key) "
-            "VALUES (%s, %s, %s, %s) RETURNING id::text",
-            (sender_id, receiver, points, key),
-        )
-        inserted = await cur.fetchone()
-        assert inserted is not None
-        transfer_id = str(inserted["id"])
-        reference = f"transfer:{transfer_id}"
-        for spent in await ledger.spend(cur, sender_id, points, reference):
-            await ledger.add_lot(
-                cur,
-                receiver,
-                source="transfer",
-                points=spent.points,
-                expires_at=spent.expires_at,
-                reference=reference,
-            )
-        await ledger.post(
-            cur,
-            sender_id,
-            kind="transfer",
-            amount=-points,
-            reference=reference,
-            reason="transfer to a beneficiary",
-            key_scope="transfer",
-            key=key,
-            counterparty_id=receiver,
-        )
-        await ledger.post(
-            cur,
-            receiver,
-            kind="transfer",
-            amount=points,
-            reference=reference,
-            reason="transfer from a member",
-            counterparty_id=sender_id,
-        )
-        await ledger.repay_debt(cur, receiver, reference)
-        return transfer_id
-
-    # -- Tiers -----------------------------------------------------------------------------
-
-    async def set_manual_tier(
-        self, *, member_id: str, tier: str, reason: str, operator_id: str
-    ) -> TierStatus:
-        """An operator's floor ("" clears it)."""
-        member_id = validation.uuid_id("member_id", member_id)
-        if tier and self.program.tier(tier) is None:
-            names = ", ".join(t.name for t in self.program.tiers)
-            raise InvalidArgument("tier", f"must be one of {names} (or empty to clear)")
-        reason = _reason(reason)
-        operator = _operator(operator_id, required=True)
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            await ledger.lock_members(cur, member_id)
-            await cur.execute(
-                "UPDATE members SET manual_tier = nullif(%s, '') WHERE id = %s", (tier, member_id)
-            )
-            await cur.execute(
-                "INSERT INTO member_actions (member_id, action, detail, reason, operator_id) "
-                "VALUES (%s, 'manual_tier', %s, %s, %s)",
-                (member_id, tier, reason, operator),
-            )
-        return await self.tier_status(member_id)
-
-    async def evaluate_tier(self, *, member_id: str, now: datetime | None = None) -> TierStatus:
-        member_id = validation.uuid_id("member_id", member_id)
-        now = now or utc_now()
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            row = (await ledger.lock_members(cur, member_id))[member_id]
-            qualifying = await _qualifying(cur, [member_id], self.program, now)
-            await self._apply_tier(cur, row, qualifying.get(member_id, 0), now)
-        return await self.tier_status(member_id, now=now)
-
-    async def evaluate_all_tiers(self, now: datetime | None = None, chunk: int = 100) -> int:
-        """The daily evaluation: every member, in chunks of `chunk` (one short transaction
-        each, members locked in id order). Returns the tier changes."""
-        now = now or utc_now()
-        changed, after = 0, "00000000-0000-0000-0000-000000000000"
-        while True:
-            async with self._pool.connection() as conn, conn.transaction():
-                cur = conn.cursor(row_factory=dict_row)
-                await cur.execute(
-                    f"SELECT {ledger.MEMBER_STATE} FROM members WHERE id > %s "
-                    "ORDER BY id LIMIT %s FOR UPDATE",
-                    (after, chunk),
-                )
-                rows = await cur.fetchall()
-                if not rows:
-                    return changed
-                qualifying = await _qualifying(cur, [r["id"] for r in rows], self.program, now)
-                for row in rows:
-                    changed += await self._apply_tier(cur, row, qualifying.get(row["id"], 0), now)
-                after = rows[-1]["id"]
-
-    async def _apply_tier(
-        self, cur: Cursor, row: dict[str, Any], qualifying: int, now: datetime
-    ) -> int:
-        before = _tier_state(row)
-        after = tiers.evaluate(self.program, before, qualifying, now)
-        await cur.execute(
-            "UPDATE members SET tier = %s, tier_valid_until = %s, tier_evaluated_at = %s "
-            "WHERE id = %s",
-            (after.tier, after.valid_until, now, row["id"]),
-        )
-        if after.tier == before.tier:
-            return 0
-        await cur.execute(
-            "INSERT INTO member_actions (member_id, action, detail, reason) "
-            "VALUES (%s, 'tier', %s, %s)",
-            (row["id"], after.tier or self.program.tiers[0].name, f"{qualifying} qualifying"),
-        )
-        return 1
-
-    async def tier_status(self, member_id: str, *, now: datetime | None = None) -> TierStatus:
-        now = now or utc_now()
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                f"SELECT {ledger.MEMBER_STATE}, tier_evaluated_at FROM members WHERE id = %s",
-                (member_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFound("member", member_id)
-            qualifying = await _qualifying(cur, [member_id], self.program, now)
-        state = _tier_state(row)
-        held = tiers.current(self.program, state, now)
-        reached = self.program.tiers[tiers.reached_level(self.program, state, now)]
-        return TierStatus(
-            member_id=member_id,
-            tier=held.tier.name,
-            valid_until=held.valid_until,
-            reached_tier=reached.name,
-            manual_tier=row["manual_tier"] or "",
-            qualifying=qualifying.get(member_id, 0),
-            evaluated_at=row["tier_evaluated_at"],
-        )
-
-    # -- Expiry and eligibility (the periodic jobs) ----------------------------------------
-
-    async def expire_points(self, now: datetime | None = None, *, limit: int = 200) -> ExpiryRun:
-        """Writes expire entries for what remains of every lot due at `now`. Idempotent, and
-        safe from several processes at once (each member under its row lock)."""
-        now = now or utc_now()
-        members = points = 0
-        while True:
-            async with self._pool.connection() as conn:
-                cur = await conn.execute(
-                    "SELECT DISTINCT l.member_id::text FROM point_lots l "
-                    "JOIN members m ON m.id = l.member_id "
-                    "WHERE l.remaining > 0 AND l.expires_at <= %s "
-                    "AND m.points_balance > m.points_held LIMIT %s",
-                    (now, limit),
-                )
-                due = [r[0] for r in await cur.fetchall()]
-            expired_now = 0
-            for member_id in due:
-                changed = _Changed()
-                async with self._pool.connection() as conn, conn.transaction():
-                    dcur = conn.cursor(row_factory=dict_row)
-                    await ledger.lock_members(dcur, member_id)
-                    n = await ledger.expire_due(dcur, member_id, now)
-                    if n:
-                        await changed.read(dcur, member_id)
-                await self._settle(changed)
-                if n:
-                    members, points, expired_now = members + 1, points + n, expired_now + n
-            if len(due) < limit or expired_now == 0:
-                return ExpiryRun(members, points)
+    # -- Eligibility (a periodic job) ------------------------------------------------------
 
     async def reconcile_eligibility(self) -> int:
         """Brings every member's redemption_eligible in line with the program's threshold
         (after the threshold changed) and mirrors the members that changed."""
-        threshold = self.program.redemption_threshold
+        threshold = self._program.redemption_threshold
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -909,12 +122,12 @@ class Members:
             await cur.execute(
                 "UPDATE members SET redemption_eligible = (lifetime_earned >= %s), "
                 "version = version + 1 WHERE redemption_eligible <> (lifetime_earned >= %s) "
-                f"RETURNING {ledger.MEMBER_STATE}",
+                f"RETURNING {store.MEMBER_STATE}",
                 (threshold, threshold),
             )
             rows = await cur.fetchall()
         for row in rows:
-            await self._gate.settle(row["id"], mirror=ledger.mirror_of(row))
+            await self._gate.settle(row["id"], mirror=store.mirror_of(row))
         return len(rows)
 
     # -- Reads -----------------------------------------------------------------------------
@@ -923,13 +136,13 @@ class Members:
         member_id = validation.uuid_id("member_id", member_id)
         now = now or utc_now()
         # Through the end of the Nth day (UTC): the same horizon all day long.
-        soon = (now + timedelta(days=self.program.expiring_soon_days)).replace(
+        soon = (now + timedelta(days=self._program.expiring_soon_days)).replace(
             hour=0, minute=0, second=0, microsecond=0
         ) + timedelta(days=1)
-        since = window_start(now, self.program.tier_window_months)
+        since = window_start(now, self._program.tier_window_months)
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {ledger.MEMBER_STATE}, "
+                f"SELECT {store.MEMBER_STATE}, "
                 "(SELECT coalesce(sum(l.remaining), 0) FROM point_lots l "
                 " WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_at < %s) AS soon, "
                 "(SELECT coalesce(sum(l.qualifying), 0) FROM point_lots l "
@@ -942,7 +155,7 @@ class Members:
         if row is None:
             raise NotFound("member", member_id)
         in_flight = await self._gate.held(member_id)
-        held = tiers.current(self.program, _tier_state(row), now)
+        held = tiers.current(self._program, tiers.state_of(row), now)
         return Balance(
             member_id,
             balance=row["points_balance"],
@@ -958,81 +171,16 @@ class Members:
             eligible=row["redemption_eligible"],
         )
 
-    async def entries(
-        self,
-        *,
-        member_id: str,
-        page_size: int,
-        page_token: str,
-        kinds: Sequence[str] = (),
-        start: datetime | None = None,
-        end: datetime | None = None,
-    ) -> LedgerPage:
-        """The member's statement, newest first: kinds and [start, end) filter it."""
-        member_id = validation.uuid_id("member_id", member_id)
-        size = paging.page_size(page_size)
-        after = paging.decode(page_token)
-        for kind in kinds:
-            if kind not in LEDGER_KINDS:
-                raise InvalidArgument("kinds", f"unknown kind {kind!r}")
-        if start is not None and end is not None and end <= start:
-            raise InvalidArgument("end_time", "must be after start_time")
-        where, params = ["member_id = %s"], [member_id]
-        if kinds:
-            where.append("kind = ANY(%s)")
-            params.append(list(kinds))  # type: ignore[arg-type]
-        if start is not None:
-            where.append("created_at >= %s")
-            params.append(start)  # type: ignore[arg-type]
-        if end is not None:
-            where.append("created_at < %s")
-            params.append(end)  # type: ignore[arg-type]
-        if after is not None:
-            try:
-                seq = int(after[1])
-            except ValueError:
-                raise InvalidArgument("page_token", "is not a token this service issued") from None
-            where.append("seq < %s")
-            params.append(seq)  # type: ignore[arg-type]
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
-            if await cur.fetchone() is None:
-                raise NotFound("member", member_id)
-            await cur.execute(
-                f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries WHERE {' AND '.join(where)} "
-                "ORDER BY seq DESC LIMIT %s",
-                (*params, size + 1),
-            )
-            rows = await cur.fetchall()
-        page = rows[:size]
-        token = (
-            paging.encode(page[-1]["created_at"], str(page[-1]["seq"])) if len(rows) > size else ""
-        )
-        return LedgerPage([_entry(r) for r in page], token)
-
-    async def liability_report(
-        self,
-        *,
-        start: datetime,
-        end: datetime,
-        granularity: str = "month",
-        now: datetime | None = None,
-    ) -> liability.LiabilityReport:
-        return await liability.liability_report(
-            self._pool, start=start, end=end, granularity=granularity, now=now
-        )
-
     # -- The Redis gate ----------------------------------------------------------------------
 
     async def mirror(self, member_id: str) -> MemberMirror | None:
         """The member's PostgreSQL state as Redis mirrors it; None if there is no such member."""
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {ledger.MEMBER_STATE} FROM members WHERE id = %s", (member_id,)
+                f"SELECT {store.MEMBER_STATE} FROM members WHERE id = %s", (member_id,)
             )
             row = await cur.fetchone()
-        return None if row is None else ledger.mirror_of(row)
+        return None if row is None else store.mirror_of(row)
 
     async def load_into_gate(self, member_id: str) -> bool:
         """Loads the member into Redis if absent (or refreshes an older mirror)."""
@@ -1043,50 +191,6 @@ class Members:
         await self._gate.settle(member_id, mirror=mirror)
         return True
 
-    async def _settle(self, changed: _Changed) -> None:
-        for member_id, mirror in changed.mirrors.items():
-            await self._gate.settle(member_id, mirror=mirror)
-
-
-async def _keyed_entry(cur: Cursor, member_id: str, scope: str, key: str) -> dict[str, Any] | None:
-    await cur.execute(
-        "SELECT id::text, amount, reason, reference FROM ledger_entries "
-        "WHERE member_id = %s AND key_scope = %s AND idempotency_key = %s",
-        (member_id, scope, key),
-    )
-    return await cur.fetchone()
-
-
-async def _qualifying(
-    cur: Cursor, member_ids: list[str], program: Program, now: datetime
-) -> dict[str, int]:
-    await cur.execute(
-        "SELECT member_id::text AS id, sum(qualifying) AS q FROM point_lots "
-        "WHERE member_id = ANY(%s::uuid[]) AND qualifying > 0 AND earned_at > %s "
-        "AND earned_at <= %s GROUP BY member_id",
-        (member_ids, window_start(now, program.tier_window_months), now),
-    )
-    return {r["id"]: int(r["q"]) for r in await cur.fetchall()}
-
-
-def _tier_state(row: dict[str, Any]) -> tiers.TierState:
-    return tiers.TierState(row["tier"], row["tier_valid_until"], row["manual_tier"])
-
-
-def _reason(value: str) -> str:
-    return validation.text("reason", value, max_length=validation.MAX_REASON_LENGTH, required=True)
-
-
-def _operator(value: str, *, required: bool) -> str | None:
-    text = validation.text(
-        "operator_id", value, max_length=validation.MAX_KEY_LENGTH, required=required
-    )
-    return text or None
-
-
-def _money(cents: int) -> str:
-    return f"{Decimal(cents) / 100:.2f}"
-
 
 def _member(row: dict[str, Any]) -> Member:
     return Member(
@@ -1096,21 +200,4 @@ def _member(row: dict[str, Any]) -> Member:
         frozen=bool(row["frozen"]),
         created_at=row["created_at"],
         frozen_reason=row.get("frozen_reason"),
-    )
-
-
-def _entry(row: dict[str, Any]) -> LedgerEntry:
-    return LedgerEntry(
-        id=row["id"],
-        member_id=row["member_id"],
-        kind=row["kind"],
-        amount=row["amount"],
-        balance_after=row["balance_after"],
-        debt_change=row["debt_change"],
-        debt_after=row["debt_after"],
-        reference=row["reference"],
-        reason=row["reason"],
-        operator_id=row["operator_id"],
-        counterparty_id=row["counterparty_id"],
-        created_at=row["created_at"],
     )

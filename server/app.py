@@ -36,9 +36,9 @@ from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
+from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from points.members import Members
 from protos.loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
@@ -104,8 +104,8 @@ class App:
         )
         self.points_gate = PointsGate(self.redis, calls=self.calls, metrics=self.metrics)
         self.catalog = Catalog(self.pool)
-        self.members = Members(self.pool, self.points_gate, program=settings.program)
-        self.ledger_jobs = LedgerJobs(self.pool, self.members)
+        self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
+        self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
             self.pool, self.campaign_gate, record_ttl_s=settings.idempotency_ttl_seconds
         )
@@ -129,7 +129,7 @@ class App:
         self.admission = Admission(
             self.pool,
             campaigns=self.campaigns,
-            members=self.members,
+            members=self.points.members,
             campaign_gate=self.campaign_gate,
             points_gate=self.points_gate,
             committer=self.committer,
@@ -178,11 +178,11 @@ class App:
             campaign.CampaignService(self.campaigns), server
         )
         member_pb2_grpc.add_MemberServiceServicer_to_server(
-            member.MemberService(self.members), server
+            member.MemberService(self.points), server
         )
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
             redemption.RedemptionService(
-                self.admission, self.lifecycle, self.redemption_reads, self.members
+                self.admission, self.lifecycle, self.redemption_reads, self.points.members
             ),
             server,
         )

@@ -180,15 +180,13 @@ def _date(value: str) -> datetime:
 
 async def _expire_points(settings: Settings, stores: Stores) -> int:
     from points.jobs import LedgerJobs
-    from points.members import Members
     from server.app import App
 
     app = App(settings, stores)
     await app.pool.open(wait=True)
     try:
         await app.points_gate.load_scripts()
-        members = Members(app.pool, app.points_gate, program=settings.program)
-        report = await LedgerJobs(app.pool, members).run_once()
+        report = await LedgerJobs(app.pool, app.points).run_once()
     finally:
         await app.redis.aclose()
         await app.pool.close()

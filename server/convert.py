@@ -12,7 +12,7 @@ from flashsale.campaigns import Campaign
 from flashsale.model import Address, Redemption, RedemptionStatus
 from inventory.items import Item, ItemKind
 from points.liability import Flows, LiabilityReport
-from points.members import (
+from points.model import (
     Balance,
     Beneficiary,
     Earned,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from points.members import Members
+from points import PointsLedger
 from protos.loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from server import convert
 
@@ -13,13 +13,13 @@ if TYPE_CHECKING:
 
 
 class MemberService(member_pb2_grpc.MemberServiceServicer):
-    def __init__(self, members: Members) -> None:
-        self._members = members
+    def __init__(self, ledger: PointsLedger) -> None:
+        self._ledger = ledger
 
     async def CreateMember(
         self, request: member_pb2.CreateMemberRequest, context: Context
     ) -> member_pb2.Member:
-        created = await self._members.create(
+        created = await self._ledger.members.create(
             display_name=request.display_name, external_ref=request.external_ref or None
         )
         return convert.member(created)
@@ -27,12 +27,12 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def GetMember(
         self, request: member_pb2.GetMemberRequest, context: Context
     ) -> member_pb2.Member:
-        return convert.member(await self._members.get(request.member_id))
+        return convert.member(await self._ledger.members.get(request.member_id))
 
     async def EarnPoints(
         self, request: member_pb2.EarnPointsRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._members.earn(
+        earned = await self._ledger.earning.earn(
             member_id=request.member_id,
             points=request.points,
             reason=request.reason,
@@ -47,12 +47,12 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def GetBalance(
         self, request: common_pb2.GetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
-        return convert.balance(await self._members.balance(request.member_id))
+        return convert.balance(await self._ledger.members.balance(request.member_id))
 
     async def EarnForPurchase(
         self, request: member_pb2.EarnForPurchaseRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._members.earn_for_purchase(
+        earned = await self._ledger.earning.earn_for_purchase(
             member_id=request.member_id,
             amount_cents=request.amount_cents,
             event_id=request.event_id,
@@ -62,7 +62,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def EarnForTask(
         self, request: member_pb2.EarnForTaskRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        earned = await self._members.earn_for_task(
+        earned = await self._ledger.earning.earn_for_task(
             member_id=request.member_id, rule=request.rule, event_id=request.event_id
         )
         return convert.earned(earned)
@@ -70,7 +70,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ReversePurchase(
         self, request: member_pb2.ReversePurchaseRequest, context: Context
     ) -> member_pb2.ReversePurchaseResponse:
-        reversed_ = await self._members.reverse_purchase(
+        reversed_ = await self._ledger.corrections.reverse_purchase(
             member_id=request.member_id,
             purchase_event_id=request.purchase_event_id,
             amount_cents=request.amount_cents,
@@ -88,7 +88,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def AdjustPoints(
         self, request: member_pb2.AdjustPointsRequest, context: Context
     ) -> member_pb2.EarnPointsResponse:
-        adjusted = await self._members.adjust(
+        adjusted = await self._ledger.corrections.adjust(
             member_id=request.member_id,
             delta=request.delta,
             reason=request.reason,
@@ -100,7 +100,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def FreezeMember(
         self, request: member_pb2.FreezeMemberRequest, context: Context
     ) -> member_pb2.Member:
-        frozen = await self._members.freeze(
+        frozen = await self._ledger.members.freeze(
             member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
         )
         return convert.member(frozen)
@@ -108,7 +108,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def UnfreezeMember(
         self, request: member_pb2.FreezeMemberRequest, context: Context
     ) -> member_pb2.Member:
-        unfrozen = await self._members.unfreeze(
+        unfrozen = await self._ledger.members.unfreeze(
             member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
         )
         return convert.member(unfrozen)
@@ -116,7 +116,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def SetManualTier(
         self, request: member_pb2.SetManualTierRequest, context: Context
     ) -> member_pb2.TierStatus:
-        status = await self._members.set_manual_tier(
+        status = await self._ledger.tiers.set_manual_tier(
             member_id=request.member_id,
             tier=request.tier,
             reason=request.reason,
@@ -127,12 +127,14 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def EvaluateTier(
         self, request: member_pb2.EvaluateTierRequest, context: Context
     ) -> member_pb2.TierStatus:
-        return convert.tier_status(await self._members.evaluate_tier(member_id=request.member_id))
+        return convert.tier_status(
+            await self._ledger.tiers.evaluate_tier(member_id=request.member_id)
+        )
 
     async def AddBeneficiary(
         self, request: member_pb2.BeneficiaryRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        listed = await self._members.add_beneficiary(
+        listed = await self._ledger.transfers.add_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
         return convert.beneficiaries(listed)
@@ -140,7 +142,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def RemoveBeneficiary(
         self, request: member_pb2.BeneficiaryRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        listed = await self._members.remove_beneficiary(
+        listed = await self._ledger.transfers.remove_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
         return convert.beneficiaries(listed)
@@ -148,12 +150,12 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ListBeneficiaries(
         self, request: member_pb2.ListBeneficiariesRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        return convert.beneficiaries(await self._members.beneficiaries(request.member_id))
+        return convert.beneficiaries(await self._ledger.transfers.beneficiaries(request.member_id))
 
     async def TransferPoints(
         self, request: member_pb2.TransferPointsRequest, context: Context
     ) -> member_pb2.TransferPointsResponse:
-        moved = await self._members.transfer(
+        moved = await self._ledger.transfers.transfer(
             from_member_id=request.from_member_id,
             to_member_id=request.to_member_id,
             points=request.points,
@@ -169,7 +171,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def ListLedgerEntries(
         self, request: member_pb2.ListLedgerEntriesRequest, context: Context
     ) -> member_pb2.ListLedgerEntriesResponse:
-        page = await self._members.entries(
+        page = await self._ledger.statements.entries(
             member_id=request.member_id,
             page_size=request.page_size,
             page_token=request.page_token,
@@ -182,7 +184,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
     async def GetLiabilityReport(
         self, request: member_pb2.GetLiabilityReportRequest, context: Context
     ) -> member_pb2.LiabilityReport:
-        report = await self._members.liability_report(
+        report = await self._ledger.statements.liability_report(
             start=convert.required_time("start_time", request, "start_time"),
             end=convert.required_time("end_time", request, "end_time"),
             granularity=convert.granularity(request.granularity),

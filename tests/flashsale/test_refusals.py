@@ -84,7 +84,7 @@ async def test_a_frozen_member_cannot_redeem(server: Running) -> None:
         await conn.execute(
             "UPDATE members SET frozen = true, version = version + 1 WHERE id = %s", (member.id,)
         )
-    await server.app.members.load_into_gate(member.id)  # what a freeze does after PostgreSQL
+    await server.app.points.members.load_into_gate(member.id)  # what a freeze does after PostgreSQL
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await api.redeem(member.id, campaign.id)

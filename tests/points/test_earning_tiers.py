@@ -124,7 +124,7 @@ async def backdated_earn(running: Running, member_id: str, points: int, at: date
 
 async def test_tiers_on_the_thresholds_edges(start_server: StartServer) -> None:
     running = await tiered(start_server)
-    members = running.app.members
+    tiers = running.app.points.tiers
     now = datetime.now(UTC)
     below, at, above_gold = (
         await running.api.member(),
@@ -135,9 +135,7 @@ async def test_tiers_on_the_thresholds_edges(start_server: StartServer) -> None:
     await backdated_earn(running, at.id, 1_000, now - timedelta(days=1))
     await backdated_earn(running, above_gold.id, 3_000, now - timedelta(days=1))
 
-    statuses = [
-        await members.evaluate_tier(member_id=m.id, now=now) for m in (below, at, above_gold)
-    ]
+    statuses = [await tiers.evaluate_tier(member_id=m.id, now=now) for m in (below, at, above_gold)]
 
     assert [s.tier for s in statuses] == ["base", "silver", "gold"]
     assert statuses[0].valid_until is None
@@ -147,16 +145,16 @@ async def test_tiers_on_the_thresholds_edges(start_server: StartServer) -> None:
 
 async def test_the_window_edge_and_keeping_a_reached_tier(start_server: StartServer) -> None:
     running = await tiered(start_server)
-    members = running.app.members
+    tiers = running.app.points.tiers
     member = await running.api.member()
     now = datetime.now(UTC)
     # Earned exactly at the window's start: no longer inside the rolling 12 months.
     await backdated_earn(running, member.id, 1_000, add_months(now, -12))
-    outside = await members.evaluate_tier(member_id=member.id, now=now)
-    inside = await members.evaluate_tier(member_id=member.id, now=now - timedelta(microseconds=1))
+    outside = await tiers.evaluate_tier(member_id=member.id, now=now)
+    inside = await tiers.evaluate_tier(member_id=member.id, now=now - timedelta(microseconds=1))
     # Reached just before the edge: kept for 12 months though the points age out.
-    kept = await members.evaluate_tier(member_id=member.id, now=now + timedelta(days=300))
-    lapsed = await members.evaluate_tier(
+    kept = await tiers.evaluate_tier(member_id=member.id, now=now + timedelta(days=300))
+    lapsed = await tiers.evaluate_tier(
         member_id=member.id, now=add_months(now - timedelta(microseconds=1), 12)
     )
 
@@ -204,7 +202,7 @@ async def test_the_daily_evaluation_covers_every_member(start_server: StartServe
     running = await tiered(start_server)
     a, b = await running.api.member(), await running.api.member()
     await backdated_earn(running, a.id, 1_500, datetime.now(UTC) - timedelta(days=2))
-    jobs = LedgerJobs(running.app.pool, running.app.members)
+    jobs = LedgerJobs(running.app.pool, running.app.points)
 
     # A day from now, so a run the server itself made at start does not count.
     later = datetime.now(UTC) + timedelta(days=1, minutes=1)

@@ -7,6 +7,7 @@ import uuid
 import grpc
 import pytest
 
+from points import PointsLedger
 from points.gate import member_keys
 from protos.loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
@@ -112,9 +113,13 @@ async def test_a_new_threshold_reaches_every_member(start_server: StartServer) -
     api = running.api
     rich, poor = await api.member(points=800), await api.member(points=100)
     campaign = await api.campaign(points_price=10)
-    running.app.members.program = program(redemption_threshold=500)
+    # The same stores under a program with a higher threshold, as after a restart with a new
+    # SURGE_REDEMPTION_THRESHOLD.
+    raised = PointsLedger(
+        running.app.pool, running.app.points_gate, program=program(redemption_threshold=500)
+    )
 
-    changed = await running.app.members.reconcile_eligibility()
+    changed = await raised.members.reconcile_eligibility()
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await api.redeem(poor.id, campaign.id)
     await api.redeem(rich.id, campaign.id)

@@ -81,7 +81,7 @@ class Scenario:
             case "age":
                 await self._age(m[a], b)
             case "expire":
-                await self.running.app.members.expire_points()
+                await self.running.app.points.expiry.expire_points()
             case "transfer":
                 await api.members.TransferPoints(
                     member_pb2.TransferPointsRequest(
@@ -175,7 +175,7 @@ async def test_redeeming_while_a_transfer_and_an_expiry_run_cannot_overdraw(
                     idempotency_key=key(),
                 )
             ),
-            server.app.members.expire_points(),
+            server.app.points.expiry.expire_points(),
             return_exceptions=True,
         )
 

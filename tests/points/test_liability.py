@@ -59,7 +59,7 @@ async def test_outstanding_by_expiry_month_and_flows(server: Running) -> None:
     )
     now = datetime.now(UTC)
     await set_lot_expiry(server, a.id, f"earn:{old}", now - timedelta(seconds=1))
-    await LedgerJobs(server.app.pool, server.app.members).run_once(evaluate_tiers=False)
+    await LedgerJobs(server.app.pool, server.app.points).run_once(evaluate_tiers=False)
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
     report = await api.members.GetLiabilityReport(

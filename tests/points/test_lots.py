@@ -71,7 +71,7 @@ async def test_expiry_on_the_exact_boundary_instant(server: Running) -> None:
     await earn(server, member.id, 50)
     boundary = (datetime.now(UTC) + timedelta(days=30)).replace(microsecond=0)
     await set_lot_expiry(server, member.id, f"earn:{idem}", boundary)
-    jobs = LedgerJobs(server.app.pool, server.app.members)
+    jobs = LedgerJobs(server.app.pool, server.app.points)
 
     before = await jobs.run_once(boundary - timedelta(microseconds=1), evaluate_tiers=False)
     at = await jobs.run_once(boundary, evaluate_tiers=False)
@@ -115,7 +115,7 @@ async def test_points_waiting_for_payment_are_spared_by_expiry(server: Running) 
         server, member.id, f"earn:{idem}", datetime.now(UTC) - timedelta(seconds=1)
     )
 
-    run = await LedgerJobs(server.app.pool, server.app.members).run_once(evaluate_tiers=False)
+    run = await LedgerJobs(server.app.pool, server.app.points).run_once(evaluate_tiers=False)
     spared = await assert_ledger_holds(server, member.id)
     confirmed = await api.redemptions.ConfirmPayment(
         redemption_pb2.ConfirmPaymentRequest(redemption_id=pending.id, payment_reference="p-1")
@@ -183,7 +183,7 @@ async def test_the_ledger_jobs_loop_starts_and_stops(server: Running) -> None:
     await set_lot_expiry(
         server, member.id, f"earn:{idem}", datetime.now(UTC) - timedelta(seconds=1)
     )
-    jobs = LedgerJobs(server.app.pool, server.app.members, interval_s=0.05)
+    jobs = LedgerJobs(server.app.pool, server.app.points, interval_s=0.05)
 
     jobs.start()
     for _ in range(100):

@@ -53,6 +53,13 @@ async def lock_members(cur: Cursor, *member_ids: str) -> dict[str, dict[str, Any
     return rows
 
 
+async def require_member(cur: Cursor, member_id: str) -> None:
+    """NotFound unless the member exists. No lock: for reads, and for naming another member."""
+    await cur.execute("SELECT 1 FROM members WHERE id = %s", (member_id,))
+    if await cur.fetchone() is None:
+        raise NotFound("member", member_id)
+
+
 async def state(cur: Cursor, member_id: str) -> dict[str, Any]:
     await cur.execute(f"SELECT {MEMBER_STATE} FROM members WHERE id = %s", (member_id,))
     row = await cur.fetchone()
@@ -169,3 +176,13 @@ async def add_lifetime(cur: Cursor, member_id: str, points: int, threshold: int)
         "version = version + 1 WHERE id = %s",
         (points, points, threshold, member_id),
     )
+
+
+async def keyed_entry(cur: Cursor, member_id: str, scope: str, key: str) -> dict[str, Any] | None:
+    """The member's entry posted under this idempotency key (in this scope), if any."""
+    await cur.execute(
+        "SELECT id::text, amount, reason, reference FROM ledger_entries "
+        "WHERE member_id = %s AND key_scope = %s AND idempotency_key = %s",
+        (member_id, scope, key),
+    )
+    return await cur.fetchone()

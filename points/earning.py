@@ -1,0 +1,185 @@
+"""Earning: a generic earn (EarnPoints), a purchase (EarnForPurchase) and a task
+(EarnForTask). All three are earnings: each is a lot with the program's expiry, counts
+toward lifetime and qualifying points, repays debt first, and is idempotent by the caller's
+key (README.md, "Points ledger", Earning)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from psycopg.rows import dict_row
+
+from common import validation
+from common.errors import IdempotencyKeyReused, InvalidArgument, TaskCapReached, UnknownTaskRule
+from points import context, store, tiers
+from points.context import Changed, Context
+from points.members import Members
+from points.model import MAX_CENTS, MAX_POINTS, Earned
+from points.program import utc_now
+from points.store import Cursor
+
+
+class Earning:
+    def __init__(self, ctx: Context, members: Members) -> None:
+        self._pool, self._gate, self._program = ctx.pool, ctx.gate, ctx.program
+        self._members = members  # the balance each answer carries
+
+    async def earn(
+        self, *, member_id: str, points: int, reason: str, idempotency_key: str
+    ) -> Earned:
+        """A generic earn (EarnPoints): a lot with the program's expiry; counts toward tiers
+        and the redemption threshold. Idempotent by (member_id, idempotency_key)."""
+        member_id = validation.uuid_id("member_id", member_id)
+        validation.int_range("points", points, minimum=1, maximum=MAX_POINTS)
+        reason = context.reason(reason)
+        key = validation.idempotency_key("idempotency_key", idempotency_key)
+        changed = Changed()
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await store.lock_members(cur, member_id)
+            previous = await store.keyed_entry(cur, member_id, "", key)
+            if previous is not None:
+                if previous["amount"] != points or previous["reason"] != reason:
+                    raise IdempotencyKeyReused(key)
+                entry_id, replayed = previous["id"], True
+            else:
+                entry_id, _ = await self._credit_earned(
+                    cur, member_id, points, f"earn:{key}", reason, "", key
+                )
+                replayed = False
+            await changed.read(cur, member_id)
+        await changed.settle(self._gate)
+        return Earned(entry_id, await self._members.balance(member_id), replayed, points)
+
+    async def earn_for_purchase(
+        self, *, member_id: str, amount_cents: int, event_id: str, now: datetime | None = None
+    ) -> Earned:
+        """amount / 100 x earn rate x the member's tier multiplier, rounded down."""
+        member_id = validation.uuid_id("member_id", member_id)
+        validation.int_range("amount_cents", amount_cents, minimum=1, maximum=MAX_CENTS)
+        event = validation.idempotency_key("event_id", event_id)
+        now = now or utc_now()
+        changed = Changed()
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            row = (await store.lock_members(cur, member_id))[member_id]
+            await cur.execute(
+                "SELECT amount_cents, points, coalesce(ledger_entry_id::text, '') AS entry "
+                "FROM purchases WHERE member_id = %s AND event_id = %s",
+                (member_id, event),
+            )
+            previous = await cur.fetchone()
+            if previous is not None:
+                if previous["amount_cents"] != amount_cents:
+                    raise IdempotencyKeyReused(event)
+                entry_id, points, replayed = previous["entry"], previous["points"], True
+            else:
+                tier = tiers.current(self._program, tiers.state_of(row), now).tier
+                points = self._program.points_for_purchase(amount_cents, tier.multiplier)
+                entry_id, lot_id = "", ""
+                if points > 0:
+                    entry_id, lot_id = await self._credit_earned(
+                        cur,
+                        member_id,
+                        points,
+                        f"purchase:{event}",
+                        f"purchase of {context.money(amount_cents)} at {tier.name} x{tier.multiplier}",
+                        "purchase",
+                        event,
+                        now=now,
+                    )
+                await cur.execute(
+                    "INSERT INTO purchases (member_id, event_id, amount_cents, points, tier, "
+                    "multiplier, lot_id, ledger_entry_id) VALUES (%s, %s, %s, %s, %s, %s, "
+                    "nullif(%s, '')::uuid, nullif(%s, '')::uuid)",
+                    (
+                        member_id,
+                        event,
+                        amount_cents,
+                        points,
+                        tier.name,
+                        tier.multiplier,
+                        lot_id,
+                        entry_id,
+                    ),
+                )
+                replayed = False
+            await changed.read(cur, member_id)
+        await changed.settle(self._gate)
+        return Earned(entry_id, await self._members.balance(member_id), replayed, points)
+
+    async def earn_for_task(self, *, member_id: str, rule: str, event_id: str) -> Earned:
+        """A named rule's fixed points, at most `cap` times per member."""
+        member_id = validation.uuid_id("member_id", member_id)
+        if not rule:
+            raise InvalidArgument("rule", "is required")
+        task = self._program.task(rule)
+        if task is None:
+            raise UnknownTaskRule(rule, [r.name for r in self._program.task_rules])
+        event = validation.idempotency_key("event_id", event_id)
+        reference = f"task:{task.name}"
+        changed = Changed()
+        async with self._pool.connection() as conn, conn.transaction():
+            cur = conn.cursor(row_factory=dict_row)
+            await store.lock_members(cur, member_id)
+            previous = await store.keyed_entry(cur, member_id, "task", event)
+            if previous is not None:
+                if previous["reference"] != reference:
+                    raise IdempotencyKeyReused(event)
+                entry_id, points, replayed = previous["id"], previous["amount"], True
+            else:
+                if task.cap is not None:
+                    await cur.execute(
+                        "SELECT count(*) AS n FROM ledger_entries WHERE member_id = %s "
+                        "AND key_scope = 'task' AND reference = %s",
+                        (member_id, reference),
+                    )
+                    done = await cur.fetchone()
+                    if done is not None and done["n"] >= task.cap:
+                        raise TaskCapReached(task.name, task.cap)
+                entry_id, _ = await self._credit_earned(
+                    cur, member_id, task.points, reference, f"task {task.name}", "task", event
+                )
+                points, replayed = task.points, False
+            await changed.read(cur, member_id)
+        await changed.settle(self._gate)
+        return Earned(entry_id, await self._members.balance(member_id), replayed, points)
+
+    async def _credit_earned(
+        self,
+        cur: Cursor,
+        member_id: str,
+        points: int,
+        reference: str,
+        reason: str,
+        key_scope: str,
+        key: str,
+        *,
+        now: datetime | None = None,
+    ) -> tuple[str, str]:
+        """An earned lot (counts toward tiers and lifetime), its entry, then debt repayment.
+        Returns (ledger entry id, lot id)."""
+        now = now or utc_now()
+        lot_id = await store.add_lot(
+            cur,
+            member_id,
+            source="earn",
+            points=points,
+            qualifying=points,
+            earned_at=now,
+            expires_at=self._program.expiry.expires_at(now),
+            reference=reference,
+        )
+        posted = await store.post(
+            cur,
+            member_id,
+            kind="earn",
+            amount=points,
+            reference=reference,
+            reason=reason,
+            key_scope=key_scope,
+            key=key,
+        )
+        await store.add_lifetime(cur, member_id, points, self._program.redemption_threshold)
+        await store.repay_debt(cur, member_id, reference)
+        return posted.entry_id, lot_id
