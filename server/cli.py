@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="surge", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate, then serve gRPC until SIGTERM/SIGINT")
-    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("migrate", help="apply database migrations, then changed SQL function files")
     sub.add_parser(
         "rebuild-cache", help="rebuild Redis from PostgreSQL (never overwrites live counters)"
     )
@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "migrate":
         applied = migrate(stores.database_url)
-        print("applied: " + (", ".join(applied) or "nothing, schema is current"))
+        print("migrations applied: " + (", ".join(applied.migrations) or "none, all recorded"))
+        print("functions applied: " + (", ".join(applied.functions) or "none, all unchanged"))
         return 0
     if args.command == "serve":
         migrate(stores.database_url)

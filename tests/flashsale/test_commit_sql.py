@@ -1,13 +1,14 @@
-"""commit_redemptions (0004, set-based) against the 0003 definition it replaced, on random
-batches over random states: same outcomes, same written rows, same lot takes and ledger
-entries, in the same order. What 0004 may do differently, it is checked for:
+"""commit_redemptions (flashsale/sql/, set-based since 0004) against the 0003 definition it
+replaced, on random batches over random states: same outcomes, same written rows, same lot
+takes and ledger entries, in the same order. What 0004 may do differently, it is checked for:
 - a changed row's version goes up once per batch (0003: once per entry), an unchanged
   row's not at all;
 - every entry's mirror columns carry the batch-final state of its rows.
 
 Each scenario runs inside one transaction that is rolled back: 0003 first, then (back to a
-savepoint) 0004 on the very same state. 0003's function is rebuilt from its migration as
-pg_temp.commit_redemptions_0003, so it lives only as long as the connection."""
+savepoint) 0004 on the very same state. 0003's function is rebuilt from that migration as it
+was (tests/server/fixtures/migrations_0001_0004/) as pg_temp.commit_redemptions_0003, so it
+lives only as long as the connection."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -25,6 +26,8 @@ import pytest
 
 from server.app import Stores
 
+# The migrations as they were when the functions lived in them (history, kept verbatim).
+_OLD_MIGRATIONS = Path(__file__).parents[1] / "server" / "fixtures" / "migrations_0001_0004"
 _OUT = (
     "ord, outcome, redemption_id, request_hash, campaign_taken, campaign_version, "
     "member_units, member_units_version, member_spendable, member_version, member_frozen"
@@ -32,7 +35,7 @@ _OUT = (
 
 
 def _old_function() -> str:
-    text = (resources.files("server") / "migrations" / "0003_ledger.sql").read_text()
+    text = _OLD_MIGRATIONS.joinpath("0003_ledger.sql").read_text()
     start = text.index("CREATE OR REPLACE FUNCTION commit_redemptions(p_batch jsonb)")
     body = text[start:]
     end = body.index("$$;", body.index("AS $$") + 5) + 3
