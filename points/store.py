@@ -2,7 +2,7 @@
 
 Each step expects the member's row lock (lock_members takes them in id order, the one
 lock order of the service: campaigns, then members by id). The SQL functions they call
-live in server/migrations/0003_ledger.sql and are the same ones the group commit uses, so
+live in points/sql/ (entries.sql, lots.sql, debt.sql) and are the same ones the group commit uses, so
 every debit takes lots soonest expiry first, wherever it happens.
 """
 
