@@ -40,7 +40,7 @@ from loadtest import outcomes
 from loadtest.outcomes import Kind, Verdict
 from loadtest.profiles import Profile, get
 from loadtest.seed import Seed, SeededCampaign, SeededMember, load_seed
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     common_pb2,

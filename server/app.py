@@ -31,10 +31,7 @@ from flashsale.gate import CampaignGate
 from flashsale.redemptions import Redemptions, Timing
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
-from points.gate import PointsGate
-from points.jobs import LedgerJobs
-from points.members import Members
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,
@@ -44,6 +41,9 @@ from protos.loyalty.v1 import (
     redemption_pb2,
     redemption_pb2_grpc,
 )
+from points.gate import PointsGate
+from points.jobs import LedgerJobs
+from points.members import Members
 from server import services
 from server.config import Settings
 from server.interceptors import EdgeInterceptor, split_method

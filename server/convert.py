@@ -11,6 +11,13 @@ from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.redemptions import Address, Redemption, RedemptionStatus
 from inventory.items import Item, ItemKind
+from loyalty.v1 import (
+    campaign_pb2,
+    catalog_pb2,
+    common_pb2,
+    member_pb2,
+    redemption_pb2,
+)
 from points.liability import Flows, LiabilityReport
 from points.members import (
     Balance,
@@ -20,13 +27,6 @@ from points.members import (
     LedgerPage,
     Member,
     TierStatus,
-)
-from protos.loyalty.v1 import (
-    campaign_pb2,
-    catalog_pb2,
-    common_pb2,
-    member_pb2,
-    redemption_pb2,
 )
 
 _KIND_TO_PB = {

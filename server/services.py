@@ -10,8 +10,7 @@ import grpc
 from flashsale.campaigns import Campaigns
 from flashsale.redemptions import RedeemRequest, Redemptions
 from inventory.items import Catalog
-from points.members import Members
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,
@@ -22,6 +21,7 @@ from protos.loyalty.v1 import (
     redemption_pb2,
     redemption_pb2_grpc,
 )
+from points.members import Members
 from server import convert
 
 if TYPE_CHECKING:  # the stubs make it generic

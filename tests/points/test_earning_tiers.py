@@ -10,8 +10,8 @@ from decimal import Decimal
 import grpc
 import pytest
 
+from loyalty.v1 import common_pb2, member_pb2
 from points.program import Program, TaskRule, Tier, add_months
-from protos.loyalty.v1 import common_pb2, member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
 from tests.points.helpers import assert_ledger_holds, program, start_with_program

@@ -7,8 +7,8 @@ import uuid
 import grpc
 import pytest
 
+from loyalty.v1 import member_pb2
 from points.gate import member_keys
-from protos.loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit

@@ -16,7 +16,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protos.loyalty.v1 import member_pb2, redemption_pb2
+from loyalty.v1 import member_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit

@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from loyalty.v1 import member_pb2
 from points.jobs import LedgerJobs
-from protos.loyalty.v1 import member_pb2
 from server.app import Stores
 from tests.conftest import Running
 from tests.factories import failure, key, ts

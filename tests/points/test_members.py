@@ -7,7 +7,7 @@ import uuid
 import grpc
 import pytest
 
-from protos.loyalty.v1 import common_pb2, member_pb2, redemption_pb2
+from loyalty.v1 import common_pb2, member_pb2, redemption_pb2
 from tests.factories import Api, failure
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from protos.loyalty.v1 import member_pb2
+from loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit
