@@ -76,10 +76,11 @@ rules-check: system-deps ## Validate and unit-test the Prometheus rules with pro
 	promtool check rules ops/prometheus/surge-rules.yml
 	promtool test rules ops/prometheus/surge-rules.test.yml
 
-check: setup ## ruff format check, ruff lint, mypy
+check: setup ## ruff format check, ruff lint, mypy, buf lint
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/buf lint
 
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .

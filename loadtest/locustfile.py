@@ -317,7 +317,7 @@ class Shopper(User):
         result = self._call(
             self.gateway.GetBalance,
             "GetBalance",
-            common_pb2.GetBalanceRequest(member_id=member.id),
+            redemption_pb2.RedemptionServiceGetBalanceRequest(member_id=member.id),
         )
         b = result.response
         if b is not None and (b.available < 0 or b.held < 0 or b.available != b.balance - b.held):

@@ -135,27 +135,27 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         )
 
     async def GetBalance(
-        self, request: common_pb2.GetBalanceRequest, context: Context
+        self, request: member_pb2.MemberServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))
 
     async def EarnForPurchase(
         self, request: member_pb2.EarnForPurchaseRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.EarnForPurchaseResponse:
         earned = await self._members.earn_for_purchase(
             member_id=request.member_id,
             amount_cents=request.amount_cents,
             event_id=request.event_id,
         )
-        return convert.earned(earned)
+        return convert.earned(earned, member_pb2.EarnForPurchaseResponse)
 
     async def EarnForTask(
         self, request: member_pb2.EarnForTaskRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.EarnForTaskResponse:
         earned = await self._members.earn_for_task(
             member_id=request.member_id, rule=request.rule, event_id=request.event_id
         )
-        return convert.earned(earned)
+        return convert.earned(earned, member_pb2.EarnForTaskResponse)
 
     async def ReversePurchase(
         self, request: member_pb2.ReversePurchaseRequest, context: Context
@@ -177,7 +177,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
 
     async def AdjustPoints(
         self, request: member_pb2.AdjustPointsRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.AdjustPointsResponse:
         adjusted = await self._members.adjust(
             member_id=request.member_id,
             delta=request.delta,
@@ -185,7 +185,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
             operator_id=request.operator_id,
             idempotency_key=request.idempotency_key,
         )
-        return convert.earned(adjusted)
+        return convert.earned(adjusted, member_pb2.AdjustPointsResponse)
 
     async def FreezeMember(
         self, request: member_pb2.FreezeMemberRequest, context: Context
@@ -196,7 +196,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         return convert.member(frozen)
 
     async def UnfreezeMember(
-        self, request: member_pb2.FreezeMemberRequest, context: Context
+        self, request: member_pb2.UnfreezeMemberRequest, context: Context
     ) -> member_pb2.Member:
         unfrozen = await self._members.unfreeze(
             member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
@@ -220,25 +220,28 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         return convert.tier_status(await self._members.evaluate_tier(member_id=request.member_id))
 
     async def AddBeneficiary(
-        self, request: member_pb2.BeneficiaryRequest, context: Context
-    ) -> member_pb2.ListBeneficiariesResponse:
+        self, request: member_pb2.AddBeneficiaryRequest, context: Context
+    ) -> member_pb2.AddBeneficiaryResponse:
         listed = await self._members.add_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
-        return convert.beneficiaries(listed)
+        return convert.beneficiaries(listed, member_pb2.AddBeneficiaryResponse)
 
     async def RemoveBeneficiary(
-        self, request: member_pb2.BeneficiaryRequest, context: Context
-    ) -> member_pb2.ListBeneficiariesResponse:
+        self, request: member_pb2.RemoveBeneficiaryRequest, context: Context
+    ) -> member_pb2.RemoveBeneficiaryResponse:
         listed = await self._members.remove_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
-        return convert.beneficiaries(listed)
+        return convert.beneficiaries(listed, member_pb2.RemoveBeneficiaryResponse)
 
     async def ListBeneficiaries(
         self, request: member_pb2.ListBeneficiariesRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        return convert.beneficiaries(await self._members.beneficiaries(request.member_id))
+        return convert.beneficiaries(
+            await self._members.beneficiaries(request.member_id),
+            member_pb2.ListBeneficiariesResponse,
+        )
 
     async def TransferPoints(
         self, request: member_pb2.TransferPointsRequest, context: Context
@@ -334,6 +337,6 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         )
 
     async def GetBalance(
-        self, request: common_pb2.GetBalanceRequest, context: Context
+        self, request: redemption_pb2.RedemptionServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))

@@ -25,7 +25,7 @@ async def test_a_frozen_member_cannot_redeem_or_transfer_from_the_moment_freeze_
     api = server.api
     member, friend = await api.member(points=1000), await api.member()
     await api.members.AddBeneficiary(
-        member_pb2.BeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
+        member_pb2.AddBeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
     )
     campaign = await api.campaign(points_price=100)
 
@@ -43,7 +43,9 @@ async def test_a_frozen_member_cannot_redeem_or_transfer_from_the_moment_freeze_
             await call
         refusals.append(failure(refused.value).reason)
     again = await api.members.FreezeMember(freeze(member.id, "second freeze"))
-    thawed = await api.members.UnfreezeMember(freeze(member.id, "cleared"))
+    thawed = await api.members.UnfreezeMember(
+        member_pb2.UnfreezeMemberRequest(member_id=member.id, reason="cleared", operator_id="op-7")
+    )
     redeemed = await api.redeem(member.id, campaign.id)
 
     assert frozen.frozen and frozen.frozen_reason == "fraud review"
