@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -44,7 +43,7 @@ from loyalty.v1 import (
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
 from points.members import Members
-from server import services
+from server import reflection, services
 from server.config import Settings
 from server.interceptors import EdgeInterceptor, split_method
 
@@ -161,9 +160,7 @@ class App:
             services.RedemptionService(self.redemptions, self.members), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
         self.port = server.add_insecure_port(self.settings.grpc_address)
         self.metrics.preinitialise_rpcs(_methods())
         await server.start()
