@@ -5,8 +5,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# protos/ is the proto root (the buf module, see buf.yaml): a file's path under it matches its
+# package, and the Python modules generated from it land in the package loyalty/v1/.
 PROTO_SRC := $(wildcard protos/loyalty/v1/*.proto)
-PROTO_STAMP := protos/loyalty/v1/.generated
+PROTO_STAMP := loyalty/v1/.generated
 
 .PHONY: help setup system-deps run stop test check format protos protos-clean migrate rebuild-cache rules-check
 
@@ -23,16 +25,18 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 $(PROTO_STAMP): $(PROTO_SRC) $(VENV)/.installed
-	$(BIN)/python -m grpc_tools.protoc -I. \
+	$(BIN)/python -m grpc_tools.protoc -Iprotos \
 		--plugin=protoc-gen-mypy=$(BIN)/protoc-gen-mypy \
 		--plugin=protoc-gen-mypy_grpc=$(BIN)/protoc-gen-mypy_grpc \
 		--python_out=. --grpc_python_out=. --mypy_out=. --mypy_grpc_out=. $(PROTO_SRC)
 	@touch $@
 
-protos: $(PROTO_STAMP) ## Generate Python code and stubs from protos/ (never edit the output)
+protos: $(PROTO_STAMP) ## Generate the Python package loyalty/v1/ and its stubs from protos/ (never edit the output)
 
+# Also removes what the layout before buf generated beside the protos.
 protos-clean:
-	rm -f protos/loyalty/v1/*_pb2*.py protos/loyalty/v1/*_pb2*.pyi $(PROTO_STAMP)
+	rm -f loyalty/v1/*_pb2*.py loyalty/v1/*_pb2*.pyi $(PROTO_STAMP) \
+		protos/loyalty/v1/*_pb2*.py protos/loyalty/v1/*_pb2*.pyi protos/loyalty/v1/.generated
 
 setup: system-deps $(VENV)/.installed protos ## Install everything (venv, packages, Redis, PostgreSQL) and generate protos
 
@@ -72,10 +76,12 @@ rules-check: system-deps ## Validate and unit-test the Prometheus rules with pro
 	promtool check rules ops/prometheus/surge-rules.yml
 	promtool test rules ops/prometheus/surge-rules.test.yml
 
-check: setup ## ruff format check, ruff lint, mypy
+check: setup ## ruff format check, ruff lint, mypy, buf lint, buf breaking (BUF_AGAINST=<commit> to pick the base)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/buf lint
+	scripts/buf-breaking.sh $(BIN)/buf
 
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .

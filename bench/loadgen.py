@@ -26,7 +26,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from protos.loyalty.v1 import redemption_pb2, redemption_pb2_grpc
+from loyalty.v1 import redemption_pb2, redemption_pb2_grpc
 
 OK = "OK"
 SOLD_OUT = "SOLD_OUT"

@@ -67,7 +67,7 @@ from flashsale.model import (
 )
 from flashsale.store import redemption_from_row
 from inventory.items import ItemKind
-from protos.loyalty.v1 import redemption_pb2_grpc
+from loyalty.v1 import redemption_pb2_grpc
 from server.config import Settings
 from server.interceptors import EdgeInterceptor
 from server.logs import setup_logging

@@ -40,7 +40,7 @@ from loadtest import outcomes
 from loadtest.outcomes import Kind, Verdict
 from loadtest.profiles import Profile, get
 from loadtest.seed import Seed, SeededCampaign, SeededMember, load_seed
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     common_pb2,
@@ -317,7 +317,7 @@ class Shopper(User):
         result = self._call(
             self.gateway.GetBalance,
             "GetBalance",
-            common_pb2.GetBalanceRequest(member_id=member.id),
+            redemption_pb2.RedemptionServiceGetBalanceRequest(member_id=member.id),
         )
         b = result.response
         if b is not None and (b.available < 0 or b.held < 0 or b.available != b.balance - b.held):

@@ -39,7 +39,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from loadtest import summary as summaries
 from loadtest.profiles import PROFILES, Profile, get
 from loadtest.seed import Seed, seed
-from protos.loyalty.v1 import campaign_pb2, campaign_pb2_grpc
+from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 # Server timings for the load test: holds lapse and are swept within seconds, and abandoned

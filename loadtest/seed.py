@@ -25,7 +25,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from loadtest.profiles import CampaignSpec, Profile, get
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,

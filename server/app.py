@@ -19,7 +19,6 @@ from typing import Any
 import grpc
 import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -36,10 +35,7 @@ from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
-from points import PointsLedger
-from points.gate import PointsGate
-from points.jobs import LedgerJobs
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,
@@ -49,6 +45,10 @@ from protos.loyalty.v1 import (
     redemption_pb2,
     redemption_pb2_grpc,
 )
+from points import PointsLedger
+from points.gate import PointsGate
+from points.jobs import LedgerJobs
+from server import reflection
 from server.config import Settings
 from server.interceptors import EdgeInterceptor, split_method
 from server.services import campaign, catalog, member, redemption
@@ -187,9 +187,7 @@ class App:
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
         self.port = server.add_insecure_port(self.settings.grpc_address)
         self.metrics.preinitialise_rpcs(_methods())
         await server.start()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -11,6 +12,13 @@ from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.model import Address, Redemption, RedemptionStatus
 from inventory.items import Item, ItemKind
+from loyalty.v1 import (
+    campaign_pb2,
+    catalog_pb2,
+    common_pb2,
+    member_pb2,
+    redemption_pb2,
+)
 from points.liability import Flows, LiabilityReport
 from points.model import (
     Balance,
@@ -20,13 +28,6 @@ from points.model import (
     LedgerPage,
     Member,
     TierStatus,
-)
-from protos.loyalty.v1 import (
-    campaign_pb2,
-    catalog_pb2,
-    common_pb2,
-    member_pb2,
-    redemption_pb2,
 )
 
 _KIND_TO_PB = {
@@ -221,8 +222,17 @@ def granularity(value: int) -> str:
     return name
 
 
-def earned(value: Earned) -> member_pb2.EarnPointsResponse:
-    return member_pb2.EarnPointsResponse(
+# The responses that carry an Earned: one message per RPC, the same fields.
+_EarnedResponse = TypeVar(
+    "_EarnedResponse",
+    member_pb2.EarnForPurchaseResponse,
+    member_pb2.EarnForTaskResponse,
+    member_pb2.AdjustPointsResponse,
+)
+
+
+def earned(value: Earned, response: type[_EarnedResponse]) -> _EarnedResponse:
+    return response(
         ledger_entry_id=value.ledger_entry_id,
         balance=balance(value.balance),
         replayed=value.replayed,
@@ -242,8 +252,19 @@ def tier_status(value: TierStatus) -> member_pb2.TierStatus:
     )
 
 
-def beneficiaries(values: list[Beneficiary]) -> member_pb2.ListBeneficiariesResponse:
-    return member_pb2.ListBeneficiariesResponse(
+# The responses that list a member's beneficiaries: one message per RPC, the same field.
+_BeneficiariesResponse = TypeVar(
+    "_BeneficiariesResponse",
+    member_pb2.AddBeneficiaryResponse,
+    member_pb2.RemoveBeneficiaryResponse,
+    member_pb2.ListBeneficiariesResponse,
+)
+
+
+def beneficiaries(
+    values: list[Beneficiary], response: type[_BeneficiariesResponse]
+) -> _BeneficiariesResponse:
+    return response(
         beneficiaries=[
             member_pb2.Beneficiary(
                 member_id=b.member_id, display_name=b.display_name, add_time=timestamp(b.created_at)

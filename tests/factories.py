@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,
@@ -152,7 +152,9 @@ class Api:
         )
 
     async def balance(self, member_id: str) -> common_pb2.Balance:
-        return await self.members.GetBalance(common_pb2.GetBalanceRequest(member_id=member_id))
+        return await self.members.GetBalance(
+            member_pb2.MemberServiceGetBalanceRequest(member_id=member_id)
+        )
 
     async def get_campaign(self, campaign_id: str) -> campaign_pb2.Campaign:
         return await self.campaigns.GetCampaign(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flashsale.campaigns import Campaigns
-from protos.loyalty.v1 import campaign_pb2, campaign_pb2_grpc
+from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
 from server import convert
 
 if TYPE_CHECKING:

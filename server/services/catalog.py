@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from inventory.items import Catalog
-from protos.loyalty.v1 import catalog_pb2, catalog_pb2_grpc
+from loyalty.v1 import catalog_pb2, catalog_pb2_grpc
 from server import convert
 
 if TYPE_CHECKING:

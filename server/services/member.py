@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from points import PointsLedger
-from protos.loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from server import convert
 
 if TYPE_CHECKING:
@@ -45,27 +45,27 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         )
 
     async def GetBalance(
-        self, request: common_pb2.GetBalanceRequest, context: Context
+        self, request: member_pb2.MemberServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._ledger.members.balance(request.member_id))
 
     async def EarnForPurchase(
         self, request: member_pb2.EarnForPurchaseRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.EarnForPurchaseResponse:
         earned = await self._ledger.earning.earn_for_purchase(
             member_id=request.member_id,
             amount_cents=request.amount_cents,
             event_id=request.event_id,
         )
-        return convert.earned(earned)
+        return convert.earned(earned, member_pb2.EarnForPurchaseResponse)
 
     async def EarnForTask(
         self, request: member_pb2.EarnForTaskRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.EarnForTaskResponse:
         earned = await self._ledger.earning.earn_for_task(
             member_id=request.member_id, rule=request.rule, event_id=request.event_id
         )
-        return convert.earned(earned)
+        return convert.earned(earned, member_pb2.EarnForTaskResponse)
 
     async def ReversePurchase(
         self, request: member_pb2.ReversePurchaseRequest, context: Context
@@ -87,7 +87,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
 
     async def AdjustPoints(
         self, request: member_pb2.AdjustPointsRequest, context: Context
-    ) -> member_pb2.EarnPointsResponse:
+    ) -> member_pb2.AdjustPointsResponse:
         adjusted = await self._ledger.corrections.adjust(
             member_id=request.member_id,
             delta=request.delta,
@@ -95,7 +95,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
             operator_id=request.operator_id,
             idempotency_key=request.idempotency_key,
         )
-        return convert.earned(adjusted)
+        return convert.earned(adjusted, member_pb2.AdjustPointsResponse)
 
     async def FreezeMember(
         self, request: member_pb2.FreezeMemberRequest, context: Context
@@ -106,7 +106,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         return convert.member(frozen)
 
     async def UnfreezeMember(
-        self, request: member_pb2.FreezeMemberRequest, context: Context
+        self, request: member_pb2.UnfreezeMemberRequest, context: Context
     ) -> member_pb2.Member:
         unfrozen = await self._ledger.members.unfreeze(
             member_id=request.member_id, reason=request.reason, operator_id=request.operator_id
@@ -132,25 +132,28 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         )
 
     async def AddBeneficiary(
-        self, request: member_pb2.BeneficiaryRequest, context: Context
-    ) -> member_pb2.ListBeneficiariesResponse:
+        self, request: member_pb2.AddBeneficiaryRequest, context: Context
+    ) -> member_pb2.AddBeneficiaryResponse:
         listed = await self._ledger.transfers.add_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
-        return convert.beneficiaries(listed)
+        return convert.beneficiaries(listed, member_pb2.AddBeneficiaryResponse)
 
     async def RemoveBeneficiary(
-        self, request: member_pb2.BeneficiaryRequest, context: Context
-    ) -> member_pb2.ListBeneficiariesResponse:
+        self, request: member_pb2.RemoveBeneficiaryRequest, context: Context
+    ) -> member_pb2.RemoveBeneficiaryResponse:
         listed = await self._ledger.transfers.remove_beneficiary(
             member_id=request.member_id, beneficiary_id=request.beneficiary_id
         )
-        return convert.beneficiaries(listed)
+        return convert.beneficiaries(listed, member_pb2.RemoveBeneficiaryResponse)
 
     async def ListBeneficiaries(
         self, request: member_pb2.ListBeneficiariesRequest, context: Context
     ) -> member_pb2.ListBeneficiariesResponse:
-        return convert.beneficiaries(await self._ledger.transfers.beneficiaries(request.member_id))
+        return convert.beneficiaries(
+            await self._ledger.transfers.beneficiaries(request.member_id),
+            member_pb2.ListBeneficiariesResponse,
+        )
 
     async def TransferPoints(
         self, request: member_pb2.TransferPointsRequest, context: Context

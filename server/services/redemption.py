@@ -8,8 +8,8 @@ from flashsale.admission import Admission
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import RedeemRequest
 from flashsale.reads import RedemptionReads
+from loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
 from points.members import Members
-from protos.loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
 from server import convert
 
 if TYPE_CHECKING:
@@ -78,6 +78,6 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         )
 
     async def GetBalance(
-        self, request: common_pb2.GetBalanceRequest, context: Context
+        self, request: redemption_pb2.RedemptionServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))

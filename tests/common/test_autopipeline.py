@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
-from protos.loyalty.v1 import redemption_pb2
+from loyalty.v1 import redemption_pb2
 from server.app import Stores
 from tests.conftest import Running
 from tests.factories import key

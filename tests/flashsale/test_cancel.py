@@ -7,7 +7,7 @@ import uuid
 import grpc
 import pytest
 
-from protos.loyalty.v1 import redemption_pb2
+from loyalty.v1 import redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import pytest
 
-from protos.loyalty.v1 import redemption_pb2
+from loyalty.v1 import redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, key
 from tests.flashsale.helpers import outcomes, settled_audit

@@ -8,7 +8,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from protos.loyalty.v1 import campaign_pb2, redemption_pb2
+from loyalty.v1 import campaign_pb2, redemption_pb2
 from tests.factories import Api, failure
 
 

@@ -7,7 +7,7 @@ import asyncio
 import grpc
 import pytest
 
-from protos.loyalty.v1 import common_pb2, redemption_pb2
+from loyalty.v1 import common_pb2, redemption_pb2
 from tests.conftest import StartServer
 from tests.factories import ADDRESS, failure, key
 from tests.flashsale.helpers import settled_audit

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from protos.loyalty.v1 import redemption_pb2
+from loyalty.v1 import redemption_pb2
 from tests.factories import Api
 
 

@@ -7,7 +7,7 @@ import uuid
 import grpc
 import pytest
 
-from protos.loyalty.v1 import catalog_pb2, common_pb2
+from loyalty.v1 import catalog_pb2, common_pb2
 from tests.factories import Api, failure
 
 

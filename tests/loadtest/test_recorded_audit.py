@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from flashsale.audit import RecordedOk, check_recorded, load_recorded
-from protos.loyalty.v1 import redemption_pb2
+from loyalty.v1 import redemption_pb2
 from tests.conftest import Running
 
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from loyalty.v1 import member_pb2
 from points.gate import member_keys
 from points.program import Program
-from protos.loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import key
 

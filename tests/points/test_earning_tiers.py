@@ -10,8 +10,8 @@ from decimal import Decimal
 import grpc
 import pytest
 
+from loyalty.v1 import member_pb2
 from points.program import Program, TaskRule, Tier, add_months
-from protos.loyalty.v1 import common_pb2, member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
 from tests.points.helpers import assert_ledger_holds, program, start_with_program
@@ -262,26 +262,30 @@ async def test_tier_and_member_errors_name_the_field(server: Running) -> None:
         ),
         (
             api.members.RemoveBeneficiary(
-                member_pb2.BeneficiaryRequest(member_id=member.id, beneficiary_id="x")
+                member_pb2.RemoveBeneficiaryRequest(member_id=member.id, beneficiary_id="x")
             ),
             INVALID,
             "beneficiary_id",
         ),
         (
             api.members.RemoveBeneficiary(
-                member_pb2.BeneficiaryRequest(member_id=unknown, beneficiary_id=member.id)
+                member_pb2.RemoveBeneficiaryRequest(member_id=unknown, beneficiary_id=member.id)
             ),
             NOT_FOUND,
             "",
         ),
         (
             api.members.UnfreezeMember(
-                member_pb2.FreezeMemberRequest(member_id=unknown, reason="r")
+                member_pb2.UnfreezeMemberRequest(member_id=unknown, reason="r")
             ),
             NOT_FOUND,
             "",
         ),
-        (api.members.GetBalance(common_pb2.GetBalanceRequest(member_id="x")), INVALID, "member_id"),
+        (
+            api.members.GetBalance(member_pb2.MemberServiceGetBalanceRequest(member_id="x")),
+            INVALID,
+            "member_id",
+        ),
     ]
     for call, code, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as bad:

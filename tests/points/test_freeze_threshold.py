@@ -7,9 +7,9 @@ import uuid
 import grpc
 import pytest
 
+from loyalty.v1 import member_pb2
 from points import PointsLedger
 from points.gate import member_keys
-from protos.loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit
@@ -26,7 +26,7 @@ async def test_a_frozen_member_cannot_redeem_or_transfer_from_the_moment_freeze_
     api = server.api
     member, friend = await api.member(points=1000), await api.member()
     await api.members.AddBeneficiary(
-        member_pb2.BeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
+        member_pb2.AddBeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
     )
     campaign = await api.campaign(points_price=100)
 
@@ -44,7 +44,9 @@ async def test_a_frozen_member_cannot_redeem_or_transfer_from_the_moment_freeze_
             await call
         refusals.append(failure(refused.value).reason)
     again = await api.members.FreezeMember(freeze(member.id, "second freeze"))
-    thawed = await api.members.UnfreezeMember(freeze(member.id, "cleared"))
+    thawed = await api.members.UnfreezeMember(
+        member_pb2.UnfreezeMemberRequest(member_id=member.id, reason="cleared", operator_id="op-7")
+    )
     redeemed = await api.redeem(member.id, campaign.id)
 
     assert frozen.frozen and frozen.frozen_reason == "fraud review"

@@ -16,7 +16,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protos.loyalty.v1 import member_pb2, redemption_pb2
+from loyalty.v1 import member_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit
@@ -128,7 +128,7 @@ async def test_any_sequence_keeps_the_ledger_explained(server: Running, ops: lis
     a, b = await api.member(), await api.member()
     for x, y in ((a, b), (b, a)):
         await api.members.AddBeneficiary(
-            member_pb2.BeneficiaryRequest(member_id=x.id, beneficiary_id=y.id)
+            member_pb2.AddBeneficiaryRequest(member_id=x.id, beneficiary_id=y.id)
         )
     campaign = await api.campaign(units=100, points_price=150, limit=100)
     scenario = Scenario(server, [a.id, b.id], campaign.id)
@@ -156,7 +156,7 @@ async def test_redeeming_while_a_transfer_and_an_expiry_run_cannot_overdraw(
         expiring = await earn(server, member.id, 500)
         await earn(server, member.id, 800)
         await api.members.AddBeneficiary(
-            member_pb2.BeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
+            member_pb2.AddBeneficiaryRequest(member_id=member.id, beneficiary_id=friend.id)
         )
         async with server.app.pool.connection() as conn:
             await conn.execute(

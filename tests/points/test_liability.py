@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from loyalty.v1 import member_pb2
 from points.jobs import LedgerJobs
-from protos.loyalty.v1 import member_pb2
 from server.app import Stores
 from tests.conftest import Running
 from tests.factories import failure, key, ts
@@ -50,7 +50,7 @@ async def test_outstanding_by_expiry_month_and_flows(server: Running) -> None:
     campaign = await api.campaign(points_price=200)
     await api.redeem(a.id, campaign.id)
     await api.members.AddBeneficiary(
-        member_pb2.BeneficiaryRequest(member_id=a.id, beneficiary_id=b.id)
+        member_pb2.AddBeneficiaryRequest(member_id=a.id, beneficiary_id=b.id)
     )
     await api.members.TransferPoints(
         member_pb2.TransferPointsRequest(

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
+from loyalty.v1 import redemption_pb2
 from points.jobs import LedgerJobs
 from points.program import add_months
-from protos.loyalty.v1 import redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit

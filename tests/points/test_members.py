@@ -7,7 +7,7 @@ import uuid
 import grpc
 import pytest
 
-from protos.loyalty.v1 import common_pb2, member_pb2, redemption_pb2
+from loyalty.v1 import member_pb2, redemption_pb2
 from tests.factories import Api, failure
 
 
@@ -38,7 +38,7 @@ async def test_create_get_and_earn(api: Api) -> None:
 async def test_the_gateway_reads_the_same_balance(api: Api) -> None:
     member = await api.member(points=40)
     from_gateway = await api.redemptions.GetBalance(
-        common_pb2.GetBalanceRequest(member_id=member.id)
+        redemption_pb2.RedemptionServiceGetBalanceRequest(member_id=member.id)
     )
     assert from_gateway == await api.balance(member.id)
     assert (from_gateway.balance, from_gateway.available) == (40, 40)
@@ -56,7 +56,7 @@ async def test_unknown_member_is_not_found_everywhere(api: Api) -> None:
     unknown = str(uuid.uuid4())
     for call in (
         api.members.GetMember(member_pb2.GetMemberRequest(member_id=unknown)),
-        api.members.GetBalance(common_pb2.GetBalanceRequest(member_id=unknown)),
+        api.members.GetBalance(member_pb2.MemberServiceGetBalanceRequest(member_id=unknown)),
         api.members.EarnPoints(earn(unknown, 5)),
         api.redemptions.ListRedemptions(redemption_pb2.ListRedemptionsRequest(member_id=unknown)),
     ):

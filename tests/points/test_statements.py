@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from protos.loyalty.v1 import member_pb2, redemption_pb2
+from loyalty.v1 import member_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, ts
 from tests.points.helpers import earn

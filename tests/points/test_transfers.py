@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from protos.loyalty.v1 import member_pb2
+from loyalty.v1 import member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit
@@ -23,8 +23,8 @@ from tests.points.helpers import (
 )
 
 
-def beneficiary(member_id: str, other: str) -> member_pb2.BeneficiaryRequest:
-    return member_pb2.BeneficiaryRequest(member_id=member_id, beneficiary_id=other)
+def beneficiary(member_id: str, other: str) -> member_pb2.AddBeneficiaryRequest:
+    return member_pb2.AddBeneficiaryRequest(member_id=member_id, beneficiary_id=other)
 
 
 def transfer(
@@ -46,7 +46,9 @@ async def test_beneficiaries_add_list_remove(start_server: StartServer) -> None:
     full = await api.members.AddBeneficiary(beneficiary(member.id, b.id))
     with pytest.raises(grpc.aio.AioRpcError) as too_many:
         await api.members.AddBeneficiary(beneficiary(member.id, c.id))
-    removed = await api.members.RemoveBeneficiary(beneficiary(member.id, a.id))
+    removed = await api.members.RemoveBeneficiary(
+        member_pb2.RemoveBeneficiaryRequest(member_id=member.id, beneficiary_id=a.id)
+    )
     listed = await api.members.ListBeneficiaries(
         member_pb2.ListBeneficiariesRequest(member_id=member.id)
     )

@@ -9,11 +9,14 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import psycopg
+import pytest
+from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2
 
 from server.app import SERVICE_NAMES, Stores
 from tests.conftest import Running, StartServer
@@ -27,14 +30,75 @@ async def test_health_is_serving_for_every_service(server: Running) -> None:
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
 
 
-async def test_reflection_lists_the_api(server: Running) -> None:
-    stub = reflection_pb2_grpc.ServerReflectionStub(server.channel)
-    request = reflection_pb2.ServerReflectionRequest(list_services="")
-    services = set()
-    async for reply in stub.ServerReflectionInfo(iter([request])):
-        services |= {s.name for s in reply.list_services_response.service}
+def reflection_call(server: Running, version: str) -> Any:
+    """ServerReflectionInfo of reflection `version` ("v1" or "v1alpha"). v1's messages are
+    v1alpha's field for field, so v1alpha's classes write and read what a v1 client sends."""
+    return server.channel.stream_stream(
+        f"/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+
+
+async def reflect(
+    server: Running, version: str, *requests: reflection_pb2.ServerReflectionRequest
+) -> list[reflection_pb2.ServerReflectionResponse]:
+    return [reply async for reply in reflection_call(server, version)(iter(requests))]
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_lists_the_api(server: Running, version: str) -> None:
+    [reply] = await reflect(
+        server, version, reflection_pb2.ServerReflectionRequest(list_services="")
+    )
+    services = {s.name for s in reply.list_services_response.service}
     assert set(SERVICE_NAMES) | {"grpc.health.v1.Health"} <= services
     assert "loyalty.v1.RedemptionService" in services
+    assert {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"} <= (
+        services
+    )
+
+
+@pytest.mark.parametrize("version", ["v1", "v1alpha"])
+async def test_reflection_describes_the_api_and_itself(server: Running, version: str) -> None:
+    def files(reply: reflection_pb2.ServerReflectionResponse) -> dict[str, FileDescriptorProto]:
+        assert not reply.HasField("error_response"), reply.error_response
+        parsed = [
+            FileDescriptorProto.FromString(raw)
+            for raw in reply.file_descriptor_response.file_descriptor_proto
+        ]
+        return {f.name: f for f in parsed}
+
+    api, common, v1, v1alpha = await reflect(
+        server,
+        version,
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="loyalty.v1.RedemptionService"
+        ),
+        reflection_pb2.ServerReflectionRequest(file_by_filename="loyalty/v1/common.proto"),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="grpc.reflection.v1.ServerReflection"
+        ),
+        reflection_pb2.ServerReflectionRequest(
+            file_containing_symbol="grpc.reflection.v1alpha.ServerReflection"
+        ),
+    )
+
+    redemption = files(api)["loyalty/v1/redemption.proto"]
+    assert redemption.package == "loyalty.v1"
+    assert "loyalty/v1/common.proto" in redemption.dependency  # the proto root is protos/
+    assert redemption.options.go_package.endswith(";loyaltyv1")
+    assert "Balance" in {m.name for m in files(common)["loyalty/v1/common.proto"].message_type}
+    own = files(v1)["grpc/reflection/v1/reflection.proto"]
+    assert own.package == "grpc.reflection.v1"
+    [method] = own.service[0].method
+    assert (method.input_type, method.output_type) == (
+        ".grpc.reflection.v1.ServerReflectionRequest",
+        ".grpc.reflection.v1.ServerReflectionResponse",
+    )
+    assert files(v1alpha)["grpc_reflection/v1alpha/reflection.proto"].package == (
+        "grpc.reflection.v1alpha"
+    )
 
 
 async def test_stop_goes_not_serving_then_drains_in_flight_redemptions(

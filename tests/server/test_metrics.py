@@ -11,7 +11,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from protos.loyalty.v1 import campaign_pb2
+from loyalty.v1 import campaign_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
 
@@ -134,7 +134,7 @@ async def test_access_log_carries_the_gateways_request_id(
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await server.api.redemptions.Redeem(
-            __import__("protos.loyalty.v1.redemption_pb2", fromlist=["x"]).RedeemRequest(
+            __import__("loyalty.v1.redemption_pb2", fromlist=["x"]).RedeemRequest(
                 member_id=member.id, campaign_id=campaign.id, quantity=1, idempotency_key="log-key"
             ),
             metadata=(("x-request-id", "req-123"),),

@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 import pytest
 
-from protos.loyalty.v1 import (
+from loyalty.v1 import (
     campaign_pb2,
     catalog_pb2,
     common_pb2,
