@@ -38,11 +38,7 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
             reason=request.reason,
             idempotency_key=request.idempotency_key,
         )
-        return member_pb2.EarnPointsResponse(
-            ledger_entry_id=earned.ledger_entry_id,
-            balance=convert.balance(earned.balance),
-            replayed=earned.replayed,
-        )
+        return convert.earned(earned, member_pb2.EarnPointsResponse)
 
     async def GetBalance(
         self, request: member_pb2.MemberServiceGetBalanceRequest, context: Context

@@ -29,9 +29,9 @@ async def test_create_get_and_earn(api: Api) -> None:
     fetched = await api.members.GetMember(member_pb2.GetMemberRequest(member_id=created.id))
 
     assert fetched == created and fetched.external_ref == "mall-77" and not fetched.frozen
-    assert first.balance.balance == 250 and not first.replayed
+    assert first.balance.balance == 250 and first.points == 250 and not first.replayed
     assert replay.replayed and replay.ledger_entry_id == first.ledger_entry_id
-    assert replay.balance.balance == 250
+    assert replay.balance.balance == 250 and replay.points == 250
     assert failure(reused.value).reason == "IDEMPOTENCY_KEY_REUSED"
 
 
