@@ -225,6 +225,7 @@ def granularity(value: int) -> str:
 # The responses that carry an Earned: one message per RPC, the same fields.
 _EarnedResponse = TypeVar(
     "_EarnedResponse",
+    member_pb2.EarnPointsResponse,
     member_pb2.EarnForPurchaseResponse,
     member_pb2.EarnForTaskResponse,
     member_pb2.AdjustPointsResponse,
