@@ -100,6 +100,11 @@ class Campaigns:
             item = await cur.fetchone()
             if item is None:
                 raise NotFound("item", item_id)
+            # PostgreSQL's clock, the one the commit guards use: a window already over would
+            # take the item's stock for a sale that can never open.
+            await cur.execute("SELECT %s::timestamptz <= now() AS over", (ends_at,))
+            if (await cur.fetchone() or {}).get("over"):
+                raise InvalidArgument("ends_at", "is in the past: the sale could never open")
             if item["stock_on_hand"] < units_allotted:
                 raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
             await cur.execute(

@@ -156,6 +156,9 @@ async def test_create_campaign_validation(api: Api) -> None:
     await expect_invalid(create(req(per_member_limit=0)), "per_member_limit")
     await expect_invalid(create(req(starts_at=None)), "starts_at")
     await expect_invalid(create(req(ends_at=ts(now - timedelta(hours=1)))), "ends_at")
+    # A window that is already over takes no stock: the sale could never open.
+    ended = req(starts_at=ts(now - timedelta(days=2)), ends_at=ts(now - timedelta(days=1)))
+    await expect_invalid(create(ended), "ends_at")
     assert (
         await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))
     ).stock_on_hand == 10
