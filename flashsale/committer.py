@@ -93,6 +93,11 @@ REFUSALS = frozenset(
     }
 )
 
+# The refusals a key keeps (its record answers them again on a retry). CAMPAIGN_NOT_ACTIVE
+# is not one: the window changes with time, so a gateway may send a key before the sale
+# opens and retry it once it has (reserve.lua does not save it either).
+SAVED_REFUSALS = REFUSALS - {"CAMPAIGN_NOT_ACTIVE"}
+
 AfterCommit = Callable[[list[tuple[CommitEntry, CommitResult]]], Awaitable[None]]
 
 

@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.metrics import Metrics
 from flashsale import store
-from flashsale.committer import REFUSALS, CommitEntry, CommitResult
+from flashsale.committer import SAVED_REFUSALS, CommitEntry, CommitResult
 from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Resolution, hold_id
 from points.gate import MemberMirror, PointsGate
 
@@ -127,7 +127,7 @@ def resolution(entry: CommitEntry, result: CommitResult) -> Resolution:
     if result.outcome in ("COMMITTED", "PENDING_PAYMENT", "EXISTING"):
         outcome = Outcome.DONE
         fingerprint = result.request_hash or fingerprint
-    elif result.outcome in REFUSALS:
+    elif result.outcome in SAVED_REFUSALS:
         outcome, refusal = Outcome.REFUSED, (result.outcome, 0, 0)
     else:
         outcome = Outcome.RELEASE

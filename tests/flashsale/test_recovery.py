@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 
+import grpc
+import pytest
 import redis.asyncio
 
 from flashsale import idempotency
 from flashsale.gate import Reserve, hold_id
 from flashsale.rebuild import rebuild_cache
+from loyalty.v1 import redemption_pb2
 from points.gate import Hold
 from tests.conftest import Running
-from tests.factories import key
+from tests.factories import failure, key
 from tests.flashsale.helpers import outcomes, settled_audit
 
 
@@ -182,3 +185,31 @@ async def test_postgresql_guards_hold_when_redis_is_wrong(server: Running) -> No
             )
         ).fetchone()
     assert row == (3,)
+
+
+async def test_a_not_active_refusal_from_postgresql_is_not_saved(server: Running) -> None:
+    """CAMPAIGN_NOT_ACTIVE is never saved (a gateway may retry the key once the sale opens),
+    also when PostgreSQL says it because Redis's window was behind."""
+    api = server.api
+    campaign = await api.campaign(units=3, points_price=100)
+    member = await api.member(points=1000)
+    await api.redeem(member.id, campaign.id)  # Redis and this process now know the window
+    async with server.app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE campaigns SET starts_at = now() + interval '1 hour', "
+            "ends_at = now() + interval '2 hours' WHERE id = %s",
+            (campaign.id,),
+        )
+
+    with pytest.raises(grpc.aio.AioRpcError) as early:
+        await api.redeem(member.id, campaign.id, idem="early-bird")
+    async with server.app.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE campaigns SET starts_at = now() - interval '1 minute' WHERE id = %s",
+            (campaign.id,),
+        )
+    opened = await api.redeem(member.id, campaign.id, idem="early-bird")
+
+    assert failure(early.value).reason == "CAMPAIGN_NOT_ACTIVE"
+    assert not opened.replayed
+    assert opened.redemption.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
