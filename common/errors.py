@@ -208,12 +208,14 @@ class InsufficientStock(Refusal):
 class NotCancellable(Refusal):
     reason = "REDEMPTION_NOT_CANCELLABLE"
 
-    def __init__(self, redemption_id: str, status: str) -> None:
-        super().__init__(f"redemption {redemption_id} is {status} and cannot be cancelled")
-        self.redemption_id, self.status = redemption_id, status
+    def __init__(self, redemption_id: str, status: str, because: str = "") -> None:
+        why = f": {because}" if because else ""
+        super().__init__(f"redemption {redemption_id} is {status} and cannot be cancelled{why}")
+        self.redemption_id, self.status, self.because = redemption_id, status, because
 
     def metadata(self) -> dict[str, str]:
-        return {"redemption_id": self.redemption_id, "status": self.status}
+        found = {"redemption_id": self.redemption_id, "status": self.status}
+        return found | ({"because": self.because} if self.because else {})
 
 
 class PaymentNotPending(Refusal):

@@ -34,6 +34,10 @@ class Lifecycle:
             status = RedemptionStatus(row["status"])
             if status is RedemptionStatus.EXPIRED:
                 raise NotCancellable(redemption_id, status.value)
+            if status is RedemptionStatus.COMMITTED and row["redemption_code"] is not None:
+                # A virtual good's code is the good: once issued it may be used at once, so
+                # refunding the points would leave the member with both.
+                raise NotCancellable(redemption_id, status.value, "its code is issued")
             if status is not RedemptionStatus.CANCELLED:
                 await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))

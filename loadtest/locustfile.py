@@ -363,6 +363,7 @@ class Shopper(User):
         ):
             self._check_failed("Redeem answer", f"redemption {r.id} is not the one requested")
         owned = Owned(r.id, r.member_id, request.idempotency_key, r.campaign_id, r.quantity)
+        code = r.redemption_code
         if r.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT:
             if random.random() >= CONFIRM_SHARE:
                 return  # abandoned: expires after the payment window
@@ -376,7 +377,9 @@ class Shopper(User):
             if confirmed.response is None:
                 return
             self._record(confirmed.response, request.idempotency_key)
-        self.owned.append(owned)
+            code = confirmed.response.redemption_code
+        if not code:  # a virtual good whose code is issued is final: never cancelled
+            self.owned.append(owned)
 
     def _record(self, r: redemption_pb2.Redemption, key: str) -> None:
         status = redemption_pb2.RedemptionStatus.Name(r.status).removeprefix("REDEMPTION_STATUS_")

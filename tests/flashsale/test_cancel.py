@@ -7,10 +7,13 @@ import uuid
 import grpc
 import pytest
 
-from loyalty.v1 import redemption_pb2
+from loyalty.v1 import common_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 def cancel_request(redemption_id: str, member_id: str) -> redemption_pb2.CancelRedemptionRequest:
@@ -23,7 +26,7 @@ async def test_cancel_returns_units_and_points_and_a_second_cancel_changes_nothi
     server: Running,
 ) -> None:
     api = server.api
-    campaign = await api.campaign(units=2, points_price=400)
+    campaign = await api.campaign(units=2, points_price=400, kind=SERVICE)
     member, other = await api.member(points=1000), await api.member(points=1000)
     redeemed = (await api.redeem(member.id, campaign.id, quantity=2)).redemption
 
@@ -68,3 +71,27 @@ async def test_cancel_of_an_unknown_redemption_is_not_found(server: Running) -> 
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await server.api.redemptions.CancelRedemption(cancel_request(str(uuid.uuid4()), member.id))
     assert failure(missing.value).code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_virtual_redemption_whose_code_is_issued_cannot_be_cancelled(
+    server: Running,
+) -> None:
+    """The code is the good: refunding the points would leave the member with both."""
+    api = server.api
+    campaign = await api.campaign(units=2, points_price=400)  # virtual: a code at commit
+    member = await api.member(points=1000)
+    redeemed = (await api.redeem(member.id, campaign.id)).redemption
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.redemptions.CancelRedemption(cancel_request(redeemed.id, member.id))
+
+    f = failure(refused.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REDEMPTION_NOT_CANCELLABLE")
+    assert f.metadata["because"] == "its code is issued"
+    after = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=redeemed.id)
+    )
+    assert after.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
+    assert after.redemption_code == redeemed.redemption_code != ""
+    assert (await api.balance(member.id)).balance == 600
+    assert (await api.get_campaign(campaign.id)).units_committed == 1

@@ -7,10 +7,13 @@ import asyncio
 import grpc
 import pytest
 
-from loyalty.v1 import redemption_pb2
+from loyalty.v1 import common_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, key
 from tests.flashsale.helpers import outcomes, settled_audit
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 async def test_a_replay_returns_the_same_redemption(server: Running) -> None:
@@ -97,7 +100,7 @@ async def test_concurrent_calls_with_one_key_across_two_servers_make_one_redempt
 
 async def test_a_refusal_is_replayed_as_the_same_refusal(server: Running) -> None:
     api = server.api
-    campaign = await api.campaign(units=1)
+    campaign = await api.campaign(units=1, kind=SERVICE)
     winner, loser = await api.member(points=1000), await api.member(points=1000)
     k = key()
     await api.redeem(winner.id, campaign.id)

@@ -11,13 +11,16 @@ from pathlib import Path
 import pytest
 
 from flashsale.audit import RecordedOk, check_recorded, load_recorded
-from loyalty.v1 import redemption_pb2
+from loyalty.v1 import common_pb2, redemption_pb2
 from tests.conftest import Running
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 async def _told(server: Running) -> RecordedOk:
     api = server.api
-    campaign = await api.campaign(units=5)
+    campaign = await api.campaign(units=5, kind=SERVICE)
     member = await api.member(points=1_000)
     redeemed = (await api.redeem(member.id, campaign.id, idem="k-told")).redemption
     return RecordedOk(

@@ -16,7 +16,7 @@ import grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from loyalty.v1 import member_pb2, redemption_pb2
+from loyalty.v1 import common_pb2, member_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit
@@ -46,6 +46,9 @@ steps = st.lists(
     min_size=1,
     max_size=16,
 )
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 class Scenario:
@@ -130,7 +133,7 @@ async def test_any_sequence_keeps_the_ledger_explained(server: Running, ops: lis
         await api.members.AddBeneficiary(
             member_pb2.AddBeneficiaryRequest(member_id=x.id, beneficiary_id=y.id)
         )
-    campaign = await api.campaign(units=100, points_price=150, limit=100)
+    campaign = await api.campaign(units=100, points_price=150, limit=100, kind=SERVICE)
     scenario = Scenario(server, [a.id, b.id], campaign.id)
     for op in ops:
         try:
@@ -149,7 +152,7 @@ async def test_redeeming_while_a_transfer_and_an_expiry_run_cannot_overdraw(
     """1300 points, 500 of them past expiry: after the expiry 800 are left, enough for one
     600-point spend, not for both the redemption and the transfer fired at once."""
     api = server.api
-    campaign = await api.campaign(units=100, points_price=600, limit=100)
+    campaign = await api.campaign(units=100, points_price=600, limit=100, kind=SERVICE)
     winners: set[str] = set()
     for _ in range(8):
         member, friend = await api.member(), await api.member()

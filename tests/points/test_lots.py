@@ -8,13 +8,16 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from loyalty.v1 import redemption_pb2
+from loyalty.v1 import common_pb2, redemption_pb2
 from points.jobs import LedgerJobs
 from points.program import add_months
 from tests.conftest import Running
 from tests.factories import failure
 from tests.flashsale.helpers import settled_audit
 from tests.points.helpers import assert_ledger_holds, earn, lots_of, set_lot_expiry
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 async def test_an_earn_is_a_lot_with_the_program_expiry(server: Running) -> None:
@@ -42,7 +45,7 @@ async def test_spends_take_the_soonest_expiry_first_and_refunds_restore_it(
     now = datetime.now(UTC)
     await set_lot_expiry(server, member.id, f"earn:{late}", now + timedelta(days=300))
     await set_lot_expiry(server, member.id, f"earn:{soon}", now + timedelta(days=10))
-    campaign = await api.campaign(points_price=300, limit=5)
+    campaign = await api.campaign(points_price=300, limit=5, kind=SERVICE)
 
     first = (await api.redeem(member.id, campaign.id)).redemption
     await api.redeem(member.id, campaign.id)  # 300 more: the soon lot's 200, then 100 late

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import grpc
 import pytest
 
-from loyalty.v1 import member_pb2, redemption_pb2
+from loyalty.v1 import common_pb2, member_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure, ts
 from tests.points.helpers import earn
@@ -16,6 +16,9 @@ from tests.points.helpers import earn
 EARN = member_pb2.LEDGER_ENTRY_KIND_EARN
 REDEEM = member_pb2.LEDGER_ENTRY_KIND_REDEEM
 REFUND = member_pb2.LEDGER_ENTRY_KIND_REFUND
+
+# Cancellable after commit: no code is issued (a virtual good's code is final).
+SERVICE = common_pb2.ITEM_KIND_SERVICE
 
 
 def listing(member_id: str, **kw: object) -> member_pb2.ListLedgerEntriesRequest:
@@ -27,7 +30,7 @@ async def test_statement_pages_newest_first_with_balance_after(server: Running) 
     member = await api.member()
     for points in (100, 200, 300):
         await earn(server, member.id, points)
-    campaign = await api.campaign(points_price=250)
+    campaign = await api.campaign(points_price=250, kind=SERVICE)
     redeemed = (await api.redeem(member.id, campaign.id)).redemption
     await api.redemptions.CancelRedemption(
         redemption_pb2.CancelRedemptionRequest(redemption_id=redeemed.id, member_id=member.id)
@@ -55,7 +58,7 @@ async def test_statement_filters_by_kind_and_time(server: Running) -> None:
     api = server.api
     member = await api.member()
     await earn(server, member.id, 100)
-    campaign = await api.campaign(points_price=40)
+    campaign = await api.campaign(points_price=40, kind=SERVICE)
     await api.redeem(member.id, campaign.id)
     now = datetime.now(UTC)
 
