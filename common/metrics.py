@@ -178,6 +178,13 @@ class Metrics:
             ("kind",),
             registry=registry,
         )
+        self.mirrors_deferred = Counter(
+            "surge_mirrors_deferred_total",
+            "Redis mirrors not applied after a PostgreSQL commit (Redis refused or was away); "
+            "the sweeper reloads them.",
+            ("kind",),
+            registry=registry,
+        )
         self.dependency_up = Gauge(
             "surge_dependency_up",
             "1 when the last probe of the dependency succeeded.",
@@ -194,6 +201,7 @@ class Metrics:
             self.sweeper_holds.labels(action)
         for kind in ("campaign", "member"):
             self.cache_loads.labels(kind)
+            self.mirrors_deferred.labels(kind)
 
     def preinitialise_rpcs(self, methods: Sequence[tuple[str, str]]) -> None:
         """Every (service, method) starts at zero for every code, as go-grpc-prometheus does,

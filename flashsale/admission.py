@@ -298,10 +298,19 @@ _OUTCOMES: dict[type[BaseException], str] = {
     RequestInProgress: "retry",
     HoldExpired: "retry",
     Unavailable: "unavailable",
+    # The drivers' errors that server/errors.py answers UNAVAILABLE or ABORTED.
     redis.exceptions.ConnectionError: "unavailable",
     redis.exceptions.TimeoutError: "unavailable",
+    redis.exceptions.OutOfMemoryError: "unavailable",
+    redis.exceptions.ReadOnlyError: "unavailable",
+    redis.exceptions.AskError: "unavailable",
+    redis.exceptions.TryAgainError: "unavailable",
+    redis.exceptions.ClusterError: "unavailable",
     psycopg.OperationalError: "unavailable",
     psycopg_pool.PoolTimeout: "unavailable",
+    psycopg.errors.TransactionRollback: "retry",
+    psycopg.errors.DeadlockDetected: "retry",
+    psycopg.errors.SerializationFailure: "retry",
 }
 
 

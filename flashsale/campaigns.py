@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis.exceptions
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -16,6 +18,8 @@ from inventory.items import ItemKind
 
 MAX_UNITS = 10**7
 MAX_PRICE = 10**12
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,11 @@ class Campaigns:
             )
             created = await cur.fetchone()
             assert created is not None
-        await self.load_into_gate(created["id"])
+        try:
+            await self.load_into_gate(created["id"])
+        except redis.exceptions.RedisError as e:
+            # Committed: the gate loads the campaign on its first reservation instead.
+            log.warning("campaign %s: not loaded into Redis (%s)", created["id"], type(e).__name__)
         return await self.get(created["id"])
 
     async def meta(self, campaign_id: str) -> CampaignMeta:

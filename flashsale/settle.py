@@ -2,7 +2,9 @@
 PostgreSQL decided.
 
 - settle_batch: a committed batch's holds, before any caller is answered.
-- apply_mirrors: one redemption's rows after a cancel, a confirmation or an expiry.
+- apply_mirrors: one redemption's rows after a cancel, a confirmation or an expiry. Best
+  effort, never an error (the change is committed): what did not land is reloaded by
+  `repair`, which the sweeper runs each pass.
 - settle_lapsed_hold: the sweeper's step for a hold past its deadline.
 
 Every settle carries PostgreSQL's versioned counters, which Redis applies only when newer, so
@@ -12,16 +14,22 @@ settles may arrive in any order, twice, or after a rebuild.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
+import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
 from common.metrics import Metrics
 from flashsale import store
+from flashsale.campaigns import Campaigns
 from flashsale.committer import SAVED_REFUSALS, CommitEntry, CommitResult
 from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Resolution, hold_id
 from points.gate import MemberMirror, PointsGate
+from points.members import Members
+
+log = logging.getLogger(__name__)
 
 
 class Settler:
@@ -31,12 +39,18 @@ class Settler:
         *,
         campaign_gate: CampaignGate,
         points_gate: PointsGate,
+        campaigns: Campaigns,
+        members: Members,
         metrics: Metrics,
     ) -> None:
         self._pool = pool
         self._cgate = campaign_gate
         self._pgate = points_gate
+        self._campaigns = campaigns
+        self._members = members
         self._metrics = metrics
+        # Campaigns whose mirror missed a committed change: `repair` reloads them.
+        self._stale_campaigns: set[str] = set()
 
     async def settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
         """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came
@@ -109,15 +123,38 @@ class Settler:
         self, row: dict[str, Any], campaign: CampaignMirror, member: MemberMirror
     ) -> None:
         hold = hold_id(row["member_id"], row["idempotency_key"])
-        await self._cgate.resolve(
-            row["campaign_id"],
-            row["member_id"],
-            hold,
-            fingerprint=row["request_hash"],
-            outcome=Outcome.DONE,
-            mirror=campaign,
-        )
-        await self._pgate.settle(row["member_id"], mirror=member)
+        try:
+            await self._cgate.resolve(
+                row["campaign_id"],
+                row["member_id"],
+                hold,
+                fingerprint=row["request_hash"],
+                outcome=Outcome.DONE,
+                mirror=campaign,
+            )
+        except redis.exceptions.RedisError as e:
+            log.warning(
+                "campaign %s: mirror of a committed change not applied (%s); the sweeper "
+                "reloads it",
+                row["campaign_id"],
+                type(e).__name__,
+            )
+            self._stale_campaigns.add(row["campaign_id"])
+            self._metrics.mirrors_deferred.labels("campaign").inc()
+        await self._pgate.mirror_committed(row["member_id"], member)
+
+    async def repair(self) -> int:
+        """Reloads campaigns and members whose mirror missed a commit; returns how many."""
+        repaired = 0
+        for campaign_id in list(self._stale_campaigns):
+            self._stale_campaigns.discard(campaign_id)
+            try:
+                await self._campaigns.load_into_gate(campaign_id)
+            except redis.exceptions.RedisError:
+                self._stale_campaigns.add(campaign_id)
+                return repaired  # Redis is still away: the next sweep tries again
+            repaired += 1
+        return repaired + await self._members.repair_mirrors()
 
 
 def resolution(entry: CommitEntry, result: CommitResult) -> Resolution:

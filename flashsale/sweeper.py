@@ -80,6 +80,7 @@ class Sweeper:
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
         now_ms = int(time.time() * 1000)
+        await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
             for hold, deadline_ms in await self._gate.expired_holds(campaign_id, now_ms):
                 report.lag_seconds = max(report.lag_seconds, (now_ms - deadline_ms) / 1000)

@@ -37,8 +37,9 @@ class Changed:
             self.mirrors[member_id] = await store.mirror(cur, member_id)
 
     async def settle(self, gate: PointsGate) -> None:
+        """After the commit: best effort, never an error (PointsGate.mirror_committed)."""
         for member_id, mirror in self.mirrors.items():
-            await gate.settle(member_id, mirror=mirror)
+            await gate.mirror_committed(member_id, mirror)
 
 
 def reason(value: str) -> str:

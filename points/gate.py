@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 from typing import Any
 
+import redis.exceptions
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 class Hold(IntEnum):
@@ -69,6 +73,8 @@ class PointsGate:
         self._metrics = metrics
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
+        # Members whose mirror missed a commit: Members.repair_mirrors reloads them (each sweep).
+        self.stale: set[str] = set()
 
     async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
         with self._metrics.redis_call("hold"):
@@ -84,6 +90,24 @@ class PointsGate:
         """Drops the hold (if any) and applies the mirror (if newer), auto-pipelined."""
         keys = member_keys(member_id)
         return self._calls.call(self._settle, keys, _settle_args(hold_id, mirror))
+
+    async def mirror_committed(
+        self, member_id: str, mirror: MemberMirror, *, hold_id: str = ""
+    ) -> None:
+        """After a PostgreSQL commit: Redis takes the new state if it can. Never raises, so
+        an error can never hide the commit. A mirror that did not land leaves Redis behind
+        (versioned, never ahead): too generous only until PostgreSQL's guards refuse, too
+        stingy until the sweeper reloads the member from `stale`."""
+        try:
+            await self.settle(member_id, hold_id=hold_id, mirror=mirror)
+        except redis.exceptions.RedisError as e:
+            log.warning(
+                "member %s: mirror of a commit not applied (%s); the sweeper reloads it",
+                member_id,
+                type(e).__name__,
+            )
+            self.stale.add(member_id)
+            self._metrics.mirrors_deferred.labels("member").inc()
 
     def queue_settle(self, pipe: Pipeline, member_id: str, mirror: MemberMirror) -> None:
         """The same as `settle` without a hold, queued in the caller's pipeline (rebuilds).

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+import redis.exceptions
 from psycopg.rows import dict_row
 
 from common import validation
@@ -57,7 +58,7 @@ class Members:
             row = await cur.fetchone()
         assert row is not None
         mirror = MemberMirror(0, row["version"], False, bool(row["redemption_eligible"]))
-        await self._gate.settle(row["id"], mirror=mirror)
+        await self._gate.mirror_committed(row["id"], mirror)
         return _member(row)
 
     async def get(self, member_id: str) -> Member:
@@ -102,7 +103,7 @@ class Members:
             mirror = await store.mirror(cur, member_id)
             await cur.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = %s", (member_id,))
             after = await cur.fetchone()
-        await self._gate.settle(member_id, mirror=mirror)
+        await self._gate.mirror_committed(member_id, mirror)
         assert after is not None
         return _member(after)
 
@@ -127,7 +128,7 @@ class Members:
             )
             rows = await cur.fetchall()
         for row in rows:
-            await self._gate.settle(row["id"], mirror=store.mirror_of(row))
+            await self._gate.mirror_committed(row["id"], store.mirror_of(row))
         return len(rows)
 
     # -- Reads -----------------------------------------------------------------------------
@@ -190,6 +191,20 @@ class Members:
         self._gate.count_load()
         await self._gate.settle(member_id, mirror=mirror)
         return True
+
+    async def repair_mirrors(self) -> int:
+        """Reloads the members whose mirror missed a commit (PointsGate.stale); returns how
+        many. Each leaves the set before its reload, so a miss meanwhile puts it back."""
+        repaired = 0
+        for member_id in list(self._gate.stale):
+            self._gate.stale.discard(member_id)
+            try:
+                await self.load_into_gate(member_id)
+            except redis.exceptions.RedisError:
+                self._gate.stale.add(member_id)
+                break  # Redis is still away: the next sweep tries again
+            repaired += 1
+        return repaired
 
 
 def _member(row: dict[str, Any]) -> Member:

@@ -116,6 +116,8 @@ class App:
             self.pool,
             campaign_gate=self.campaign_gate,
             points_gate=self.points_gate,
+            campaigns=self.campaigns,
+            members=self.points.members,
             metrics=self.metrics,
         )
         self.committer = GroupCommitter(

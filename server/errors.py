@@ -9,12 +9,13 @@ message: driver text and tracebacks go to the log, never to the caller.
 from __future__ import annotations
 
 import functools
+from datetime import timedelta
 
 import grpc
 import psycopg
 import psycopg_pool
 import redis.exceptions
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -31,19 +32,43 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
-    # Infrastructure failures, raised by the drivers themselves.
+    # Infrastructure failures, raised by the drivers themselves: a dependency that cannot
+    # take the call now, whatever the call was. Redis at maxmemory with noeviction (OOM), a
+    # replica after a failover (READONLY) and a Cluster between owners (MOVED / ASK,
+    # TRYAGAIN, CLUSTERDOWN) refuse writes the way a dead Redis does: retry later.
     redis.exceptions.ConnectionError: grpc.StatusCode.UNAVAILABLE,
     redis.exceptions.TimeoutError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.OutOfMemoryError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.ReadOnlyError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.AskError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.TryAgainError: grpc.StatusCode.UNAVAILABLE,
+    redis.exceptions.ClusterError: grpc.StatusCode.UNAVAILABLE,
     psycopg.OperationalError: grpc.StatusCode.UNAVAILABLE,
     psycopg_pool.PoolTimeout: grpc.StatusCode.UNAVAILABLE,
+    # A deadlock or serialization failure: another transaction won; nothing was written.
+    psycopg.errors.TransactionRollback: grpc.StatusCode.ABORTED,
+    psycopg.errors.DeadlockDetected: grpc.StatusCode.ABORTED,
+    psycopg.errors.SerializationFailure: grpc.StatusCode.ABORTED,
 }
 
+# (dependency, condition) per driver error, in the ErrorInfo's metadata.
 _DEPENDENCY = {
-    redis.exceptions.ConnectionError: "redis",
-    redis.exceptions.TimeoutError: "redis",
-    psycopg.OperationalError: "postgresql",
-    psycopg_pool.PoolTimeout: "postgresql",
+    redis.exceptions.ConnectionError: ("redis", "unreachable"),
+    redis.exceptions.TimeoutError: ("redis", "timeout"),
+    redis.exceptions.OutOfMemoryError: ("redis", "out_of_memory"),
+    redis.exceptions.ReadOnlyError: ("redis", "read_only"),
+    redis.exceptions.AskError: ("redis", "slot_moved"),
+    redis.exceptions.TryAgainError: ("redis", "slot_migrating"),
+    redis.exceptions.ClusterError: ("redis", "cluster_down"),
+    psycopg.OperationalError: ("postgresql", "unreachable"),
+    psycopg_pool.PoolTimeout: ("postgresql", "pool_exhausted"),
+    psycopg.errors.TransactionRollback: ("postgresql", "transaction_conflict"),
+    psycopg.errors.DeadlockDetected: ("postgresql", "deadlock"),
+    psycopg.errors.SerializationFailure: ("postgresql", "serialization_failure"),
 }
+# How long a client should wait before retrying (google.rpc.RetryInfo): a dependency coming
+# back (a restart, a failover, memory freed) takes about a second; a lost race, at once.
+_RETRY_DELAY_S = {grpc.StatusCode.UNAVAILABLE: 1.0, grpc.StatusCode.ABORTED: 0.05}
 
 
 def status_for(exc: BaseException) -> grpc.Status | None:
@@ -54,9 +79,15 @@ def status_for(exc: BaseException) -> grpc.Status | None:
             continue
         if isinstance(exc, errors.DomainError):
             return _rich(code, exc.message, exc.reason, exc.metadata(), exc)
-        dependency = _DEPENDENCY.get(cls, "dependency")
-        message = f"{dependency} is unavailable; retry with the same idempotency key"
-        return _rich(code, message, "DEPENDENCY_UNAVAILABLE", {"dependency": dependency}, exc)
+        dependency, condition = _DEPENDENCY.get(cls, ("dependency", "unavailable"))
+        if code is grpc.StatusCode.ABORTED:
+            message = "a concurrent change won; retry with the same idempotency key"
+            reason = "CONCURRENT_UPDATE"
+        else:
+            message = f"{dependency} is unavailable ({condition}); retry with the same key"
+            reason = "DEPENDENCY_UNAVAILABLE"
+        metadata = {"dependency": dependency, "condition": condition}
+        return _rich(code, message, reason, metadata, exc)
     return None
 
 
@@ -64,7 +95,8 @@ def _rich(
     code: grpc.StatusCode, message: str, reason: str, metadata: dict[str, str], exc: BaseException
 ) -> grpc.Status:
     violation = (exc.field, exc.description) if isinstance(exc, errors.InvalidArgument) else None
-    return _packed(code, message, reason, tuple(metadata.items()), violation)
+    retry = _RETRY_DELAY_S.get(code, 0.0)
+    return _packed(code, message, reason, tuple(metadata.items()), violation, retry)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -74,6 +106,7 @@ def _packed(
     reason: str,
     metadata: tuple[tuple[str, str], ...],
     violation: tuple[str, str] | None,
+    retry_delay_s: float = 0.0,
 ) -> grpc.Status:
     """Packing the details costs ~40 µs, as much as a third of a refusal's own work; a hot
     item past sold out answers the same status thousands of times, so it is packed once.
@@ -96,6 +129,12 @@ def _packed(
             )
         )
         details.append(bad)
+    if retry_delay_s > 0:
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(timedelta(seconds=retry_delay_s))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     rich: grpc.Status = rpc_status.to_status(status)
     return rich

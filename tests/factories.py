@@ -51,11 +51,12 @@ class Failure:
     message: str
     metadata: dict[str, str]
     field: str
+    retry_delay_s: float = 0.0  # google.rpc.RetryInfo, when the status carries one
 
 
 def failure(error: grpc.aio.AioRpcError) -> Failure:
     """The status code, ErrorInfo reason and BadRequest field of a failed call."""
-    reason, metadata, field = "", {}, ""
+    reason, metadata, field, retry = "", {}, "", 0.0
     for key_, value in error.trailing_metadata() or ():
         if key_ != rpc_status.GRPC_DETAILS_METADATA_KEY:
             continue
@@ -69,7 +70,11 @@ def failure(error: grpc.aio.AioRpcError) -> Failure:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 field = bad.field_violations[0].field
-    return Failure(error.code(), reason, error.details() or "", metadata, field)
+            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                info_ = error_details_pb2.RetryInfo()
+                detail.Unpack(info_)
+                retry = info_.retry_delay.ToTimedelta().total_seconds()
+    return Failure(error.code(), reason, error.details() or "", metadata, field, retry)
 
 
 class Api:

@@ -30,3 +30,24 @@ def test_dependencies_down_are_unavailable_without_driver_text() -> None:
 
 def test_unknown_errors_are_left_to_internal() -> None:
     assert status_for(KeyError("boom")) is None
+
+
+def test_redis_refusing_writes_is_unavailable_and_a_lost_race_is_aborted() -> None:
+    """OOM (maxmemory + noeviction), READONLY (a replica after failover) and Cluster
+    redirections are UNAVAILABLE like a dead Redis; a deadlock or serialization failure is
+    ABORTED (nothing was written: retry). A script's own error stays INTERNAL (a bug)."""
+    unavailable = (
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.MovedError("3999 127.0.0.1:6381"),
+        redis.exceptions.TryAgainError("Multiple keys request during rehashing of slot"),
+        redis.exceptions.ClusterDownError("The cluster is down"),
+    )
+    for exc in unavailable:
+        status = status_for(exc)
+        assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE, exc
+        assert "maxmemory" not in status.details and "127.0.0.1" not in status.details
+    for lost in (psycopg.errors.DeadlockDetected(), psycopg.errors.SerializationFailure()):
+        status = status_for(lost)
+        assert status is not None and status.code == grpc.StatusCode.ABORTED
+    assert status_for(redis.exceptions.ResponseError("ERR user_script:1: boom")) is None

@@ -1,0 +1,48 @@
+"""Redis refusing writes (maxmemory with noeviction, the recommended policy, or a replica's
+READONLY after a failover) is UNAVAILABLE with a reason and a retry delay, never INTERNAL,
+and never an error that hides a commit in PostgreSQL."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from loyalty.v1 import member_pb2
+from tests.conftest import Running
+from tests.factories import failure, key
+
+
+async def _earn(server: Running, member_id: str, points: int) -> member_pb2.EarnPointsResponse:
+    return await server.api.members.EarnPoints(
+        member_pb2.EarnPointsRequest(
+            member_id=member_id, points=points, reason="test", idempotency_key=key()
+        )
+    )
+
+
+async def test_a_commit_is_answered_ok_while_redis_refuses_writes(server: Running) -> None:
+    api = server.api
+    campaign = await api.campaign(units=5, points_price=100)
+    member = await api.member(points=100)
+    await api.redeem(member.id, campaign.id)  # the member and campaign are in Redis: 0 left
+
+    client = server.app.redis
+    used = int((await client.info("memory"))["used_memory"])
+    await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", str(max(1, used // 2)))
+    try:
+        earned = await _earn(server, member.id, 500)  # PostgreSQL commits; Redis refuses
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await api.redeem(member.id, campaign.id)
+    finally:
+        await client.config_set("maxmemory", "0")
+
+    assert earned.points == 500 and earned.balance.balance == 500
+    f = failure(refused.value)
+    assert f.code == grpc.StatusCode.UNAVAILABLE
+    assert (f.reason, f.metadata["dependency"]) == ("DEPENDENCY_UNAVAILABLE", "redis")
+    assert f.retry_delay_s > 0
+    # The mirror that missed the commit is reloaded by the next sweep: the member can
+    # spend the points earned while Redis was full.
+    await server.app.sweeper.sweep_once()
+    assert (await api.redeem(member.id, campaign.id, quantity=5 - 1)).redemption.quantity == 4
