@@ -1,9 +1,14 @@
 """The edge: one interceptor around every unary call that
 
-- sets the request id (the gateway's `x-request-id` when it sends one) for the logs,
+- sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
+  before anything logs it) for the logs,
+- decodes the request itself, so a malformed message is INVALID_ARGUMENT naming the
+  request, counted and logged like any call (grpc's own decoding answers UNKNOWN with a
+  traceback, before any interceptor sees the call),
 - maps domain and dependency errors to a status through server.errors (anything unknown
   becomes INTERNAL with a fixed message and a logged traceback),
-- records the standard gRPC server metrics with the code actually sent,
+- records the standard gRPC server metrics with the code actually sent (CANCELLED when
+  the client gave up: asyncio's CancelledError is not an Exception),
 - writes one structured access-log line: request id, method, code, latency, idempotency key.
 
 Doing all four in one place means the metrics and the log see the same code the client got.
@@ -12,7 +17,9 @@ The wrapped handler and its metric series are built once per method, not once pe
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -21,6 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
+from common import errors
 from common.metrics import GRPC_CODES, Metrics
 from server.errors import status_for
 
@@ -28,6 +36,10 @@ log = logging.getLogger("surge.rpc")
 access = logging.getLogger("surge.access")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
+REQUEST_ID_MAX = 128
+# What a request id may hold: enough for UUIDs, ULIDs and trace ids; nothing a log reader
+# could mistake for structure (newlines, quotes, control characters).
+_UNSAFE_IN_ID = re.compile(r"[^A-Za-z0-9._:/+=-]")
 
 if TYPE_CHECKING:  # the stubs make these generic; the runtime classes are not
     Handler: TypeAlias = grpc.RpcMethodHandler[Any, Any]
@@ -39,6 +51,34 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id.get()
         return True
+
+
+def clean_request_id(sent: str) -> str:
+    """The client's request id, safe to log: unsafe characters dropped, at most
+    REQUEST_ID_MAX long; a fresh UUID when nothing usable is left."""
+    kept = _UNSAFE_IN_ID.sub("", sent)[:REQUEST_ID_MAX]
+    return kept or str(uuid.uuid4())
+
+
+class _Malformed:
+    """What the edge's decoder returns for bytes that are not the request message."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], Any]:
+    def decode(data: bytes) -> Any:
+        if deserialize is None:
+            return data
+        try:
+            return deserialize(data)
+        except Exception as e:  # protobuf's DecodeError, or anything a decoder raises
+            return _Malformed(e)
+
+    return decode
 
 
 def split_method(full: str) -> tuple[str, str]:
@@ -86,18 +126,25 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             for key, value in context.invocation_metadata() or ():
                 if key == REQUEST_ID_HEADER:
                     rid = str(value)
-            rid = rid or str(uuid.uuid4())
+            rid = clean_request_id(rid)
             token = request_id.set(rid)
             started = time.perf_counter()
             started_total.inc()
             received.inc()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, _Malformed):
+                    raise errors.InvalidArgument(
+                        "request", "is not a valid message of this method's request type"
+                    ) from request.error
                 response = await inner(request, context)
                 sent.inc()
                 return response
             except grpc.aio.AbortError:
                 code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED  # the client cancelled or its deadline passed
                 raise
             except Exception as exc:
                 status = status_for(exc)
@@ -131,6 +178,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_decoder(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
