@@ -236,11 +236,14 @@ class CampaignGate:
             written += int(await self._restore(keys=[k.record(h) for h, _ in chunk], args=args))
         return written
 
-    async def expired_holds(self, campaign_id: str, before_ms: int) -> list[tuple[str, int]]:
-        """(hold id, deadline ms) of in-flight holds whose deadline is before `before_ms`."""
+    async def expired_holds(
+        self, campaign_id: str, before_ms: int, *, limit: int
+    ) -> list[tuple[str, int]]:
+        """(hold id, deadline ms) of up to `limit` in-flight holds whose deadline is before
+        `before_ms`, oldest first: a sweep pass is bounded whatever piled up."""
         k = CampaignKeys(campaign_id)
         rows: list[tuple[bytes, float]] = await self._redis.zrangebyscore(  # type: ignore[assignment]
-            k.deadlines, "-inf", before_ms, withscores=True
+            k.deadlines, "-inf", before_ms, start=0, num=limit, withscores=True
         )
         return [(i.decode() if isinstance(i, bytes) else str(i), int(s)) for i, s in rows]
 

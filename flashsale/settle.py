@@ -5,7 +5,7 @@ PostgreSQL decided.
 - apply_mirrors: one redemption's rows after a cancel, a confirmation or an expiry. Best
   effort, never an error (the change is committed): what did not land is reloaded by
   `repair`, which the sweeper runs each pass.
-- settle_lapsed_hold: the sweeper's step for a hold past its deadline.
+- settle_lapsed_holds: the sweeper's step for a campaign's holds past their deadline.
 
 Every settle carries PostgreSQL's versioned counters, which Redis applies only when newer, so
 settles may arrive in any order, twice, or after a rebuild.
@@ -87,37 +87,44 @@ class Settler:
         if failed:
             raise failed[0]
 
-    async def settle_lapsed_hold(self, campaign_id: str, hold: str, now_ms: int) -> str:
-        """The sweeper's step for one hold past its deadline: if PostgreSQL has the
-        redemption, settle it as done; otherwise release units and points. Returns what it did."""
-        member_id, key = hold.split(":", 1)
+    async def settle_lapsed_holds(
+        self, campaign_id: str, holds: list[str], now_ms: int
+    ) -> tuple[int, int]:
+        """The sweeper's step for a campaign's holds past their deadline: one PostgreSQL
+        query finds which of them this campaign committed (settled as done); the rest
+        release units and points. Returns (committed, released)."""
+        keys = [_member_and_key(hold) for hold in holds]
         async with self._pool.connection() as conn:
-            row = await store.by_key(conn, member_id, key)
+            found = await store.by_keys(conn, campaign_id, keys)
+            mirrors = {pair: await store.mirrors(conn, row) for pair, row in found.items()}
+        committed = released = 0
+        for hold, (member_id, key) in zip(holds, keys, strict=True):
+            row = found.get((member_id, key))
             if row is not None:
-                mirrors = await store.mirrors(conn, row)
-        if row is not None:
-            await self._cgate.resolve(
+                campaign, member = mirrors[(member_id, key)]
+                await self._cgate.resolve(
+                    campaign_id,
+                    member_id,
+                    hold,
+                    fingerprint=row["request_hash"],
+                    outcome=Outcome.DONE,
+                    mirror=campaign,
+                )
+                await self._pgate.settle(member_id, hold_id=hold, mirror=member)
+                committed += 1
+                continue
+            resolved = await self._cgate.resolve(
                 campaign_id,
                 member_id,
                 hold,
-                fingerprint=row["request_hash"],
-                outcome=Outcome.DONE,
-                mirror=mirrors[0],
+                fingerprint="",
+                outcome=Outcome.RELEASE,
+                expired_before_ms=now_ms,
             )
-            await self._pgate.settle(member_id, hold_id=hold, mirror=mirrors[1])
-            return "committed"
-        resolved = await self._cgate.resolve(
-            campaign_id,
-            member_id,
-            hold,
-            fingerprint="",
-            outcome=Outcome.RELEASE,
-            expired_before_ms=now_ms,
-        )
-        if resolved == 1:
-            await self._pgate.settle(member_id, hold_id=hold)
-            return "released"
-        return "skipped"
+            if resolved == 1:
+                await self._pgate.settle(member_id, hold_id=hold)
+                released += 1
+        return committed, released
 
     async def apply_mirrors(
         self, row: dict[str, Any], campaign: CampaignMirror, member: MemberMirror
@@ -155,6 +162,11 @@ class Settler:
                 return repaired  # Redis is still away: the next sweep tries again
             repaired += 1
         return repaired + await self._members.repair_mirrors()
+
+
+def _member_and_key(hold: str) -> tuple[str, str]:
+    member_id, key = hold.split(":", 1)
+    return member_id, key
 
 
 def resolution(entry: CommitEntry, result: CommitResult) -> Resolution:

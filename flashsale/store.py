@@ -140,6 +140,19 @@ async def by_key(conn: AsyncConnection[Any], member_id: str, key: str) -> dict[s
     return await select_one(conn, "r.member_id = %s AND r.idempotency_key = %s", (member_id, key))
 
 
+async def by_keys(
+    conn: AsyncConnection[Any], campaign_id: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The campaign's redemptions made by these (member id, idempotency key) pairs, in one
+    query. A key that made a redemption on another campaign is not this campaign's."""
+    cur = await conn.cursor(row_factory=dict_row).execute(
+        f"{SELECT} WHERE r.campaign_id = %s AND (r.member_id, r.idempotency_key) IN "
+        "(SELECT * FROM unnest(%s::uuid[], %s::text[]))",
+        (campaign_id, [m for m, _ in keys], [k for _, k in keys]),
+    )
+    return {(row["member_id"], row["idempotency_key"]): row for row in await cur.fetchall()}
+
+
 async def page_for_member(
     conn: AsyncConnection[Any], member_id: str, *, size: int, after: tuple[datetime, str] | None
 ) -> list[dict[str, Any]]:

@@ -26,6 +26,9 @@ from flashsale.lifecycle import Lifecycle
 from flashsale.settle import Settler
 
 log = logging.getLogger(__name__)
+# A pass settles at most this many lapsed holds of one campaign (one PostgreSQL query for
+# them all); more wait for the next pass, a sweep interval later, oldest first.
+HOLDS_PER_CAMPAIGN_PER_PASS = 500
 # Campaigns stay on the dashboard this long after they end.
 _SHOWN_AFTER_END = timedelta(hours=1)
 
@@ -82,13 +85,18 @@ class Sweeper:
         now_ms = int(time.time() * 1000)
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
-            for hold, deadline_ms in await self._gate.expired_holds(campaign_id, now_ms):
-                report.lag_seconds = max(report.lag_seconds, (now_ms - deadline_ms) / 1000)
-                did = await self._settler.settle_lapsed_hold(campaign_id, hold, now_ms)
-                if did == "released":
-                    report.released += 1
-                elif did == "committed":
-                    report.committed += 1
+            lapsed = await self._gate.expired_holds(
+                campaign_id, now_ms, limit=HOLDS_PER_CAMPAIGN_PER_PASS
+            )
+            if not lapsed:
+                continue
+            oldest_ms = min(deadline_ms for _, deadline_ms in lapsed)
+            report.lag_seconds = max(report.lag_seconds, (now_ms - oldest_ms) / 1000)
+            committed, released = await self._settler.settle_lapsed_holds(
+                campaign_id, [hold for hold, _ in lapsed], now_ms
+            )
+            report.committed += committed
+            report.released += released
         report.expired = await self._lifecycle.expire_overdue()
         self._record(report)
         self.last = report

@@ -213,3 +213,57 @@ async def test_a_not_active_refusal_from_postgresql_is_not_saved(server: Running
     assert failure(early.value).reason == "CAMPAIGN_NOT_ACTIVE"
     assert not opened.replayed
     assert opened.redemption.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
+
+
+async def test_a_lapsed_hold_is_settled_by_its_own_campaigns_redemption_only(
+    server: Running,
+) -> None:
+    """A key committed on campaign A says nothing about a hold with that key on campaign B:
+    the sweeper releases B's hold, and A's counters never land on B."""
+    api = server.api
+    first, second = await api.campaign(units=3), await api.campaign(units=3)
+    member = await api.member(points=1000)
+    await api.redeem(member.id, first.id, idem="shared-key")
+    await hold_as_a_dying_process_would(server, member.id, second.id, "shared-key")
+
+    await asyncio.sleep(server.app.settings.hold_ttl_seconds + 0.1)
+    await server.app.sweeper.sweep_once()  # or the server's own sweeper got there first
+
+    after = await api.get_campaign(second.id)
+    assert (after.units_remaining, after.units_held, after.units_committed) == (3, 0, 0)
+    assert (await api.balance(member.id)).available == 900
+    # Redis agrees: all three units of the second campaign are still for sale.
+    buyer = await api.member(points=1000)
+    assert (await api.redeem(buyer.id, second.id, quantity=3)).redemption.quantity == 3
+
+
+async def test_a_sweep_pass_settles_a_bounded_number_of_holds_per_campaign(
+    server: Running,
+) -> None:
+    """Holds that piled up (a crash mid-surge) are settled oldest first, a bounded batch per
+    pass, with one PostgreSQL lookup per batch."""
+    from flashsale.sweeper import HOLDS_PER_CAMPAIGN_PER_PASS as batch
+
+    api = server.api
+    campaign = await api.campaign(units=batch + 20, limit=batch + 20)
+    member = await api.member()
+    now_ms = int(time.time() * 1000)
+    past_ms = now_ms - 60_000
+    for i in range(batch + 20):
+        reserved = await server.app.campaign_gate.reserve(
+            campaign.id,
+            member.id,
+            hold_id(member.id, f"piled-{i}"),
+            quantity=1,
+            fingerprint="f",
+            now_ms=now_ms,
+            deadline_ms=past_ms + i,
+        )
+        assert reserved.code is Reserve.HELD
+
+    await server.app.sweeper.stop()  # this test does the passes itself
+    first = await server.app.sweeper.sweep_once()
+    second = await server.app.sweeper.sweep_once()
+
+    assert (first.released, second.released) == (batch, 20)
+    assert (await api.get_campaign(campaign.id)).units_held == 0
