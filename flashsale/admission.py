@@ -13,6 +13,7 @@ and both converge on the one row PostgreSQL keeps.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import uuid
@@ -57,7 +58,7 @@ from flashsale.model import (
     new_redemption_code,
 )
 from inventory.items import ItemKind
-from points.gate import Hold, PointsGate
+from points.gate import Claim, Hold, PointsGate
 from points.members import Members
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,15 @@ class Admission:
                 deadline_ms=deadline_ms,
             )
 
-        units = await reserve()
+        # The key's binding on the member's slot goes in the same round trip: one key, one
+        # request, across campaigns (the campaign's record sees only its own campaign).
+        units, claim = await asyncio.gather(
+            reserve(), self._pgate.claim(member_id, key, fingerprint)
+        )
+        if claim is Claim.KEY_REUSED:
+            if units.code is Reserve.HELD:  # this call's own new hold: give it back
+                await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
+            raise IdempotencyKeyReused(key)
         if units.code is Reserve.NOT_LOADED:
             await self._campaigns.load_into_gate(meta.id)
             units = await reserve()

@@ -30,6 +30,13 @@ class Hold(IntEnum):
     BELOW_THRESHOLD = 6
 
 
+class Claim(IntEnum):
+    """Replies of points/lua/claim.lua."""
+
+    CLAIMED = 1
+    KEY_REUSED = 2
+
+
 @dataclass(frozen=True)
 class HoldReply:
     code: Hold
@@ -55,6 +62,10 @@ def member_keys(member_id: str) -> list[str]:
     return [tag, tag + ":holds"]
 
 
+def claim_key(member_id: str, idempotency_key: str) -> str:
+    return "{member:" + member_id + "}:k:" + idempotency_key
+
+
 def _settle_args(hold_id: str, mirror: MemberMirror | None) -> list[str | int]:
     if mirror is None:
         return [hold_id, 0, 0, 0, ""]
@@ -67,14 +78,26 @@ def _script(name: str) -> str:
 
 
 class PointsGate:
-    def __init__(self, redis: Redis, *, calls: AutoPipeline, metrics: Metrics) -> None:
+    def __init__(
+        self, redis: Redis, *, calls: AutoPipeline, metrics: Metrics, key_ttl_seconds: int
+    ) -> None:
         self._redis = redis
         self._calls = calls
         self._metrics = metrics
+        self._key_ttl = key_ttl_seconds
+        self._claim = redis.register_script(_script("claim.lua"))
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
         # Members whose mirror missed a commit: Members.repair_mirrors reloads them (each sweep).
         self.stale: set[str] = set()
+
+    async def claim(self, member_id: str, idempotency_key: str, fingerprint: str) -> Claim:
+        """Binds the member's key to this request (one request per key, across campaigns)."""
+        with self._metrics.redis_call("claim"):
+            reply = await self._calls.call(
+                self._claim, [claim_key(member_id, idempotency_key)], [fingerprint, self._key_ttl]
+            )
+        return Claim(int(reply[0]))
 
     async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
         with self._metrics.redis_call("hold"):
@@ -116,7 +139,7 @@ class PointsGate:
         pipe.evalsha(self._settle.sha, len(keys), *keys, *_settle_args("", mirror))
 
     async def load_scripts(self) -> None:
-        for script in (self._hold, self._settle):
+        for script in (self._claim, self._hold, self._settle):
             await self._redis.script_load(script.script)
 
     def count_load(self) -> None:

@@ -102,7 +102,12 @@ class App:
             record_ttl_seconds=settings.idempotency_ttl_seconds,
             metrics=self.metrics,
         )
-        self.points_gate = PointsGate(self.redis, calls=self.calls, metrics=self.metrics)
+        self.points_gate = PointsGate(
+            self.redis,
+            calls=self.calls,
+            metrics=self.metrics,
+            key_ttl_seconds=settings.idempotency_ttl_seconds,
+        )
         self.catalog = Catalog(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)

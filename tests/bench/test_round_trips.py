@@ -211,18 +211,27 @@ async def test_success_path_round_trips_per_redemption(
         # At most 2 Redis round trips per redemption, all in: its unit hold and points hold
         # and its share of the settle.
         "Redis round trips <= 2 per redemption, settle included": wire.redis <= 2 * n,
-        # Each redemption's own calls, whatever shares their round trips: one unit hold and
-        # one points hold; the settle is one resolve per campaign per batch and one points
-        # settle per redemption; nothing else.
-        "request path: one reserve and one hold per redemption": (
-            wire.commands["EVALSHA reserve.lua"] == n and wire.commands["EVALSHA hold.lua"] == n
+        # Each redemption's own calls, whatever shares their round trips: one unit hold, the
+        # key's binding on the member's slot (sent with the unit hold) and one points hold;
+        # the settle is one resolve per campaign per batch and one points settle per
+        # redemption; nothing else.
+        "request path: one reserve, one claim and one hold per redemption": (
+            wire.commands["EVALSHA reserve.lua"] == n
+            and wire.commands["EVALSHA claim.lua"] == n
+            and wire.commands["EVALSHA hold.lua"] == n
         ),
         "settle: one resolve per campaign per batch": (
             wire.commands["EVALSHA resolve.lua"] <= batches * CAMPAIGNS
         ),
         "settle: one points settle per redemption": wire.commands["EVALSHA settle.lua"] == n,
         "no other Redis command": set(wire.commands)
-        <= {"EVALSHA reserve.lua", "EVALSHA hold.lua", "EVALSHA resolve.lua", "EVALSHA settle.lua"},
+        <= {
+            "EVALSHA reserve.lua",
+            "EVALSHA claim.lua",
+            "EVALSHA hold.lua",
+            "EVALSHA resolve.lua",
+            "EVALSHA settle.lua",
+        },
         # No PostgreSQL round trip of its own: the commits are shared through group commit.
         "PostgreSQL round trips per redemption < 1": wire.pg / n < 1,
         "PostgreSQL: one round trip per batch, nothing else": wire.pg <= batches,

@@ -139,3 +139,64 @@ async def test_a_replay_after_the_sale_sold_out_still_returns_the_redemption(
     again = await asyncio.wait_for(api.redeem(member.id, campaign.id, idem=k), 5)
 
     assert again.redemption.id == first.redemption.id and again.replayed
+
+
+async def test_a_key_refused_on_one_campaign_cannot_redeem_on_another(server: Running) -> None:
+    api = server.api
+    sold_out, in_stock = await api.campaign(units=1), await api.campaign(units=5)
+    member, other = await api.member(points=1000), await api.member(points=1000)
+    await api.redeem(other.id, sold_out.id)
+
+    with pytest.raises(grpc.aio.AioRpcError) as first:
+        await api.redeem(member.id, sold_out.id, idem="K")
+    with pytest.raises(grpc.aio.AioRpcError) as second:
+        await api.redeem(member.id, in_stock.id, idem="K")
+
+    assert failure(first.value).reason == "SOLD_OUT"
+    f = failure(second.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED")
+    assert (await api.get_campaign(in_stock.id)).units_remaining == 5
+    assert (await api.balance(member.id)).available == 1000
+    # The key still answers its own request the same way.
+    with pytest.raises(grpc.aio.AioRpcError) as again:
+        await api.redeem(member.id, sold_out.id, idem="K")
+    assert failure(again.value).reason == "SOLD_OUT"
+
+
+async def test_a_key_redeemed_on_one_campaign_is_reused_on_a_sold_out_other(
+    server: Running,
+) -> None:
+    api = server.api
+    in_stock, sold_out = await api.campaign(units=5), await api.campaign(units=1)
+    member, other = await api.member(points=1000), await api.member(points=1000)
+    await api.redeem(other.id, sold_out.id)
+    redeemed = await api.redeem(member.id, in_stock.id, idem="K")
+
+    with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+        await api.redeem(member.id, sold_out.id, idem="K")
+
+    assert failure(elsewhere.value).reason == "IDEMPOTENCY_KEY_REUSED"
+    replay = await api.redeem(member.id, in_stock.id, idem="K")
+    assert replay.replayed and replay.redemption.id == redeemed.redemption.id
+
+
+async def test_one_key_sent_to_two_campaigns_at_once_redeems_once(server: Running) -> None:
+    api = server.api
+    first, second = await api.campaign(units=5), await api.campaign(units=5)
+    member = await api.member(points=10_000)
+
+    ok, refused = await outcomes(
+        api.redeem(member.id, campaign.id, idem="K") for campaign in [first, second] * 10
+    )
+
+    assert len({r.redemption.id for r in ok}) == 1
+    assert refused == {"IDEMPOTENCY_KEY_REUSED": 20 - len(ok)}
+    async with server.app.pool.connection() as conn:
+        rows = await (
+            await conn.execute(
+                "SELECT count(*) FROM redemptions WHERE member_id = %s", (member.id,)
+            )
+        ).fetchone()
+    assert rows == (1,)
+    held = [(await api.get_campaign(c.id)).units_held for c in (first, second)]
+    assert held == [0, 0]
