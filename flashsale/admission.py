@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
@@ -170,9 +169,8 @@ class Admission:
         """Steps 2-4: units and points held in Redis; the entry to commit (step 5), or None
         when the key is already done. Raises the refusal otherwise."""
         hold = hold_id(member_id, key)
-        now = time.time()
-        requested_at = datetime.fromtimestamp(now, UTC)
-        deadline_ms = int((now + self._timing.hold_ttl_s) * 1000)
+        requested_at = datetime.now(UTC)
+        deadline_ms = 0  # Redis's clock sets it: the reply of a held reserve carries it
 
         # Step 2: units, on the campaign's slot.
         async def reserve() -> Any:
@@ -182,8 +180,7 @@ class Admission:
                 hold,
                 quantity=quantity,
                 fingerprint=fingerprint,
-                now_ms=int(now * 1000),
-                deadline_ms=deadline_ms,
+                hold_ttl_ms=int(self._timing.hold_ttl_s * 1000),
             )
 
         # The key's binding on the member's slot goes in the same round trip: one key, one

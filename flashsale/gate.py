@@ -138,15 +138,15 @@ class CampaignGate:
         *,
         quantity: int,
         fingerprint: str,
-        now_ms: int,
-        deadline_ms: int,
+        hold_ttl_ms: int,
     ) -> ReserveReply:
+        """Holds units until Redis's clock + `hold_ttl_ms` (the reply carries the deadline)."""
         k = CampaignKeys(campaign_id)
         with self._metrics.redis_call("reserve"):
             reply = await self._calls.call(
                 self._reserve,
                 [k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
-                [member_id, hold, quantity, fingerprint, now_ms, deadline_ms, self._ttl],
+                [member_id, hold, quantity, fingerprint, 0, hold_ttl_ms, self._ttl],
             )
         values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
         return ReserveReply(Reserve(int(reply[0])), values)

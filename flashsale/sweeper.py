@@ -82,7 +82,9 @@ class Sweeper:
 
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
-        now_ms = int(time.time() * 1000)
+        # Redis's clock, the one that set the deadlines (reserve.lua).
+        seconds, micros = await self._redis.time()
+        now_ms = seconds * 1000 + micros // 1000
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
             lapsed = await self._gate.expired_holds(

@@ -9,8 +9,13 @@
 -- KEYS[4] mheld     hash: member -> units in in-flight holds
 -- KEYS[5] taken     hash: member -> units taken in PostgreSQL (mirror)
 -- ARGV[1] member id      ARGV[2] hold id ("member:key")   ARGV[3] quantity
--- ARGV[4] request fingerprint   ARGV[5] now ms   ARGV[6] hold deadline ms
--- ARGV[7] how long a refusal is remembered, s
+-- ARGV[4] request fingerprint   ARGV[5] (unused, was the caller's clock)
+-- ARGV[6] how long a new hold lives, ms   ARGV[7] how long a refusal is remembered, s
+--
+-- Time is Redis's own (TIME), for the sale window and the hold's deadline alike: every
+-- server process that shares this Redis agrees whether the sale is open, whatever its own
+-- clock says. PostgreSQL's commit guard uses its own clock; the two must agree within the
+-- commit fence (SURGE_COMMIT_FENCE_SECONDS), which NTP gives by a wide margin.
 --
 -- Reply (first element is flashsale.gate.Reserve):
 --   {1, deadline}        HELD: a new hold
@@ -24,7 +29,9 @@
 --   {9, remaining}       SOLD_OUT
 local state, record, deadlines, mheld, taken = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, hold_id, qty, fp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local now, deadline, refusal_ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local deadline, refusal_ttl = now + tonumber(ARGV[6]), tonumber(ARGV[7])
 
 local s = redis.call('HMGET', state, 'allotted', 'limit', 'starts_ms', 'ends_ms', 'taken', 'held')
 if not s[1] then

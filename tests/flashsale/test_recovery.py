@@ -26,18 +26,16 @@ async def hold_as_a_dying_process_would(
     app = running.app
     meta = await app.campaigns.meta(campaign_id)
     fingerprint = idempotency.fingerprint(member_id, campaign_id, quantity, None)
-    now = time.time()
-    deadline_ms = int((now + app.settings.hold_ttl_seconds) * 1000)
     units = await app.campaign_gate.reserve(
         campaign_id,
         member_id,
         hold_id(member_id, idem),
         quantity=quantity,
         fingerprint=fingerprint,
-        now_ms=int(now * 1000),
-        deadline_ms=deadline_ms,
+        hold_ttl_ms=int(app.settings.hold_ttl_seconds * 1000),
     )
     assert units.code is Reserve.HELD
+    deadline_ms = int(units.values[0])
     points = await app.points_gate.hold(
         member_id, hold_id(member_id, idem), meta.points_price * quantity
     )
@@ -247,8 +245,6 @@ async def test_a_sweep_pass_settles_a_bounded_number_of_holds_per_campaign(
     api = server.api
     campaign = await api.campaign(units=batch + 20, limit=batch + 20)
     member = await api.member()
-    now_ms = int(time.time() * 1000)
-    past_ms = now_ms - 60_000
     for i in range(batch + 20):
         reserved = await server.app.campaign_gate.reserve(
             campaign.id,
@@ -256,8 +252,7 @@ async def test_a_sweep_pass_settles_a_bounded_number_of_holds_per_campaign(
             hold_id(member.id, f"piled-{i}"),
             quantity=1,
             fingerprint="f",
-            now_ms=now_ms,
-            deadline_ms=past_ms + i,
+            hold_ttl_ms=-60_000 + i,  # lapsed a minute ago, the first ones first
         )
         assert reserved.code is Reserve.HELD
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 
 import grpc
 import pytest
 
+from loyalty.v1 import redemption_pb2
 from tests.conftest import Running
 from tests.factories import failure
 from tests.flashsale.helpers import outcomes, settled_audit
@@ -155,3 +157,22 @@ async def test_outside_the_window_the_campaign_is_not_active(
     assert "starts_at" in f.metadata
     assert (await api.get_campaign(campaign.id)).units_remaining == 5
     assert (await api.balance(member.id)).balance == 1000
+
+
+@pytest.mark.parametrize("skew", [timedelta(hours=2), timedelta(hours=-2)], ids=["ahead", "behind"])
+async def test_a_server_with_a_skewed_clock_agrees_with_the_others_about_the_window(
+    server: Running, monkeypatch: pytest.MonkeyPatch, skew: timedelta
+) -> None:
+    """The sale window and hold deadlines are judged by Redis's clock, which every server
+    process shares, not by the process's own clock."""
+    api = server.api
+    campaign = await api.campaign(units=5)
+    member = await api.member(points=1000)
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + skew.total_seconds())
+
+    redeemed = await api.redeem(member.id, campaign.id)
+
+    monkeypatch.setattr(time, "time", real)
+    assert redeemed.redemption.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
+    assert (await api.get_campaign(campaign.id)).units_committed == 1
