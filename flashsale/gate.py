@@ -119,12 +119,14 @@ class CampaignGate:
         *,
         calls: AutoPipeline,
         record_ttl_seconds: int,
+        refusal_ttl_seconds: int,
         metrics: Metrics,
     ) -> None:
         self._redis = redis
         self._calls = calls
         self._metrics = metrics
-        self._ttl = record_ttl_seconds
+        self._ttl = record_ttl_seconds  # a done record: the key redeemed
+        self._refusal_ttl = refusal_ttl_seconds  # a refused record
         self._reserve = redis.register_script(_script("reserve.lua"))
         self._resolve = redis.register_script(_script("resolve.lua"))
         self._load = redis.register_script(_script("load.lua"))
@@ -146,7 +148,7 @@ class CampaignGate:
             reply = await self._calls.call(
                 self._reserve,
                 [k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
-                [member_id, hold, quantity, fingerprint, 0, hold_ttl_ms, self._ttl],
+                [member_id, hold, quantity, fingerprint, 0, hold_ttl_ms, self._refusal_ttl],
             )
         values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
         return ReserveReply(Reserve(int(reply[0])), values)
@@ -191,7 +193,7 @@ class CampaignGate:
         PostgreSQL counters (taken, version) if newer; replies as `resolve`, one per hold."""
         k = CampaignKeys(campaign_id)
         keys = [k.state, k.deadlines, k.mheld, k.taken, k.tver]
-        args: list[str | int] = [self._ttl, taken, version, expired_before_ms]
+        args: list[str | int] = [self._ttl, taken, version, expired_before_ms, self._refusal_ttl]
         for r in resolutions:
             keys.append(k.record(r.hold))
             args += [r.member_id, r.hold, r.fingerprint, r.outcome, *r.refusal]

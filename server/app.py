@@ -100,13 +100,14 @@ class App:
             self.redis,
             calls=self.calls,
             record_ttl_seconds=settings.idempotency_ttl_seconds,
+            refusal_ttl_seconds=settings.refusal_ttl_seconds,
             metrics=self.metrics,
         )
         self.points_gate = PointsGate(
             self.redis,
             calls=self.calls,
             metrics=self.metrics,
-            key_ttl_seconds=settings.idempotency_ttl_seconds,
+            key_ttl_seconds=settings.refusal_ttl_seconds,
         )
         self.catalog = Catalog(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)

@@ -32,6 +32,9 @@ class Settings:
     sweep_interval_seconds: float = 1.0
     payment_window_seconds: float = 900.0
     idempotency_ttl_seconds: int = 7 * 24 * 3600
+    # Refusals are the surge's flood (tens of thousands per sale): they are remembered only
+    # as long as a client keeps retrying, not as long as redemptions.
+    refusal_ttl_seconds: int = 900
     commit_batch_max: int = 256
     commit_workers: int = 1
     commit_linger_ms: int = 5
@@ -80,6 +83,7 @@ class Settings:
             idempotency_ttl_seconds=env_int(
                 env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
             ),
+            refusal_ttl_seconds=env_int(env, "SURGE_REFUSAL_TTL_SECONDS", 900, 60, 86_400),
             commit_batch_max=env_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
             commit_workers=env_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
             commit_linger_ms=env_int(env, "SURGE_COMMIT_LINGER_MS", 5, 0, 1000),

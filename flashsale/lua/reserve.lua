@@ -54,7 +54,9 @@ if r[1] then
   end
   -- A hold past its deadline that the sweeper has not reached: void it and hold afresh.
   redis.call('HINCRBY', state, 'held', -qty)
-  redis.call('HINCRBY', mheld, member, -qty)
+  if redis.call('HINCRBY', mheld, member, -qty) <= 0 then
+    redis.call('HDEL', mheld, member)
+  end
   redis.call('ZREM', deadlines, hold_id)
   redis.call('DEL', record)
   s[6] = tostring(tonumber(s[6]) - qty)

@@ -11,6 +11,7 @@
 -- ARGV[2] campaign taken  ARGV[3] its version (0 = no mirror)
 -- ARGV[4] expired-before ms: only resolve a hold whose deadline is before this (the
 --         sweeper's guard against a retry that renewed it); 0 = unconditional
+-- ARGV[5] how long a refused record is remembered, s (ARGV[1] is for done records)
 -- Then 9 values per hold, in KEYS order:
 --   member id, hold id, request fingerprint,
 --   outcome: done     the redemption is in PostgreSQL (units now counted in taken)
@@ -22,12 +23,12 @@
 -- Reply, one per hold: 1 a held hold was resolved; 0 no held hold (already resolved, or
 -- lost); 2 the hold has not expired (expired-before given): nothing changed for it
 local state, deadlines, mheld, taken, tver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local ttl, expired_before = tonumber(ARGV[1]), tonumber(ARGV[4])
+local ttl, expired_before, refusal_ttl = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local loaded = redis.call('EXISTS', state) == 1
 local replies = {}
 
 for i = 1, #KEYS - 5 do
-  local record, a = KEYS[5 + i], 4 + (i - 1) * 9
+  local record, a = KEYS[5 + i], 5 + (i - 1) * 9
   local member, hold_id, fp, outcome = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4]
   local r = redis.call('HMGET', record, 'state', 'qty', 'deadline')
   if expired_before > 0 and r[1] == 'held' and tonumber(r[3]) >= expired_before then
@@ -38,7 +39,11 @@ for i = 1, #KEYS - 5 do
       local qty = tonumber(r[2])
       if loaded then
         redis.call('HINCRBY', state, 'held', -qty)
-        redis.call('HINCRBY', mheld, member, -qty)
+        -- A member with nothing in flight has no field (bounded memory: a Redeem by an
+        -- unknown member, or a buyer who left, leaves nothing behind).
+        if redis.call('HINCRBY', mheld, member, -qty) <= 0 then
+          redis.call('HDEL', mheld, member)
+        end
       end
       redis.call('ZREM', deadlines, hold_id)
       replies[i] = 1
@@ -54,7 +59,7 @@ for i = 1, #KEYS - 5 do
     elseif outcome == 'refused' then
       redis.call('HSET', record, 'state', 'refused', 'member', member, 'fp', fp,
                  'reason', ARGV[a + 5], 'n1', ARGV[a + 6], 'n2', ARGV[a + 7])
-      redis.call('EXPIRE', record, ttl)
+      redis.call('EXPIRE', record, refusal_ttl)
     end
     local mversion = tonumber(ARGV[a + 9])
     if loaded and mversion > 0

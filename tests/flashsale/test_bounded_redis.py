@@ -1,0 +1,53 @@
+"""Redis holds only what the gate needs now (DESIGN-NOTES invariant 9): refusals leave
+within the retry window, redemptions stay as long as their replays matter, and no key or
+field is left behind by a request that came to nothing."""
+
+from __future__ import annotations
+
+import uuid
+
+import grpc
+import pytest
+
+from flashsale.gate import CampaignKeys, hold_id
+from points.gate import claim_key
+from tests.conftest import StartServer
+from tests.factories import failure
+
+
+async def test_refusals_are_remembered_for_the_retry_window_only(
+    start_server: StartServer,
+) -> None:
+    server = await start_server(refusal_ttl_seconds=120, idempotency_ttl_seconds=86_400)
+    api, client = server.api, server.app.redis
+    campaign = await api.campaign(units=1)
+    buyer, late = await api.member(points=1000), await api.member(points=1000)
+    await api.redeem(buyer.id, campaign.id, idem="won")
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.redeem(late.id, campaign.id, idem="lost")
+    assert failure(refused.value).reason == "SOLD_OUT"
+
+    keys = CampaignKeys(campaign.id)
+    refused_ttl = await client.ttl(keys.record(hold_id(late.id, "lost")))
+    done_ttl = await client.ttl(keys.record(hold_id(buyer.id, "won")))
+    claim_ttl = await client.ttl(claim_key(late.id, "lost"))
+
+    assert 0 < refused_ttl <= 120 and 0 < claim_ttl <= 120
+    assert 120 < done_ttl <= 86_400
+
+
+async def test_a_request_that_came_to_nothing_leaves_no_zero_field(
+    start_server: StartServer,
+) -> None:
+    """An unknown (well-formed) member id holds units, is refused NOT_FOUND, and its units go
+    back: its per-member in-flight field goes with them, as every member's does at zero."""
+    server = await start_server()
+    api, client = server.api, server.app.redis
+    campaign = await api.campaign(units=5)
+    member = await api.member(points=1000)
+    await api.redeem(member.id, campaign.id)  # held, then committed: in flight back to 0
+    with pytest.raises(grpc.aio.AioRpcError) as unknown:
+        await api.redeem(str(uuid.uuid4()), campaign.id)
+    assert failure(unknown.value).code == grpc.StatusCode.NOT_FOUND
+
+    assert await client.hgetall(CampaignKeys(campaign.id).mheld) == {}
