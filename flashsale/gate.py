@@ -120,6 +120,7 @@ class CampaignGate:
         calls: AutoPipeline,
         record_ttl_seconds: int,
         refusal_ttl_seconds: int,
+        retention_after_end_seconds: int,
         metrics: Metrics,
     ) -> None:
         self._redis = redis
@@ -127,6 +128,7 @@ class CampaignGate:
         self._metrics = metrics
         self._ttl = record_ttl_seconds  # a done record: the key redeemed
         self._refusal_ttl = refusal_ttl_seconds  # a refused record
+        self._retention_ms = retention_after_end_seconds * 1000  # campaign keys, after the end
         self._reserve = redis.register_script(_script("reserve.lua"))
         self._resolve = redis.register_script(_script("resolve.lua"))
         self._load = redis.register_script(_script("load.lua"))
@@ -221,6 +223,7 @@ class CampaignGate:
                 state.ends_ms,
                 state.taken,
                 state.version,
+                self._retention_ms,
                 *members,
             ],
         )

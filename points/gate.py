@@ -66,11 +66,11 @@ def claim_key(member_id: str, idempotency_key: str) -> str:
     return "{member:" + member_id + "}:k:" + idempotency_key
 
 
-def _settle_args(hold_id: str, mirror: MemberMirror | None) -> list[str | int]:
+def _settle_args(hold_id: str, mirror: MemberMirror | None, idle_s: int) -> list[str | int]:
     if mirror is None:
-        return [hold_id, 0, 0, 0, ""]
+        return [hold_id, 0, 0, 0, "", idle_s]
     eligible = "" if mirror.eligible is None else int(mirror.eligible)
-    return [hold_id, mirror.spendable, mirror.version, int(mirror.frozen), eligible]
+    return [hold_id, mirror.spendable, mirror.version, int(mirror.frozen), eligible, idle_s]
 
 
 def _script(name: str) -> str:
@@ -79,12 +79,19 @@ def _script(name: str) -> str:
 
 class PointsGate:
     def __init__(
-        self, redis: Redis, *, calls: AutoPipeline, metrics: Metrics, key_ttl_seconds: int
+        self,
+        redis: Redis,
+        *,
+        calls: AutoPipeline,
+        metrics: Metrics,
+        key_ttl_seconds: int,
+        idle_seconds: int,
     ) -> None:
         self._redis = redis
         self._calls = calls
         self._metrics = metrics
-        self._key_ttl = key_ttl_seconds
+        self._key_ttl = key_ttl_seconds  # a key's binding (claim.lua)
+        self._idle = idle_seconds  # the member's state and holds, after the last use
         self._claim = redis.register_script(_script("claim.lua"))
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
@@ -101,7 +108,9 @@ class PointsGate:
 
     async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
         with self._metrics.redis_call("hold"):
-            reply = await self._calls.call(self._hold, member_keys(member_id), [hold_id, points])
+            reply = await self._calls.call(
+                self._hold, member_keys(member_id), [hold_id, points, self._idle]
+            )
         code = Hold(int(reply[0]))
         # Available may be briefly negative (a ledger debit landed while holds were in
         # flight: docs/design.md, Known gaps); a refusal reports it as 0.
@@ -112,7 +121,7 @@ class PointsGate:
     ) -> Awaitable[Any]:
         """Drops the hold (if any) and applies the mirror (if newer), auto-pipelined."""
         keys = member_keys(member_id)
-        return self._calls.call(self._settle, keys, _settle_args(hold_id, mirror))
+        return self._calls.call(self._settle, keys, _settle_args(hold_id, mirror, self._idle))
 
     async def mirror_committed(
         self, member_id: str, mirror: MemberMirror, *, hold_id: str = ""
@@ -136,7 +145,7 @@ class PointsGate:
         """The same as `settle` without a hold, queued in the caller's pipeline (rebuilds).
         Bare EVALSHA: the caller loads the scripts first."""
         keys = member_keys(member_id)
-        pipe.evalsha(self._settle.sha, len(keys), *keys, *_settle_args("", mirror))
+        pipe.evalsha(self._settle.sha, len(keys), *keys, *_settle_args("", mirror, self._idle))
 
     async def load_scripts(self) -> None:
         for script in (self._claim, self._hold, self._settle):

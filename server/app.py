@@ -101,6 +101,7 @@ class App:
             calls=self.calls,
             record_ttl_seconds=settings.idempotency_ttl_seconds,
             refusal_ttl_seconds=settings.refusal_ttl_seconds,
+            retention_after_end_seconds=settings.campaign_key_retention_seconds,
             metrics=self.metrics,
         )
         self.points_gate = PointsGate(
@@ -108,6 +109,7 @@ class App:
             calls=self.calls,
             metrics=self.metrics,
             key_ttl_seconds=settings.refusal_ttl_seconds,
+            idle_seconds=settings.member_key_idle_seconds,
         )
         self.catalog = Catalog(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)

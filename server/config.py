@@ -35,6 +35,10 @@ class Settings:
     # Refusals are the surge's flood (tens of thousands per sale): they are remembered only
     # as long as a client keeps retrying, not as long as redemptions.
     refusal_ttl_seconds: int = 900
+    # A campaign's Redis keys expire this long after its sale ends (they reload if needed).
+    campaign_key_retention_seconds: int = 3600
+    # A member's Redis keys expire after this long unused (they reload when next needed).
+    member_key_idle_seconds: int = 86_400
     commit_batch_max: int = 256
     commit_workers: int = 1
     commit_linger_ms: int = 5
@@ -84,6 +88,12 @@ class Settings:
                 env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
             ),
             refusal_ttl_seconds=env_int(env, "SURGE_REFUSAL_TTL_SECONDS", 900, 60, 86_400),
+            member_key_idle_seconds=env_int(
+                env, "SURGE_MEMBER_KEY_IDLE_SECONDS", 86_400, 3600, 10**8
+            ),
+            campaign_key_retention_seconds=env_int(
+                env, "SURGE_CAMPAIGN_KEY_RETENTION_SECONDS", 3600, 60, 10**8
+            ),
             commit_batch_max=env_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
             commit_workers=env_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
             commit_linger_ms=env_int(env, "SURGE_COMMIT_LINGER_MS", 5, 0, 1000),

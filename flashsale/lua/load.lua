@@ -6,10 +6,15 @@
 -- KEYS[1] state  KEYS[2] taken  KEYS[3] tver
 -- ARGV[1] allotted  ARGV[2] per-member limit  ARGV[3] starts ms  ARGV[4] ends ms
 -- ARGV[5] taken (committed + waiting for payment)  ARGV[6] its version
--- ARGV[7..] triples: member id, member taken, its version
+-- ARGV[7] how long the keys outlive the sale, ms: they expire then (a late call loads the
+--         campaign again, for a minute at least, and is refused CAMPAIGN_NOT_ACTIVE)
+-- ARGV[8..] triples: member id, member taken, its version
 -- Reply: {1} created, {0} refreshed
 local state, taken, tver = KEYS[1], KEYS[2], KEYS[3]
 local created = 0
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local expire_at = math.max(tonumber(ARGV[4]) + tonumber(ARGV[7]), now + 60000)
 if redis.call('EXISTS', state) == 0 then
   redis.call('HSET', state, 'allotted', ARGV[1], 'limit', ARGV[2], 'starts_ms', ARGV[3],
              'ends_ms', ARGV[4], 'taken', ARGV[5], 'tver', ARGV[6], 'held', 0)
@@ -17,11 +22,17 @@ if redis.call('EXISTS', state) == 0 then
 elseif tonumber(ARGV[6]) > tonumber(redis.call('HGET', state, 'tver') or '0') then
   redis.call('HSET', state, 'taken', ARGV[5], 'tver', ARGV[6])
 end
-for i = 7, #ARGV, 3 do
+for i = 8, #ARGV, 3 do
   local member, units, version = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
   if version > tonumber(redis.call('HGET', tver, member) or '0') then
     redis.call('HSET', taken, member, units)
     redis.call('HSET', tver, member, version)
+  end
+end
+-- resolve.lua gives taken and tver the state's expiry when it creates them later.
+for _, key in ipairs({state, taken, tver}) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('PEXPIREAT', key, expire_at)
   end
 end
 return {created}

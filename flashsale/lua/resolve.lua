@@ -70,6 +70,17 @@ for i = 1, #KEYS - 5 do
   end
 end
 
+-- The per-member mirrors end with the campaign's state (load.lua set its expiry).
+if loaded then
+  local expire_at = redis.call('PEXPIRETIME', state)
+  if expire_at > 0 then
+    for _, key in ipairs({taken, tver}) do
+      if redis.call('PTTL', key) == -1 then
+        redis.call('PEXPIREAT', key, expire_at)
+      end
+    end
+  end
+end
 local version = tonumber(ARGV[3])
 if loaded and version > 0 and version > tonumber(redis.call('HGET', state, 'tver') or '0') then
   redis.call('HSET', state, 'taken', ARGV[2], 'tver', version)

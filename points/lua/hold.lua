@@ -5,6 +5,8 @@
 --                in-flight holds)
 -- KEYS[2] holds  hash: hold id -> points
 -- ARGV[1] hold id ("member:key")   ARGV[2] points
+-- ARGV[3] idle lifetime, s: the member's keys expire after this long without a hold or a
+--         settle (the member is loaded again from PostgreSQL when next seen)
 --
 -- Reply (first element is points.gate.Hold):
 --   {1} HELD   {2} ALREADY_HELD (same hold id: a retry)   {3, available} INSUFFICIENT
@@ -32,4 +34,6 @@ if available < points then
 end
 redis.call('HSET', holds, hold_id, points)
 redis.call('HINCRBY', state, 'held', points)
+redis.call('EXPIRE', state, ARGV[3])
+redis.call('EXPIRE', holds, ARGV[3])
 return {1}

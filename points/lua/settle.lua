@@ -10,6 +10,8 @@
 --         version, or whatever the version when Redis has no eligible flag yet (the flag
 --         changes only with writers that always send it, so an older one is never stale
 --         against a newer one that Redis has not seen).
+-- ARGV[6] idle lifetime, s: the member's keys expire after this long without a hold or a
+--         settle (the member is loaded again from PostgreSQL when next seen)
 -- Reply: {points released by this call}
 local state, holds = KEYS[1], KEYS[2]
 local hold_id, version, eligible = ARGV[1], tonumber(ARGV[3]), ARGV[5]
@@ -39,6 +41,11 @@ if version > 0 then
     end
   elseif eligible ~= '' and redis.call('HEXISTS', state, 'eligible') == 0 then
     redis.call('HSET', state, 'eligible', eligible)
+  end
+end
+for _, key in ipairs({state, holds}) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('EXPIRE', key, ARGV[6])
   end
 end
 return {released}

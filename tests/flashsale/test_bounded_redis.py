@@ -10,7 +10,8 @@ import grpc
 import pytest
 
 from flashsale.gate import CampaignKeys, hold_id
-from points.gate import claim_key
+from loyalty.v1 import common_pb2, redemption_pb2
+from points.gate import claim_key, member_keys
 from tests.conftest import StartServer
 from tests.factories import failure
 
@@ -51,3 +52,30 @@ async def test_a_request_that_came_to_nothing_leaves_no_zero_field(
     assert failure(unknown.value).code == grpc.StatusCode.NOT_FOUND
 
     assert await client.hgetall(CampaignKeys(campaign.id).mheld) == {}
+
+
+async def test_every_key_a_sale_leaves_in_redis_has_an_end(start_server: StartServer) -> None:
+    """After a sale with redemptions, refusals, a cancel and a points + cash payment, every
+    key in Redis expires: campaign keys a retention after the sale ends, member keys after
+    they go unused, records after their window."""
+    server = await start_server(campaign_key_retention_seconds=600, member_key_idle_seconds=7200)
+    api, client = server.api, server.app.redis
+    sale = await api.campaign(units=3, kind=common_pb2.ITEM_KIND_SERVICE)
+    cash = await api.campaign(units=3, points_price=100, cash_price_cents=500)
+    members = [await api.member(points=1000) for _ in range(4)]
+    for m in members[:3]:
+        await api.redeem(m.id, sale.id)
+    with pytest.raises(grpc.aio.AioRpcError):
+        await api.redeem(members[3].id, sale.id)  # sold out: a refused record
+    first = (await api.redeem(members[0].id, cash.id)).redemption
+    await api.redemptions.CancelRedemption(  # a points + cash one, before its payment
+        redemption_pb2.CancelRedemptionRequest(redemption_id=first.id, member_id=members[0].id)
+    )
+    await server.app.sweeper.sweep_once()
+
+    endless = [k async for k in client.scan_iter(count=1000) if await client.ttl(k) == -1]
+    assert endless == []
+    ends = (await api.get_campaign(sale.id)).ends_at.ToDatetime().timestamp()
+    state_ends = await client.pexpiretime(CampaignKeys(sale.id).state) / 1000
+    assert abs(state_ends - (ends + 600)) < 2
+    assert 0 < await client.ttl(member_keys(members[0].id)[0]) <= 7200
