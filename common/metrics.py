@@ -185,6 +185,19 @@ class Metrics:
             ("kind",),
             registry=registry,
         )
+        self.redis_memory = Gauge(
+            "surge_redis_memory_bytes",
+            "Redis memory: used, and max (maxmemory; 0 = no limit).",
+            ("kind",),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.redis_evicts = Gauge(
+            "surge_redis_may_evict",
+            "1 when Redis's maxmemory-policy may evict gate keys (anything but noeviction).",
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
         self.dependency_up = Gauge(
             "surge_dependency_up",
             "1 when the last probe of the dependency succeeded.",

@@ -19,6 +19,7 @@ from datetime import timedelta
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
+from common import redis_memory
 from common.metrics import CampaignUnits, Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate
@@ -122,7 +123,10 @@ class Sweeper:
         m.pg_waiting.set(stats.get("requests_waiting", 0))
         redis_up = pg_up = True
         try:
-            await self._redis.ping()
+            memory = await redis_memory.read(self._redis)
+            m.redis_memory.labels("used").set(memory.used)
+            m.redis_memory.labels("max").set(memory.limit)
+            m.redis_evicts.set(int(memory.evicts))
         except Exception:
             redis_up = False
         try:

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from common import redis_memory
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 from flashsale.admission import Admission
@@ -172,7 +173,8 @@ class App:
     async def start(self) -> int:
         """Starts everything; returns the bound port (useful with port 0)."""
         await self.pool.open(wait=True, timeout=30)
-        await self.redis.ping()
+        for warning in (await redis_memory.read(self.redis)).warnings():
+            log.warning("%s", warning)
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
         self.committer.start()

@@ -98,6 +98,12 @@ class LocalStack:
                 "",
                 "--appendonly",
                 "no",
+                # As production should run it: a limit, and full means refusing writes
+                # (UNAVAILABLE) rather than evicting live gate keys.
+                "--maxmemory",
+                "1gb",
+                "--maxmemory-policy",
+                "noeviction",
             ],
             check=True,
         )

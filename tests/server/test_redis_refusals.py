@@ -4,11 +4,15 @@ and never an error that hides a commit in PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 import pytest
+import redis
 
 from loyalty.v1 import member_pb2
-from tests.conftest import Running
+from server.app import Stores
+from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 
 
@@ -27,6 +31,7 @@ async def test_a_commit_is_answered_ok_while_redis_refuses_writes(server: Runnin
     await api.redeem(member.id, campaign.id)  # the member and campaign are in Redis: 0 left
 
     client = server.app.redis
+    before: dict[str, str] = await client.config_get("maxmemory*")  # type: ignore[assignment]
     used = int((await client.info("memory"))["used_memory"])
     await client.config_set("maxmemory-policy", "noeviction")
     await client.config_set("maxmemory", str(max(1, used // 2)))
@@ -35,7 +40,8 @@ async def test_a_commit_is_answered_ok_while_redis_refuses_writes(server: Runnin
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await api.redeem(member.id, campaign.id)
     finally:
-        await client.config_set("maxmemory", "0")
+        await client.config_set("maxmemory", before["maxmemory"])
+        await client.config_set("maxmemory-policy", before["maxmemory-policy"])
 
     assert earned.points == 500 and earned.balance.balance == 500
     f = failure(refused.value)
@@ -46,3 +52,26 @@ async def test_a_commit_is_answered_ok_while_redis_refuses_writes(server: Runnin
     # spend the points earned while Redis was full.
     await server.app.sweeper.sweep_once()
     assert (await api.redeem(member.id, campaign.id, quantity=5 - 1)).redemption.quantity == 4
+
+
+async def test_an_evicting_policy_is_warned_at_start_and_shown_in_metrics(
+    start_server: StartServer, stores: Stores, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = redis.Redis.from_url(stores.redis_url)
+    before: dict[str, str] = client.config_get("maxmemory*")  # type: ignore[assignment]
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    client.config_set("maxmemory", "512mb")
+    try:
+        server = await start_server()
+        await server.app.sweeper.refresh_gauges()
+    finally:
+        client.config_set("maxmemory-policy", before["maxmemory-policy"])
+        client.config_set("maxmemory", before["maxmemory"])
+        client.close()
+
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("allkeys-lru" in w and "noeviction" in w for w in warned)
+    m = server.app.metrics
+    assert m.redis_evicts._value.get() == 1
+    assert m.redis_memory.labels("max")._value.get() == 512 * 1024 * 1024
+    assert m.redis_memory.labels("used")._value.get() > 0
