@@ -215,12 +215,16 @@ class Admission:
 
         # Step 3: points, on the member's slot; step 4 if it says no.
         points = meta.points_price * quantity
-        held = await self._pgate.hold(member_id, hold, points)
+        held = await self._pgate.hold(
+            member_id, hold, points, deadline_ms=deadline_ms, campaign_id=meta.id
+        )
         if held.code is Hold.NOT_LOADED:
             if not await self._members.load_into_gate(member_id):
                 await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
                 raise NotFound("member", member_id)
-            held = await self._pgate.hold(member_id, hold, points)
+            held = await self._pgate.hold(
+                member_id, hold, points, deadline_ms=deadline_ms, campaign_id=meta.id
+            )
         if held.code is Hold.INSUFFICIENT:
             await self._give_back(
                 meta.id,

@@ -160,6 +160,7 @@ async def audit(
             stuck_after_ms=stuck_after_ms,
         )
     await _audit_members(redis, report, members, settled=settled)
+    await _audit_points_holds(pool, redis, report, members)
     return report
 
 
@@ -231,7 +232,7 @@ async def _audit_members(
         chunk = members[start : start + 500]
         pipe = redis.pipeline(transaction=False)
         for row in chunk:
-            state_key, holds_key = member_keys(row["id"])
+            state_key, holds_key, _ = member_keys(row["id"])
             pipe.hgetall(state_key)
             pipe.hvals(holds_key)
         replies = await pipe.execute()
@@ -254,6 +255,44 @@ async def _audit_members(
                 )
             if settled and (s["held"] != 0 or s["ver"] != row["version"]):
                 report.fail(f"{name}: Redis differs from a rebuild after settling")
+
+
+async def _audit_points_holds(
+    pool: AsyncConnectionPool, redis: Redis, report: AuditReport, members: list[dict[str, Any]]
+) -> None:
+    """Every points hold still in force has a campaign hold or a committed redemption
+    behind it. A lapsed one counts for nothing (hold.lua drops it before it refuses anyone),
+    so it is not a violation; one in force with nothing behind it keeps points locked."""
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    orphans: list[tuple[str, str, str]] = []  # (member, key, campaign)
+    for start in range(0, len(members), 500):
+        chunk = members[start : start + 500]
+        pipe = redis.pipeline(transaction=False)
+        for row in chunk:
+            pipe.hgetall(member_keys(row["id"])[2])
+        for row, info in zip(chunk, await pipe.execute(), strict=True):
+            for hold_b, what in info.items():
+                hold, (deadline, campaign_id) = _str(hold_b), _str(what).split(":", 1)
+                if int(deadline) < now_ms:
+                    continue
+                state = await redis.hget(CampaignKeys(campaign_id).record(hold), "state")
+                if _str(state) != "held":
+                    orphans.append((row["id"], hold.split(":", 1)[1], campaign_id))
+    if not orphans:
+        return
+    async with pool.connection() as conn:
+        for member_id, key, campaign_id in orphans:
+            cur = await conn.execute(
+                "SELECT 1 FROM redemptions WHERE member_id = %s AND idempotency_key = %s "
+                "AND campaign_id = %s",
+                (member_id, key, campaign_id),
+            )
+            if await cur.fetchone() is None:
+                report.fail(
+                    f"member {member_id}: points hold {key} in force with neither a hold nor "
+                    f"a redemption of campaign {campaign_id} behind it"
+                )
 
 
 def _str(value: Any) -> str:

@@ -54,19 +54,30 @@ class Settler:
 
     async def settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
         """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came
-        back applied (newer versions win, so order does not matter), one `resolve` per
-        campaign (atomic: units move from held to taken at once) and one `settle` per hold.
-        The calls share the auto-pipeline's round trips."""
+        back applied (newer versions win, so order does not matter), one `settle` per hold,
+        then one `resolve` per campaign (atomic: units move from held to taken at once).
+
+        Members first, campaigns second, each a round trip shared through the
+        auto-pipeline: a process killed in between leaves campaign holds, which the sweeper
+        finds and settles on both sides, never a points hold that nothing points back to."""
         campaigns: dict[str, list[tuple[CommitEntry, CommitResult]]] = {}
         last_of_member: dict[str, int] = {}
         for i, pair in enumerate(pairs):
             campaigns.setdefault(pair[0].campaign_id, []).append(pair)
             last_of_member[pair[0].member_id] = i
-        calls: list[Awaitable[Any]] = []
+        member_calls: list[Awaitable[Any]] = []
+        for i, (entry, result) in enumerate(pairs):
+            # A member's points mirror goes with its last hold of the batch: dropping an
+            # earlier hold first can only make Redis briefly more generous than PostgreSQL,
+            # which then refuses (the guard), never stingier (a refusal Redis would keep).
+            mirror = result.member if last_of_member[entry.member_id] == i else None
+            hold = hold_id(entry.member_id, entry.idempotency_key)
+            member_calls.append(self._pgate.settle(entry.member_id, hold_id=hold, mirror=mirror))
+        campaign_calls: list[Awaitable[Any]] = []
         for campaign_id, group in campaigns.items():
             mirrors = [r.campaign for _, r in group if r.campaign is not None]
             newest = max(mirrors, key=lambda m: m.version, default=None)
-            calls.append(
+            campaign_calls.append(
                 self._cgate.resolve_many(
                     campaign_id,
                     [resolution(entry, result) for entry, result in group],
@@ -74,18 +85,12 @@ class Settler:
                     version=newest.version if newest else 0,
                 )
             )
-        for i, (entry, result) in enumerate(pairs):
-            # A member's points mirror goes with its last hold of the batch: dropping an
-            # earlier hold first can only make Redis briefly more generous than PostgreSQL,
-            # which then refuses (the guard), never stingier (a refusal Redis would keep).
-            mirror = result.member if last_of_member[entry.member_id] == i else None
-            hold = hold_id(entry.member_id, entry.idempotency_key)
-            calls.append(self._pgate.settle(entry.member_id, hold_id=hold, mirror=mirror))
         with self._metrics.redis_call("settle_batch"):
-            replies = await asyncio.gather(*calls, return_exceptions=True)
-        failed = [r for r in replies if isinstance(r, BaseException)]
-        if failed:
-            raise failed[0]
+            for calls in (member_calls, campaign_calls):
+                replies = await asyncio.gather(*calls, return_exceptions=True)
+                failed = [r for r in replies if isinstance(r, BaseException)]
+                if failed:  # the sweeper settles what is left, from PostgreSQL
+                    raise failed[0]
 
     async def settle_lapsed_holds(
         self, campaign_id: str, holds: list[str], now_ms: int
@@ -102,6 +107,7 @@ class Settler:
             row = found.get((member_id, key))
             if row is not None:
                 campaign, member = mirrors[(member_id, key)]
+                await self._pgate.settle(member_id, hold_id=hold, mirror=member)
                 await self._cgate.resolve(
                     campaign_id,
                     member_id,
@@ -110,7 +116,6 @@ class Settler:
                     outcome=Outcome.DONE,
                     mirror=campaign,
                 )
-                await self._pgate.settle(member_id, hold_id=hold, mirror=member)
                 committed += 1
                 continue
             resolved = await self._cgate.resolve(

@@ -41,6 +41,7 @@ class Claim(IntEnum):
 class HoldReply:
     code: Hold
     available: int = 0
+    dropped: int = 0  # lapsed holds this call dropped: the member's mirror may be stale
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class MemberMirror:
 def member_keys(member_id: str) -> list[str]:
     # Built by concatenation: the braces are the hash tag and must survive.
     tag = "{member:" + member_id + "}"
-    return [tag, tag + ":holds"]
+    return [tag, tag + ":holds", tag + ":hinfo"]
 
 
 def claim_key(member_id: str, idempotency_key: str) -> str:
@@ -106,15 +107,22 @@ class PointsGate:
             )
         return Claim(int(reply[0]))
 
-    async def hold(self, member_id: str, hold_id: str, points: int) -> HoldReply:
+    async def hold(
+        self, member_id: str, hold_id: str, points: int, *, deadline_ms: int, campaign_id: str
+    ) -> HoldReply:
         with self._metrics.redis_call("hold"):
             reply = await self._calls.call(
-                self._hold, member_keys(member_id), [hold_id, points, self._idle]
+                self._hold,
+                member_keys(member_id),
+                [hold_id, points, self._idle, deadline_ms, campaign_id],
             )
         code = Hold(int(reply[0]))
         # Available may be briefly negative (a ledger debit landed while holds were in
         # flight: docs/design.md, Known gaps); a refusal reports it as 0.
-        return HoldReply(code, max(0, int(reply[1])) if code is Hold.INSUFFICIENT else 0)
+        available = max(0, int(reply[1])) if code is Hold.INSUFFICIENT else 0
+        if int(reply[2]):
+            self.stale.add(member_id)  # a lapsed hold's settle was lost: reload the mirror
+        return HoldReply(code, available, int(reply[2]))
 
     def settle(
         self, member_id: str, *, hold_id: str = "", mirror: MemberMirror | None = None

@@ -3,7 +3,7 @@
 -- absent: no hold can exist without the state, so held = 0 is then exact.
 -- Runs on the member's hash slot.
 --
--- KEYS[1] state  KEYS[2] holds
+-- KEYS[1] state  KEYS[2] holds  KEYS[3] hinfo (hold id -> what the hold is for)
 -- ARGV[1] hold id ("" = none)   ARGV[2] spendable (balance - points waiting for payment)
 -- ARGV[3] version (0 = no mirror)   ARGV[4] frozen (0|1)
 -- ARGV[5] eligible (0|1; "" = not read by this writer: keep Redis's). Applied with a newer
@@ -13,7 +13,7 @@
 -- ARGV[6] idle lifetime, s: the member's keys expire after this long without a hold or a
 --         settle (the member is loaded again from PostgreSQL when next seen)
 -- Reply: {points released by this call}
-local state, holds = KEYS[1], KEYS[2]
+local state, holds, hinfo = KEYS[1], KEYS[2], KEYS[3]
 local hold_id, version, eligible = ARGV[1], tonumber(ARGV[3]), ARGV[5]
 local released = 0
 
@@ -21,6 +21,7 @@ if hold_id ~= '' then
   local points = redis.call('HGET', holds, hold_id)
   if points then
     redis.call('HDEL', holds, hold_id)
+    redis.call('HDEL', hinfo, hold_id)
     released = tonumber(points)
     if redis.call('EXISTS', state) == 1 then
       redis.call('HINCRBY', state, 'held', -released)
@@ -43,7 +44,7 @@ if version > 0 then
     redis.call('HSET', state, 'eligible', eligible)
   end
 end
-for _, key in ipairs({state, holds}) do
+for _, key in ipairs({state, holds, hinfo}) do
   if redis.call('EXISTS', key) == 1 then
     redis.call('EXPIRE', key, ARGV[6])
   end

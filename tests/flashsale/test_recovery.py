@@ -10,7 +10,8 @@ import pytest
 import redis.asyncio
 
 from flashsale import idempotency
-from flashsale.gate import Reserve, hold_id
+from flashsale.audit import audit
+from flashsale.gate import Outcome, Reserve, hold_id
 from flashsale.rebuild import rebuild_cache
 from loyalty.v1 import redemption_pb2
 from points.gate import Hold
@@ -37,7 +38,11 @@ async def hold_as_a_dying_process_would(
     assert units.code is Reserve.HELD
     deadline_ms = int(units.values[0])
     points = await app.points_gate.hold(
-        member_id, hold_id(member_id, idem), meta.points_price * quantity
+        member_id,
+        hold_id(member_id, idem),
+        meta.points_price * quantity,
+        deadline_ms=deadline_ms,
+        campaign_id=campaign_id,
     )
     assert points.code is Hold.HELD
     return deadline_ms
@@ -262,3 +267,30 @@ async def test_a_sweep_pass_settles_a_bounded_number_of_holds_per_campaign(
 
     assert (first.released, second.released) == (batch, 20)
     assert (await api.get_campaign(campaign.id)).units_held == 0
+
+
+async def test_a_points_hold_whose_settle_was_lost_frees_its_points_at_its_deadline(
+    server: Running,
+) -> None:
+    """A process killed between the campaign's resolve and the member's settle leaves a
+    points hold with nothing behind it: the audit names it while it is in force, and at its
+    deadline it counts for nothing (the next hold drops it), without a rebuild."""
+    api, app = server.api, server.app
+    campaign = await api.campaign(units=5, points_price=100)
+    member = await api.member(points=100)
+    idem = key()
+    await hold_as_a_dying_process_would(server, member.id, campaign.id, idem)
+    # The campaign's side is resolved (released), the member's settle never happens.
+    await app.campaign_gate.resolve(
+        campaign.id, member.id, hold_id(member.id, idem), fingerprint="", outcome=Outcome.RELEASE
+    )
+
+    report = await audit(app.pool, app.redis, settled=False)
+    assert any("points hold" in v and "neither" in v for v in report.violations)
+
+    await asyncio.sleep(app.settings.hold_ttl_seconds + 0.2)
+    redeemed = await api.redeem(member.id, campaign.id)
+
+    assert redeemed.redemption.points_total == 100
+    assert (await api.balance(member.id)).balance == 0
+    assert (await audit(app.pool, app.redis, settled=False)).ok
