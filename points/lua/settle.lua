@@ -44,9 +44,7 @@ if version > 0 then
     redis.call('HSET', state, 'eligible', eligible)
   end
 end
-for _, key in ipairs({state, holds, hinfo}) do
-  if redis.call('EXISTS', key) == 1 then
-    redis.call('EXPIRE', key, ARGV[6])
-  end
-end
+-- Only the state needs it: holds and hinfo get theirs from hold.lua, which creates them,
+-- and vanish when their last hold goes.
+redis.call('EXPIRE', state, ARGV[6])
 return {released}
