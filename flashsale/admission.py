@@ -56,6 +56,7 @@ from flashsale.model import (
     Timing,
     new_redemption_code,
 )
+from flashsale.settle import Settler
 from inventory.items import ItemKind
 from points.gate import Claim, Hold, PointsGate
 from points.members import Members
@@ -73,6 +74,7 @@ class Admission:
         campaign_gate: CampaignGate,
         points_gate: PointsGate,
         committer: GroupCommitter,
+        settler: Settler,
         timing: Timing,
         metrics: Metrics,
     ) -> None:
@@ -83,6 +85,7 @@ class Admission:
         self._cgate = campaign_gate
         self._pgate = points_gate
         self._committer = committer
+        self._settler = settler
         self._timing = timing
         self._in_flight = idempotency.InFlight()
 
@@ -195,6 +198,12 @@ class Admission:
         if units.code is Reserve.NOT_LOADED:
             await self._campaigns.load_into_gate(meta.id)
             units = await reserve()
+        if units.code is Reserve.LAPSED:
+            # This key's earlier hold lapsed unswept: settle it as the sweeper would (done
+            # if PostgreSQL has the key, else released), then ask again.
+            lapsed_before_ms = int(units.values[0]) + 1
+            await self._settler.settle_lapsed_holds(meta.id, [hold], lapsed_before_ms)
+            units = await reserve()
         match units.code:
             case Reserve.KEY_REUSED:
                 raise IdempotencyKeyReused(key)
@@ -210,8 +219,8 @@ class Admission:
                 raise SoldOut(meta.id, int(units.values[0]))
             case Reserve.HELD | Reserve.IN_FLIGHT:
                 deadline_ms = int(units.values[0])
-            case Reserve.NOT_LOADED:
-                raise RequestInProgress(key)  # state vanished twice in a row: let them retry
+            case Reserve.NOT_LOADED | Reserve.LAPSED:
+                raise RequestInProgress(key)  # state changed twice in a row: let them retry
 
         # Step 3: points, on the member's slot; step 4 if it says no.
         points = meta.points_price * quantity

@@ -31,6 +31,7 @@ class Reserve(IntEnum):
     NOT_ACTIVE = 7
     LIMIT_EXCEEDED = 8
     SOLD_OUT = 9
+    LAPSED = 10
 
 
 class Outcome:

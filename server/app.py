@@ -144,6 +144,7 @@ class App:
             campaign_gate=self.campaign_gate,
             points_gate=self.points_gate,
             committer=self.committer,
+            settler=self.settler,
             timing=Timing(
                 hold_ttl_s=settings.hold_ttl_seconds,
                 commit_fence_s=settings.commit_fence_seconds,

@@ -27,6 +27,13 @@
 --   {7}                  NOT_ACTIVE: outside the sale window
 --   {8, limit, taken}    LIMIT_EXCEEDED
 --   {9, remaining}       SOLD_OUT
+--   {10, deadline}       LAPSED: this key holds units past the hold's deadline and the
+--                        sweeper has not settled it yet. Whether PostgreSQL committed it is
+--                        not known here, so nothing changes: the caller settles the lapsed
+--                        hold as the sweeper would (Settler.settle_lapsed_holds: done if
+--                        PostgreSQL has the key, else released on both slots) and calls
+--                        again. Voiding it here instead could save a refusal for a
+--                        committed key and leave its points hold behind on {member:ID}.
 local state, record, deadlines, mheld, taken = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local member, hold_id, qty, fp = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local clock = redis.call('TIME')
@@ -52,14 +59,7 @@ if r[1] then
   if tonumber(r[3]) > now then
     return {2, tonumber(r[3])}
   end
-  -- A hold past its deadline that the sweeper has not reached: void it and hold afresh.
-  redis.call('HINCRBY', state, 'held', -qty)
-  if redis.call('HINCRBY', mheld, member, -qty) <= 0 then
-    redis.call('HDEL', mheld, member)
-  end
-  redis.call('ZREM', deadlines, hold_id)
-  redis.call('DEL', record)
-  s[6] = tostring(tonumber(s[6]) - qty)
+  return {10, tonumber(r[3])}
 end
 
 local allotted, limit = tonumber(s[1]), tonumber(s[2])

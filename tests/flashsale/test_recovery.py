@@ -294,3 +294,34 @@ async def test_a_points_hold_whose_settle_was_lost_frees_its_points_at_its_deadl
     assert redeemed.redemption.points_total == 100
     assert (await api.balance(member.id)).balance == 0
     assert (await audit(app.pool, app.redis, settled=False)).ok
+
+
+async def test_a_retry_after_the_deadline_of_a_committed_key_replays_it(server: Running) -> None:
+    """reserve.lua meets a key whose hold lapsed before the sweeper came, and the key was in
+    fact committed (its settle was lost). Meanwhile the campaign sold its last unit. The
+    retry must replay the redemption: never save SOLD_OUT for a committed key, never leave
+    the lapsed hold's points hold behind."""
+    api, app = server.api, server.app
+    await app.sweeper.stop()  # the retry, not the sweeper, meets the lapsed hold
+    campaign = await api.campaign(units=2, points_price=100)
+    member, other = await api.member(points=100), await api.member(points=100)
+    original = app.settler.settle_batch
+
+    async def lost(pairs: object) -> None:
+        raise ConnectionError("process died before settling Redis")
+
+    app.committer._after_commit = lost
+    try:
+        first = await api.redeem(member.id, campaign.id, idem="K")  # committed, not settled
+    finally:
+        app.committer._after_commit = original
+    await api.redeem(other.id, campaign.id)  # the last unit; its settle mirrors taken = 2
+    await asyncio.sleep(app.settings.hold_ttl_seconds + 0.1)
+
+    retry = await api.redeem(member.id, campaign.id, idem="K")
+
+    assert retry.replayed and retry.redemption.id == first.redemption.id
+    again = await api.redeem(member.id, campaign.id, idem="K")
+    assert again.replayed and again.redemption.id == first.redemption.id
+    await app.sweeper.sweep_once()
+    assert (await audit(app.pool, app.redis, settled=True)).ok
