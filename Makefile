@@ -60,6 +60,11 @@ loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the ser
 loadtest-chaos: setup ## The load test with the server SIGKILLed and restarted mid-surge
 	$(BIN)/python -m loadtest.run --profile $(PROFILE) --chaos $(LOADTEST_ARGS)
 
+SOAK_MINUTES ?= 10
+.PHONY: soak
+soak: setup ## Redis memory under a steady surge: keys and bytes per 10k calls (SOAK_MINUTES=10)
+	$(BIN)/python -m loadtest.soak --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
+
 # Its own variable: PROFILE belongs to the load test (ci|surge).
 BENCH_PROFILE ?= full
 .PHONY: bench bench-quick

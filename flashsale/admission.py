@@ -20,12 +20,9 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
-import psycopg_pool
-import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
-from common import validation
+from common import dependencies, validation
 from common.errors import (
     BelowRedemptionThreshold,
     CampaignNotActive,
@@ -317,19 +314,6 @@ _OUTCOMES: dict[type[BaseException], str] = {
     RequestInProgress: "retry",
     HoldExpired: "retry",
     Unavailable: "unavailable",
-    # The drivers' errors that server/errors.py answers UNAVAILABLE or ABORTED.
-    redis.exceptions.ConnectionError: "unavailable",
-    redis.exceptions.TimeoutError: "unavailable",
-    redis.exceptions.OutOfMemoryError: "unavailable",
-    redis.exceptions.ReadOnlyError: "unavailable",
-    redis.exceptions.AskError: "unavailable",
-    redis.exceptions.TryAgainError: "unavailable",
-    redis.exceptions.ClusterError: "unavailable",
-    psycopg.OperationalError: "unavailable",
-    psycopg_pool.PoolTimeout: "unavailable",
-    psycopg.errors.TransactionRollback: "retry",
-    psycopg.errors.DeadlockDetected: "retry",
-    psycopg.errors.SerializationFailure: "retry",
 }
 
 
@@ -338,6 +322,9 @@ def outcome_of(exc: BaseException) -> str:
     for cls in type(exc).__mro__:
         if cls in _OUTCOMES:
             return _OUTCOMES[cls]
+    failure = dependencies.failure_of(exc)
+    if failure is not None:
+        return "retry" if failure.lost_race else "unavailable"
     return "error"
 
 

@@ -12,14 +12,11 @@ import functools
 from datetime import timedelta
 
 import grpc
-import psycopg
-import psycopg_pool
-import redis.exceptions
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from common import errors
+from common import dependencies, errors
 
 ERROR_DOMAIN = "surge.loyalty.v1"
 
@@ -32,40 +29,8 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
-    # Infrastructure failures, raised by the drivers themselves: a dependency that cannot
-    # take the call now, whatever the call was. Redis at maxmemory with noeviction (OOM), a
-    # replica after a failover (READONLY) and a Cluster between owners (MOVED / ASK,
-    # TRYAGAIN, CLUSTERDOWN) refuse writes the way a dead Redis does: retry later.
-    redis.exceptions.ConnectionError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.TimeoutError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.OutOfMemoryError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.ReadOnlyError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.AskError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.TryAgainError: grpc.StatusCode.UNAVAILABLE,
-    redis.exceptions.ClusterError: grpc.StatusCode.UNAVAILABLE,
-    psycopg.OperationalError: grpc.StatusCode.UNAVAILABLE,
-    psycopg_pool.PoolTimeout: grpc.StatusCode.UNAVAILABLE,
-    # A deadlock or serialization failure: another transaction won; nothing was written.
-    psycopg.errors.TransactionRollback: grpc.StatusCode.ABORTED,
-    psycopg.errors.DeadlockDetected: grpc.StatusCode.ABORTED,
-    psycopg.errors.SerializationFailure: grpc.StatusCode.ABORTED,
 }
 
-# (dependency, condition) per driver error, in the ErrorInfo's metadata.
-_DEPENDENCY = {
-    redis.exceptions.ConnectionError: ("redis", "unreachable"),
-    redis.exceptions.TimeoutError: ("redis", "timeout"),
-    redis.exceptions.OutOfMemoryError: ("redis", "out_of_memory"),
-    redis.exceptions.ReadOnlyError: ("redis", "read_only"),
-    redis.exceptions.AskError: ("redis", "slot_moved"),
-    redis.exceptions.TryAgainError: ("redis", "slot_migrating"),
-    redis.exceptions.ClusterError: ("redis", "cluster_down"),
-    psycopg.OperationalError: ("postgresql", "unreachable"),
-    psycopg_pool.PoolTimeout: ("postgresql", "pool_exhausted"),
-    psycopg.errors.TransactionRollback: ("postgresql", "transaction_conflict"),
-    psycopg.errors.DeadlockDetected: ("postgresql", "deadlock"),
-    psycopg.errors.SerializationFailure: ("postgresql", "serialization_failure"),
-}
 # How long a client should wait before retrying (google.rpc.RetryInfo): a dependency coming
 # back (a restart, a failover, memory freed) takes about a second; a lost race, at once.
 _RETRY_DELAY_S = {grpc.StatusCode.UNAVAILABLE: 1.0, grpc.StatusCode.ABORTED: 0.05}
@@ -75,20 +40,21 @@ def status_for(exc: BaseException) -> grpc.Status | None:
     """The rich status for a known error, or None (the caller answers INTERNAL)."""
     for cls in type(exc).__mro__:
         code = STATUS_BY_ERROR.get(cls)
-        if code is None:
-            continue
-        if isinstance(exc, errors.DomainError):
+        if code is not None and isinstance(exc, errors.DomainError):
             return _rich(code, exc.message, exc.reason, exc.metadata(), exc)
-        dependency, condition = _DEPENDENCY.get(cls, ("dependency", "unavailable"))
-        if code is grpc.StatusCode.ABORTED:
-            message = "a concurrent change won; retry with the same idempotency key"
-            reason = "CONCURRENT_UPDATE"
-        else:
-            message = f"{dependency} is unavailable ({condition}); retry with the same key"
-            reason = "DEPENDENCY_UNAVAILABLE"
-        metadata = {"dependency": dependency, "condition": condition}
-        return _rich(code, message, reason, metadata, exc)
-    return None
+    failure = dependencies.failure_of(exc)
+    if failure is None:
+        return None
+    if failure.lost_race:
+        code, reason = grpc.StatusCode.ABORTED, "CONCURRENT_UPDATE"
+        message = "a concurrent change won; retry with the same idempotency key"
+    else:
+        code, reason = grpc.StatusCode.UNAVAILABLE, "DEPENDENCY_UNAVAILABLE"
+        message = (
+            f"{failure.dependency} is unavailable ({failure.condition}); retry with the same key"
+        )
+    metadata = {"dependency": failure.dependency, "condition": failure.condition}
+    return _rich(code, message, reason, metadata, exc)
 
 
 def _rich(
