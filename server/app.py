@@ -228,12 +228,12 @@ class App:
         log.info("stopped")
 
     def _serve_metrics(self) -> None:
-        """/metrics on SURGE_METRICS_PORT (0: off), on the gRPC address's host. With
+        """/metrics on SURGE_METRICS_ADDRESS (port 0: off), apart from the gRPC address. With
         PROMETHEUS_MULTIPROC_DIR set, several server processes write to shared files and the
         one that bound the port serves them all; the others find it taken and skip."""
         if self.settings.metrics_port == 0:
             return
-        host = self.settings.grpc_address.rsplit(":", 1)[0].strip("[]") or "0.0.0.0"
+        host = self.settings.metrics_host
         registry = self.metrics.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             registry = CollectorRegistry()

@@ -47,6 +47,9 @@ class Settings:
     redis_max_connections: int = 256
 
     # Observability.
+    # /metrics on its own address, loopback by default: opening gRPC to the network must
+    # not open the metrics too.
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = 9464
     log_level: str = "INFO"
     log_json: bool = True
@@ -100,7 +103,8 @@ class Settings:
             pg_pool_min=env_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
             pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
-            metrics_port=env_int(env, "SURGE_METRICS_PORT", 9464, 0, 65535),
+            metrics_host=_metrics_address(env)[0],
+            metrics_port=env_int(env, "SURGE_METRICS_PORT", _metrics_address(env)[1], 0, 65535),
             log_level=env_choice(
                 env, "SURGE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
@@ -108,3 +112,14 @@ class Settings:
             access_log=env_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
             program=program,
         )
+
+
+def _metrics_address(env: Mapping[str, str]) -> tuple[str, int]:
+    """SURGE_METRICS_ADDRESS, "host:port" (IPv6 in brackets); SURGE_METRICS_PORT, when set,
+    overrides the port (0: no metrics endpoint)."""
+    raw = env.get("SURGE_METRICS_ADDRESS", "127.0.0.1:9464").strip()
+    host, sep, port = raw.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"SURGE_METRICS_ADDRESS must be host:port, got {raw!r}")
+    return host, int(port)

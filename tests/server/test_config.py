@@ -72,3 +72,16 @@ def test_every_variable_is_read() -> None:
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Settings.load(env)
+
+
+def test_metrics_listen_on_loopback_apart_from_the_grpc_address() -> None:
+    """Opening gRPC to the network must not open /metrics too."""
+    default = Settings.load({"SURGE_GRPC_ADDRESS": "0.0.0.0:6000"})
+    assert (default.metrics_host, default.metrics_port) == ("127.0.0.1", 9464)
+    chosen = Settings.load({"SURGE_METRICS_ADDRESS": "[::]:9100"})
+    assert (chosen.metrics_host, chosen.metrics_port) == ("::", 9100)
+    port_only = Settings.load({"SURGE_METRICS_PORT": "9200"})
+    assert (port_only.metrics_host, port_only.metrics_port) == ("127.0.0.1", 9200)
+    for bad in ("9464", "host:", "host:port", ":9464", "h:70000"):
+        with pytest.raises(ConfigError, match="SURGE_METRICS_ADDRESS"):
+            Settings.load({"SURGE_METRICS_ADDRESS": bad})
