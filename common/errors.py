@@ -10,6 +10,7 @@ DomainError
 ├── RequestInProgress(key)                    same key, first call still running (retryable)
 ├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
 ├── Unavailable(dependency)                   Redis or PostgreSQL unreachable (retryable)
+├── Overloaded(limit)                         too many calls in flight here (retryable)
 └── Refusal                                   a business rule said no
     ├── SoldOut(campaign_id, remaining)
     ├── InsufficientPoints(member_id, available, required)
@@ -123,6 +124,19 @@ class Unavailable(DomainError):
 
     def metadata(self) -> dict[str, str]:
         return {"dependency": self.dependency}
+
+
+class Overloaded(DomainError):
+    """This process has as many calls in flight as it takes; nothing was started."""
+
+    reason = "OVERLOADED"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the server has {limit} calls in flight; retry shortly")
+        self.limit = limit
+
+    def metadata(self) -> dict[str, str]:
+        return {"max_concurrent_calls": str(self.limit)}
 
 
 class Refusal(DomainError):

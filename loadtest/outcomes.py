@@ -6,9 +6,10 @@ working, not failing. So every call is sorted into one of four kinds:
 - OK: reported under the method's name (a replayed Redeem as `Redeem:replayed`);
 - REFUSAL: a business "no" the sale is expected to give (`Redeem:SOLD_OUT`), a success
   for Locust under its own name, so the report counts refusals by reason;
-- TRANSIENT: UNAVAILABLE / ABORTED / DEADLINE_EXCEEDED, which a gateway retries with the
-  same idempotency key (the chaos run provokes them); reported as `Redeem:transient-CODE`,
-  not a failure, so the report shows how many retries the kill caused;
+- TRANSIENT: UNAVAILABLE / ABORTED / DEADLINE_EXCEEDED / RESOURCE_EXHAUSTED, which a
+  gateway retries with the same idempotency key (the chaos run provokes them, an overloaded
+  server sheds with the last); reported as `Redeem:transient-CODE`, not a failure, so the
+  report shows how many retries the kill caused;
 - FAILURE: anything else (INTERNAL, an unexpected reason): a Locust failure.
 """
 
@@ -44,7 +45,12 @@ EXPECTED_REFUSALS: dict[str, frozenset[str]] = {
 SAVED_REFUSALS = frozenset({"SOLD_OUT", "LIMIT_EXCEEDED", "INSUFFICIENT_POINTS", "MEMBER_FROZEN"})
 
 TRANSIENT_CODES = frozenset(
-    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED, grpc.StatusCode.DEADLINE_EXCEEDED}
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.ABORTED,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,  # shed by an overloaded server: retry shortly
+    }
 )
 
 TRANSIENT_PREFIX = "transient-"

@@ -182,7 +182,13 @@ class App:
         self.sweeper.start()
         self.ledger_jobs.start()
         server = grpc.aio.server(
-            interceptors=[EdgeInterceptor(self.metrics, access_log=self.settings.access_log)]
+            interceptors=[
+                EdgeInterceptor(
+                    self.metrics,
+                    access_log=self.settings.access_log,
+                    max_concurrent_calls=self.settings.max_concurrent_calls,
+                )
+            ]
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             catalog.CatalogService(self.catalog), server

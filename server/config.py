@@ -45,6 +45,9 @@ class Settings:
     pg_pool_min: int = 2
     pg_pool_max: int = 10
     redis_max_connections: int = 256
+    # Calls in flight at once before new ones are refused RESOURCE_EXHAUSTED (0: no limit):
+    # past a few hundred, more concurrency only lengthens every call's wait.
+    max_concurrent_calls: int = 512
 
     # Observability.
     # /metrics on its own address, loopback by default: opening gRPC to the network must
@@ -103,6 +106,7 @@ class Settings:
             pg_pool_min=env_int(env, "SURGE_PG_POOL_MIN", 2, 1, 1000),
             pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
+            max_concurrent_calls=env_int(env, "SURGE_MAX_CONCURRENT_CALLS", 512, 0, 1_000_000),
             metrics_host=_metrics_address(env)[0],
             metrics_port=env_int(env, "SURGE_METRICS_PORT", _metrics_address(env)[1], 0, 65535),
             log_level=env_choice(

@@ -28,12 +28,17 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.RequestInProgress: grpc.StatusCode.ABORTED,
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 # How long a client should wait before retrying (google.rpc.RetryInfo): a dependency coming
 # back (a restart, a failover, memory freed) takes about a second; a lost race, at once.
-_RETRY_DELAY_S = {grpc.StatusCode.UNAVAILABLE: 1.0, grpc.StatusCode.ABORTED: 0.05}
+_RETRY_DELAY_S = {
+    grpc.StatusCode.UNAVAILABLE: 1.0,
+    grpc.StatusCode.ABORTED: 0.05,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 0.25,  # a moment: calls in flight end in milliseconds
+}
 
 
 def status_for(exc: BaseException) -> grpc.Status | None:

@@ -87,11 +87,22 @@ def split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
+# Never shed: a load balancer must be able to ask whether this process is alive.
+_NOT_LIMITED = ("grpc.health.v1.Health",)
+
+
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, metrics: Metrics, *, access_log: bool) -> None:
+    def __init__(
+        self, metrics: Metrics, *, access_log: bool, max_concurrent_calls: int = 0
+    ) -> None:
+        """max_concurrent_calls: calls in flight at once in this process before new ones are
+        refused RESOURCE_EXHAUSTED (0: no limit). Our own count rather than grpcio's
+        maximum_concurrent_rpcs, which has been unreliable on the async server."""
         self._metrics = metrics
         self._access_log = access_log
         self._wrapped: dict[str, Handler] = {}
+        self._limit = max_concurrent_calls
+        self._in_flight = 0
 
     async def intercept_service(
         self,
@@ -120,6 +131,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         seconds = m.rpc_seconds.labels(*labels)
         handled = {code: m.rpc_handled.labels(*labels, code) for code in GRPC_CODES}
         access_log = self._access_log
+        limited = self._limit > 0 and service not in _NOT_LIMITED
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = ""
@@ -132,7 +144,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             started_total.inc()
             received.inc()
             code = grpc.StatusCode.OK
+            admitted = False
             try:
+                if limited:
+                    if self._in_flight >= self._limit:
+                        raise errors.Overloaded(self._limit)  # shed before any work
+                    self._in_flight += 1
+                    admitted = True
                 if isinstance(request, _Malformed):
                     raise errors.InvalidArgument(
                         "request", "is not a valid message of this method's request type"
@@ -159,6 +177,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 await context.abort(code, status.details, status.trailing_metadata)
                 raise
             finally:
+                if admitted:
+                    self._in_flight -= 1
                 elapsed = time.perf_counter() - started
                 code_name = GRPC_CODES[code.value[0]]
                 handled[code_name].inc()

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import grpc
 import pytest
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from loyalty.v1 import redemption_pb2
 from server.interceptors import REQUEST_ID_MAX, clean_request_id
-from tests.conftest import Running
+from tests.conftest import Running, StartServer
 from tests.factories import failure
+from tests.flashsale.helpers import outcomes
 
 REDEEM = ("unary", "loyalty.v1.RedemptionService", "Redeem")
 
@@ -73,3 +77,30 @@ def test_a_request_id_is_capped_and_cleaned_before_it_is_logged() -> None:
     assert len(clean_request_id("a" * 10_000)) == REQUEST_ID_MAX
     fresh = clean_request_id("\n\t\"'")
     assert len(fresh) == 36 and fresh.count("-") == 4  # a UUID of its own
+
+
+async def test_calls_past_the_limit_are_shed_at_once_and_health_never(
+    start_server: StartServer,
+) -> None:
+    """With the process's calls in flight at its limit, a new call is refused
+    RESOURCE_EXHAUSTED (OVERLOADED, with a retry delay) before any work; the admitted ones
+    finish; health still answers."""
+    server = await start_server(max_concurrent_calls=2)
+    api = server.api
+    campaign = await api.campaign(units=10)
+    members = [await api.member(points=1000) for _ in range(6)]
+    await server.app.redis.client_pause(1000)  # the admitted calls wait on Redis
+
+    calls = [asyncio.ensure_future(api.redeem(m.id, campaign.id)) for m in members[:2]]
+    await asyncio.sleep(0.2)  # both admitted and waiting
+    began = time.perf_counter()
+    ok, shed = await outcomes(api.redeem(m.id, campaign.id) for m in members[2:])
+    shed_in = time.perf_counter() - began
+    health = await HealthStub(server.channel).Check(HealthCheckRequest(), timeout=0.5)
+    admitted = await asyncio.gather(*calls)
+
+    assert not ok and shed == {"OVERLOADED": 4} and shed_in < 0.5
+    assert health.status == HealthCheckResponse.SERVING
+    assert all(a.redemption.quantity == 1 for a in admitted)
+    assert handled(server, "ResourceExhausted") == 4
+    assert (await api.get_campaign(campaign.id)).units_committed == 2
