@@ -48,8 +48,11 @@ class Lifecycle:
         await self._settler.apply_mirrors(row, *mirrors)
         return store.redemption_from_row(after)
 
-    async def confirm_payment(self, *, redemption_id: str, payment_reference: str) -> Redemption:
+    async def confirm_payment(
+        self, *, redemption_id: str, member_id: str, payment_reference: str
+    ) -> Redemption:
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
+        member_id = validation.uuid_id("member_id", member_id)
         reference = validation.text(
             "payment_reference",
             payment_reference,
@@ -59,7 +62,7 @@ class Lifecycle:
         window_closed = False
         async with self._pool.connection() as conn, conn.transaction():
             row = await store.lock(conn, redemption_id)
-            if row is None:
+            if row is None or row["member_id"] != member_id:
                 raise NotFound("redemption", redemption_id)
             status = RedemptionStatus(row["status"])
             if status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference:

@@ -14,10 +14,14 @@ class RedemptionReads:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def get(self, redemption_id: str) -> Redemption:
+    async def get(self, *, redemption_id: str, member_id: str) -> Redemption:
+        """The member's redemption; another member's is NOT_FOUND, as if it did not exist."""
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
+        member_id = validation.uuid_id("member_id", member_id)
         async with self._pool.connection() as conn:
-            row = await store.select_one(conn, "r.id = %s", (redemption_id,))
+            row = await store.select_one(
+                conn, "r.id = %s AND r.member_id = %s", (redemption_id, member_id)
+            )
         if row is None:
             raise NotFound("redemption", redemption_id)
         return store.redemption_from_row(row)

@@ -371,7 +371,9 @@ class Shopper(User):
                 self.gateway.ConfirmPayment,
                 "ConfirmPayment",
                 redemption_pb2.ConfirmPaymentRequest(
-                    redemption_id=r.id, payment_reference="pay-" + request.idempotency_key
+                    redemption_id=r.id,
+                    member_id=r.member_id,
+                    payment_reference="pay-" + request.idempotency_key,
                 ),
             )
             if confirmed.response is None:

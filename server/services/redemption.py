@@ -48,7 +48,9 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
     async def GetRedemption(
         self, request: redemption_pb2.GetRedemptionRequest, context: Context
     ) -> redemption_pb2.Redemption:
-        return convert.redemption(await self._reads.get(request.redemption_id))
+        return convert.redemption(
+            await self._reads.get(redemption_id=request.redemption_id, member_id=request.member_id)
+        )
 
     async def CancelRedemption(
         self, request: redemption_pb2.CancelRedemptionRequest, context: Context
@@ -62,7 +64,9 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         self, request: redemption_pb2.ConfirmPaymentRequest, context: Context
     ) -> redemption_pb2.Redemption:
         confirmed = await self._lifecycle.confirm_payment(
-            redemption_id=request.redemption_id, payment_reference=request.payment_reference
+            redemption_id=request.redemption_id,
+            member_id=request.member_id,
+            payment_reference=request.payment_reference,
         )
         return convert.redemption(confirmed)
 

@@ -89,7 +89,7 @@ async def test_a_virtual_redemption_whose_code_is_issued_cannot_be_cancelled(
     assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "REDEMPTION_NOT_CANCELLABLE")
     assert f.metadata["because"] == "its code is issued"
     after = await api.redemptions.GetRedemption(
-        redemption_pb2.GetRedemptionRequest(redemption_id=redeemed.id)
+        redemption_pb2.GetRedemptionRequest(redemption_id=redeemed.id, member_id=member.id)
     )
     assert after.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
     assert after.redemption_code == redeemed.redemption_code != ""

@@ -39,11 +39,13 @@ async def test_get_redemption(api: Api) -> None:
     made = (await api.redeem(member.id, campaign.id)).redemption
 
     fetched = await api.redemptions.GetRedemption(
-        redemption_pb2.GetRedemptionRequest(redemption_id=made.id)
+        redemption_pb2.GetRedemptionRequest(redemption_id=made.id, member_id=made.member_id)
     )
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await api.redemptions.GetRedemption(
-            redemption_pb2.GetRedemptionRequest(redemption_id=str(uuid.uuid4()))
+            redemption_pb2.GetRedemptionRequest(
+                redemption_id=str(uuid.uuid4()), member_id=made.member_id
+            )
         )
 
     assert fetched == made

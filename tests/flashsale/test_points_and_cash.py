@@ -8,14 +8,16 @@ import grpc
 import pytest
 
 from loyalty.v1 import common_pb2, redemption_pb2
-from tests.conftest import StartServer
+from tests.conftest import Running, StartServer
 from tests.factories import ADDRESS, failure, key
 from tests.flashsale.helpers import settled_audit
 
 
-def confirm(redemption_id: str, reference: str = "pay-1") -> redemption_pb2.ConfirmPaymentRequest:
+def confirm(
+    redemption: redemption_pb2.Redemption, reference: str = "pay-1"
+) -> redemption_pb2.ConfirmPaymentRequest:
     return redemption_pb2.ConfirmPaymentRequest(
-        redemption_id=redemption_id, payment_reference=reference
+        redemption_id=redemption.id, member_id=redemption.member_id, payment_reference=reference
     )
 
 
@@ -27,8 +29,8 @@ async def test_confirmed_in_time_commits(start_server: StartServer) -> None:
 
     pending = (await api.redeem(member.id, campaign.id, quantity=2)).redemption
     while_pending = (await api.get_campaign(campaign.id), await api.balance(member.id))
-    confirmed = await api.redemptions.ConfirmPayment(confirm(pending.id))
-    again = await api.redemptions.ConfirmPayment(confirm(pending.id))
+    confirmed = await api.redemptions.ConfirmPayment(confirm(pending))
+    again = await api.redemptions.ConfirmPayment(confirm(pending))
 
     assert pending.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT
     assert (pending.cash_total_cents, pending.points_total) == (1998, 400)
@@ -58,14 +60,14 @@ async def test_unconfirmed_expires_and_releases(start_server: StartServer) -> No
     await asyncio.sleep(1.0 + 2 * running.app.settings.sweep_interval_seconds + 0.2)
 
     expired = await api.redemptions.GetRedemption(
-        redemption_pb2.GetRedemptionRequest(redemption_id=pending.id)
+        redemption_pb2.GetRedemptionRequest(redemption_id=pending.id, member_id=member.id)
     )
     assert expired.status == redemption_pb2.REDEMPTION_STATUS_EXPIRED
     after = (await api.get_campaign(campaign.id), await api.balance(member.id))
     assert (after[0].units_held, after[0].units_remaining) == (0, 1)
     assert (after[1].balance, after[1].held) == (1000, 0)
     with pytest.raises(grpc.aio.AioRpcError) as late:
-        await api.redemptions.ConfirmPayment(confirm(pending.id))
+        await api.redemptions.ConfirmPayment(confirm(pending))
     assert failure(late.value).reason == "PAYMENT_NOT_PENDING"
     assert (await api.redeem(next_in_line.id, campaign.id)).redemption.quantity == 1
     assert (await settled_audit(running)).ok
@@ -83,7 +85,7 @@ async def test_confirm_after_the_window_before_the_sweep_is_refused_and_expires(
     await asyncio.sleep(1.1)
 
     with pytest.raises(grpc.aio.AioRpcError) as late:
-        await api.redemptions.ConfirmPayment(confirm(pending.id))
+        await api.redemptions.ConfirmPayment(confirm(pending))
 
     assert failure(late.value).reason == "PAYMENT_WINDOW_CLOSED"
     assert (await api.get_campaign(campaign.id)).units_remaining == 1
@@ -109,7 +111,7 @@ async def test_cancel_while_pending_returns_held_points(start_server: StartServe
     assert (balance.balance, balance.held) == (500, 0)
     assert (await api.get_campaign(campaign.id)).units_remaining == 3
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await api.redemptions.ConfirmPayment(confirm(pending.id))
+        await api.redemptions.ConfirmPayment(confirm(pending))
     assert failure(refused.value).reason == "PAYMENT_NOT_PENDING"
     assert (await settled_audit(running)).ok
 
@@ -122,7 +124,33 @@ async def test_points_only_redemption_cannot_be_confirmed(start_server: StartSer
     committed = (await api.redeem(member.id, campaign.id, idem=key())).redemption
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
-        await api.redemptions.ConfirmPayment(confirm(committed.id))
+        await api.redemptions.ConfirmPayment(confirm(committed))
 
     f = failure(refused.value)
     assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_NOT_PENDING")
+
+
+async def test_another_members_redemption_is_not_found_to_read_or_pay(server: Running) -> None:
+    """A gateway call that names a redemption also names its member: for anyone else the
+    redemption does not exist, and paying for it changes nothing."""
+    api = server.api
+    campaign = await api.campaign(units=2, points_price=100, cash_price_cents=500)
+    owner, stranger = await api.member(points=1000), await api.member(points=1000)
+    pending = (await api.redeem(owner.id, campaign.id)).redemption
+
+    with pytest.raises(grpc.aio.AioRpcError) as read:
+        await api.redemptions.GetRedemption(
+            redemption_pb2.GetRedemptionRequest(redemption_id=pending.id, member_id=stranger.id)
+        )
+    with pytest.raises(grpc.aio.AioRpcError) as paid:
+        await api.redemptions.ConfirmPayment(
+            redemption_pb2.ConfirmPaymentRequest(
+                redemption_id=pending.id, member_id=stranger.id, payment_reference="pay-x"
+            )
+        )
+
+    assert failure(read.value).code == failure(paid.value).code == grpc.StatusCode.NOT_FOUND
+    still = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=pending.id, member_id=owner.id)
+    )
+    assert still.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT

@@ -121,7 +121,9 @@ async def test_points_waiting_for_payment_are_spared_by_expiry(server: Running) 
     run = await LedgerJobs(server.app.pool, server.app.points).run_once(evaluate_tiers=False)
     spared = await assert_ledger_holds(server, member.id)
     confirmed = await api.redemptions.ConfirmPayment(
-        redemption_pb2.ConfirmPaymentRequest(redemption_id=pending.id, payment_reference="p-1")
+        redemption_pb2.ConfirmPaymentRequest(
+            redemption_id=pending.id, member_id=member.id, payment_reference="p-1"
+        )
     )
 
     assert run.expired_points == 600

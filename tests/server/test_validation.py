@@ -211,8 +211,23 @@ async def test_list_validation(api: Api) -> None:
     await expect_invalid(
         api.redemptions.ConfirmPayment(
             redemption_pb2.ConfirmPaymentRequest(
-                redemption_id=str(uuid.uuid4()), payment_reference=""
+                redemption_id=str(uuid.uuid4()), member_id=str(uuid.uuid4()), payment_reference=""
             )
         ),
         "payment_reference",
+    )
+    # Calls that name a redemption name its member too.
+    await expect_invalid(
+        api.redemptions.ConfirmPayment(
+            redemption_pb2.ConfirmPaymentRequest(
+                redemption_id=str(uuid.uuid4()), payment_reference="pay-1"
+            )
+        ),
+        "member_id",
+    )
+    await expect_invalid(
+        api.redemptions.GetRedemption(
+            redemption_pb2.GetRedemptionRequest(redemption_id=str(uuid.uuid4()))
+        ),
+        "member_id",
     )
