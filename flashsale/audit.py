@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
-from flashsale.gate import CampaignKeys
+from flashsale.gate import CampaignKeys, redis_now_ms
 from points.gate import member_keys
 
 
@@ -263,8 +263,7 @@ async def _audit_points_holds(
     """Every points hold still in force has a campaign hold or a committed redemption
     behind it. A lapsed one counts for nothing (hold.lua drops it before it refuses anyone),
     so it is not a violation; one in force with nothing behind it keeps points locked."""
-    seconds, micros = await redis.time()
-    now_ms = seconds * 1000 + micros // 1000
+    now_ms = await redis_now_ms(redis)
     orphans: list[tuple[str, str, str]] = []  # (member, key, campaign)
     for start in range(0, len(members), 500):
         chunk = members[start : start + 500]

@@ -98,6 +98,12 @@ class CampaignKeys:
         return self.tag + ":h:" + hold_id
 
 
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis's clock, the one reserve.lua sets deadlines by (TIME), in ms."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def hold_id(member_id: str, idempotency_key: str) -> str:
     """Holds are named by the idempotency key, which is scoped to the member."""
     return member_id + ":" + idempotency_key

@@ -22,6 +22,7 @@ import redis.exceptions
 from psycopg_pool import AsyncConnectionPool
 
 from common.metrics import Metrics
+from common.mirrors import StaleMirrors
 from flashsale import store
 from flashsale.campaigns import Campaigns
 from flashsale.committer import SAVED_REFUSALS, CommitEntry, CommitResult
@@ -50,7 +51,7 @@ class Settler:
         self._members = members
         self._metrics = metrics
         # Campaigns whose mirror missed a committed change: `repair` reloads them.
-        self._stale_campaigns: set[str] = set()
+        self._stale_campaigns = StaleMirrors()
 
     async def settle_batch(self, pairs: list[tuple[CommitEntry, CommitResult]]) -> None:
         """Step 6 for a whole batch: every hold settled and the PostgreSQL counters that came
@@ -151,22 +152,14 @@ class Settler:
                 row["campaign_id"],
                 type(e).__name__,
             )
-            self._stale_campaigns.add(row["campaign_id"])
+            self._stale_campaigns.mark(row["campaign_id"])
             self._metrics.mirrors_deferred.labels("campaign").inc()
         await self._pgate.mirror_committed(row["member_id"], member)
 
     async def repair(self) -> int:
         """Reloads campaigns and members whose mirror missed a commit; returns how many."""
-        repaired = 0
-        for campaign_id in list(self._stale_campaigns):
-            self._stale_campaigns.discard(campaign_id)
-            try:
-                await self._campaigns.load_into_gate(campaign_id)
-            except redis.exceptions.RedisError:
-                self._stale_campaigns.add(campaign_id)
-                return repaired  # Redis is still away: the next sweep tries again
-            repaired += 1
-        return repaired + await self._members.repair_mirrors()
+        campaigns = await self._stale_campaigns.reload(self._campaigns.load_into_gate)
+        return campaigns + await self._members.repair_mirrors()
 
 
 def _member_and_key(hold: str) -> tuple[str, str]:

@@ -22,7 +22,7 @@ from redis.asyncio import Redis
 from common import redis_memory
 from common.metrics import CampaignUnits, Metrics
 from flashsale.campaigns import Campaigns
-from flashsale.gate import CampaignGate
+from flashsale.gate import CampaignGate, redis_now_ms
 from flashsale.lifecycle import Lifecycle
 from flashsale.settle import Settler
 
@@ -84,8 +84,7 @@ class Sweeper:
     async def sweep_once(self) -> SweepReport:
         report = SweepReport()
         # Redis's clock, the one that set the deadlines (reserve.lua).
-        seconds, micros = await self._redis.time()
-        now_ms = seconds * 1000 + micros // 1000
+        now_ms = await redis_now_ms(self._redis)
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
             lapsed = await self._gate.expired_holds(

@@ -159,9 +159,9 @@ def _campaign(
             points_price=spec.points_price,
             cash_price_cents=spec.cash_price_cents,
             per_member_limit=spec.per_member_limit,
-            starts_at=_ts(opens_at),
+            starts_at=timestamp(opens_at),
             # An hour past the last stage: retries after the run still find it open.
-            ends_at=_ts(opens_at + sale_s + 3600),
+            ends_at=timestamp(opens_at + sale_s + 3600),
         ),
         timeout=RPC_TIMEOUT_S,
     )
@@ -177,7 +177,7 @@ def _campaign(
     )
 
 
-def _ts(epoch_s: float) -> Timestamp:
+def timestamp(epoch_s: float) -> Timestamp:
     t = Timestamp()
     t.FromDatetime(datetime.fromtimestamp(epoch_s, UTC))
     return t

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import grpc
 import redis.asyncio
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from loadtest.run import Server, free_port, say, stores
+from loadtest.seed import timestamp
 from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
@@ -79,12 +79,6 @@ class OtherServer(Server):
         return time.monotonic() - began
 
 
-def _ts(at: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(at)
-    return stamp
-
-
 async def _seed(channel: grpc.aio.Channel, minutes: float) -> tuple[str, str, list[str]]:
     """A sold-out campaign lasting the run, one ending halfway, and members with points."""
     catalog = catalog_pb2_grpc.CatalogServiceStub(channel)
@@ -108,8 +102,8 @@ async def _seed(channel: grpc.aio.Channel, minutes: float) -> tuple[str, str, li
                 units_allotted=units,
                 points_price=10,
                 per_member_limit=1000,
-                starts_at=_ts(now - timedelta(minutes=1)),
-                ends_at=_ts(now + lasts),
+                starts_at=timestamp((now - timedelta(minutes=1)).timestamp()),
+                ends_at=timestamp((now + lasts).timestamp()),
             )
         )
         return created.id

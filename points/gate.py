@@ -15,6 +15,7 @@ from redis.asyncio.client import Pipeline
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
+from common.mirrors import StaleMirrors
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class PointsGate:
         self._hold = redis.register_script(_script("hold.lua"))
         self._settle = redis.register_script(_script("settle.lua"))
         # Members whose mirror missed a commit: Members.repair_mirrors reloads them (each sweep).
-        self.stale: set[str] = set()
+        self.stale = StaleMirrors()
 
     async def claim(self, member_id: str, idempotency_key: str, fingerprint: str) -> Claim:
         """Binds the member's key to this request (one request per key, across campaigns)."""
@@ -121,7 +122,7 @@ class PointsGate:
         # flight: docs/design.md, Known gaps); a refusal reports it as 0.
         available = max(0, int(reply[1])) if code is Hold.INSUFFICIENT else 0
         if int(reply[2]):
-            self.stale.add(member_id)  # a lapsed hold's settle was lost: reload the mirror
+            self.stale.mark(member_id)  # a lapsed hold's settle was lost: reload the mirror
         return HoldReply(code, available, int(reply[2]))
 
     def settle(
@@ -146,7 +147,7 @@ class PointsGate:
                 member_id,
                 type(e).__name__,
             )
-            self.stale.add(member_id)
+            self.stale.mark(member_id)
             self._metrics.mirrors_deferred.labels("member").inc()
 
     def queue_settle(self, pipe: Pipeline, member_id: str, mirror: MemberMirror) -> None:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-import redis.exceptions
 from psycopg.rows import dict_row
 
 from common import validation
@@ -194,17 +193,8 @@ class Members:
 
     async def repair_mirrors(self) -> int:
         """Reloads the members whose mirror missed a commit (PointsGate.stale); returns how
-        many. Each leaves the set before its reload, so a miss meanwhile puts it back."""
-        repaired = 0
-        for member_id in list(self._gate.stale):
-            self._gate.stale.discard(member_id)
-            try:
-                await self.load_into_gate(member_id)
-            except redis.exceptions.RedisError:
-                self._gate.stale.add(member_id)
-                break  # Redis is still away: the next sweep tries again
-            repaired += 1
-        return repaired
+        many."""
+        return await self._gate.stale.reload(self.load_into_gate)
 
 
 def _member(row: dict[str, Any]) -> Member:

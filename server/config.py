@@ -78,6 +78,7 @@ class Settings:
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
         program = Program.load(env)
+        metrics_host, metrics_port = _metrics_address(env)
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             redis_url=env.get("REDIS_URL") or None,
@@ -107,8 +108,8 @@ class Settings:
             pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
             max_concurrent_calls=env_int(env, "SURGE_MAX_CONCURRENT_CALLS", 512, 0, 1_000_000),
-            metrics_host=_metrics_address(env)[0],
-            metrics_port=env_int(env, "SURGE_METRICS_PORT", _metrics_address(env)[1], 0, 65535),
+            metrics_host=metrics_host,
+            metrics_port=env_int(env, "SURGE_METRICS_PORT", metrics_port, 0, 65535),
             log_level=env_choice(
                 env, "SURGE_LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")
             ),
