@@ -1,0 +1,79 @@
+"""Which scopes may call which method: the one table the edge checks every call against.
+
+A credential carries scopes (the JWT's `scope` claim, space-separated, or `scp`, a list);
+a call is allowed when the credential holds any scope listed for its method. A method not in
+the table is refused to everyone (a new RPC is closed until it is given a scope here; a test
+checks that every RPC in protos/ has one).
+
+- storefront: what a shop's gateway does for a member it has signed in: browse, redeem,
+  read and cancel the member's own redemptions, balances, statements, transfers.
+- payments:   the payment service confirming the cash part of a points + cash redemption.
+- earning:    the mall's order and task systems crediting (and reversing) points.
+- fulfilment: the warehouse moving redemptions on after COMMITTED (nothing yet).
+- operator:   the mall's staff: catalogue, stock, campaigns, members, corrections, tiers,
+              and everything the reads and reports show.
+- reports:    finance and auditors: read-only reports, reads and the audit trail.
+"""
+
+from __future__ import annotations
+
+STOREFRONT = "storefront"
+PAYMENTS = "payments"
+EARNING = "earning"
+FULFILMENT = "fulfilment"
+OPERATOR = "operator"
+REPORTS = "reports"
+ALL = (STOREFRONT, PAYMENTS, EARNING, FULFILMENT, OPERATOR, REPORTS)
+
+_CATALOG = "/loyalty.v1.CatalogService/"
+_CAMPAIGN = "/loyalty.v1.CampaignService/"
+_MEMBER = "/loyalty.v1.MemberService/"
+_REDEMPTION = "/loyalty.v1.RedemptionService/"
+
+_BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
+_MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
+_OPERATOR = frozenset({OPERATOR})
+_EARN = frozenset({EARNING, OPERATOR})
+
+SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
+    _CATALOG + "CreateItem": _OPERATOR,
+    _CATALOG + "GetItem": _BROWSE,
+    _CATALOG + "AdjustStock": _OPERATOR,
+    _CAMPAIGN + "CreateCampaign": _OPERATOR,
+    _CAMPAIGN + "GetCampaign": _BROWSE,
+    _CAMPAIGN + "ListCampaigns": _BROWSE,
+    _MEMBER + "CreateMember": _MEMBER_SELF,
+    _MEMBER + "GetMember": _MEMBER_SELF,
+    _MEMBER + "GetBalance": _MEMBER_SELF,
+    _MEMBER + "EarnPoints": _EARN,
+    _MEMBER + "EarnForPurchase": _EARN,
+    _MEMBER + "EarnForTask": _EARN,
+    _MEMBER + "ReversePurchase": _EARN,
+    _MEMBER + "AdjustPoints": _OPERATOR,
+    _MEMBER + "FreezeMember": _OPERATOR,
+    _MEMBER + "UnfreezeMember": _OPERATOR,
+    _MEMBER + "SetManualTier": _OPERATOR,
+    _MEMBER + "EvaluateTier": _OPERATOR,
+    _MEMBER + "AddBeneficiary": _MEMBER_SELF,
+    _MEMBER + "RemoveBeneficiary": _MEMBER_SELF,
+    _MEMBER + "ListBeneficiaries": _MEMBER_SELF,
+    _MEMBER + "TransferPoints": _MEMBER_SELF,
+    _MEMBER + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
+    _MEMBER + "GetLiabilityReport": frozenset({OPERATOR, REPORTS}),
+    _REDEMPTION + "Redeem": frozenset({STOREFRONT}),
+    _REDEMPTION + "GetRedemption": frozenset({STOREFRONT, PAYMENTS, OPERATOR, REPORTS}),
+    _REDEMPTION + "CancelRedemption": _MEMBER_SELF,
+    _REDEMPTION + "ConfirmPayment": frozenset({PAYMENTS}),
+    _REDEMPTION + "ListRedemptions": frozenset({STOREFRONT, OPERATOR, REPORTS}),
+    _REDEMPTION + "GetBalance": _MEMBER_SELF,
+}
+
+
+def allowed(method: str, held: frozenset[str]) -> bool:
+    """Whether a credential holding `held` may call `method` ('/package.Service/Method')."""
+    needed = SCOPES_BY_METHOD.get(method)
+    return needed is not None and not needed.isdisjoint(held)
+
+
+def needed_for(method: str) -> frozenset[str]:
+    return SCOPES_BY_METHOD.get(method, frozenset())
