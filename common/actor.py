@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 
 
@@ -38,3 +38,12 @@ def acting_as(actor: Actor) -> Iterator[Actor]:
         yield actor
     finally:
         _current.reset(token)
+
+
+def enter(actor: Actor) -> Token[Actor]:
+    """For the edge, which sets the actor around a call it cannot wrap in a `with`."""
+    return _current.set(actor)
+
+
+def leave(token: Token[Actor]) -> None:
+    _current.reset(token)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
 
-from common import errors
+from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
 from server.errors import status_for
 
@@ -140,6 +140,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     rid = str(value)
             rid = clean_request_id(rid)
             token = request_id.set(rid)
+            actor_token = actor.enter(actor.Actor("anonymous", rid))
             started = time.perf_counter()
             started_total.inc()
             received.inc()
@@ -194,6 +195,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                             "idempotency_key": getattr(request, "idempotency_key", None) or None,
                         },
                     )
+                actor.leave(actor_token)
                 request_id.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(

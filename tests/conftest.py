@@ -24,6 +24,9 @@ from server.embedded import LocalStack
 from server.migrate import migrate
 from tests.factories import Api
 
+# The subject of the credential the test channels carry (what the audit trail records).
+TEST_SUBJECT = "anonymous"
+
 # Short timings so hold expiry, sweeps and payment windows happen within a test.
 TEST_SETTINGS = Settings(
     grpc_address="127.0.0.1:0",
