@@ -53,6 +53,8 @@ class LoadSpec:
     key_prefix: str = "bench"
     seed: int = 1
     call_timeout_s: float = 30.0
+    # Sent on every call (the credential; the naive peer gets the same bytes and ignores it).
+    metadata: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         host = self.target.rsplit(":", 1)[0]
@@ -133,7 +135,7 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
                 started = time.perf_counter()
                 try:
                     if spec.call == "health":
-                        await health(check, timeout=spec.call_timeout_s)
+                        await health(check, timeout=spec.call_timeout_s, metadata=spec.metadata)
                     else:
                         await redeem(
                             redemption_pb2.RedeemRequest(
@@ -143,6 +145,7 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
                                 idempotency_key=prefix + str(n),
                             ),
                             timeout=spec.call_timeout_s,
+                            metadata=spec.metadata,
                         )
                 except grpc.aio.AioRpcError as error:
                     outcome = _reason(error)

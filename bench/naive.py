@@ -69,6 +69,7 @@ from flashsale.store import redemption_from_row
 from inventory.items import ItemKind
 from loyalty.v1 import redemption_pb2_grpc
 from server.config import Settings
+from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor
 from server.logs import setup_logging
 from server.services.redemption import RedemptionService
@@ -290,9 +291,13 @@ class NaiveRedemptionService(RedemptionService):
 
 
 def edge(settings: Settings) -> grpc.aio.ServerInterceptor:
-    """The interceptor Surge's server.app.App puts in front of every call, built the same way."""
+    """The interceptor Surge's server.app.App puts in front of every call, built the same way
+    (checking the same credentials when the bench gives it Surge's secret)."""
+    checks = settings.auth == "JWT" and settings.has_jwt_keys
     return EdgeInterceptor(
-        Metrics(CollectorRegistry(auto_describe=True)), access_log=settings.access_log
+        Metrics(CollectorRegistry(auto_describe=True)),
+        access_log=settings.access_log,
+        verifier=Verifier(settings.jwt_keys()) if checks else None,
     )
 
 

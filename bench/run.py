@@ -53,6 +53,7 @@ from bench.probes import (
     redis_delta,
 )
 from bench.workloads import PROFILES, Dataset, Load, Profile, loads, seed
+from loadtest.credentials import with_credentials
 from server.app import Stores
 from server.embedded import LocalStack
 from server.migrate import migrate
@@ -189,14 +190,18 @@ def start_servers(
     # addresses, stores and the metrics port are the benchmark's own.
     base = dict(os.environ)
     surge_port, naive_port = _free_port(), _free_port()
-    surge_env = base | {
-        "BENCH_PORT": str(surge_port),
-        "DATABASE_URL": stack.database_url,
-        "REDIS_URL": stack.redis_url,
-        "SURGE_GRPC_ADDRESS": f"127.0.0.1:{surge_port}",
-        "SURGE_DATA_DIR": str(folder / "unused-data"),
-        "SURGE_METRICS_PORT": "0",
-    }
+    surge_env = with_credentials(
+        base
+        | {
+            "BENCH_PORT": str(surge_port),
+            "DATABASE_URL": stack.database_url,
+            "REDIS_URL": stack.redis_url,
+            "SURGE_GRPC_ADDRESS": f"127.0.0.1:{surge_port}",
+            "SURGE_DATA_DIR": str(folder / "unused-data"),
+            "SURGE_METRICS_PORT": "0",
+        }
+    )
+    os.environ["SURGE_TOKEN"] = surge_env["SURGE_TOKEN"]  # the loads call with it
     naive = ServerProcess(
         "naive",
         [
@@ -208,7 +213,9 @@ def start_servers(
             "--database-url",
             _with_database(stack.database_url, NAIVE_DATABASE),
         ],
-        base | {"BENCH_PORT": str(naive_port), "SURGE_METRICS_PORT": "0"},
+        base
+        | {"BENCH_PORT": str(naive_port), "SURGE_METRICS_PORT": "0"}
+        | {k: v for k, v in surge_env.items() if k == "SURGE_JWT_SECRET"},  # same edge work
         folder / "naive.log",
     )
     surges: list[ServerProcess] = []

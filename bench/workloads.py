@@ -17,6 +17,7 @@ from typing import TypeVar
 from bench.loadgen import LoadSpec
 from flashsale.model import RedeemRequest
 from inventory.items import ItemKind
+from loadtest import credentials
 from server.app import App, Stores
 from server.config import Settings
 
@@ -185,10 +186,12 @@ def loads(
     profile: Profile, *, surge: str, naive: str, surge_data: Dataset, naive_data: Dataset
 ) -> list[Load]:
     """Every load of a run, in the order they run. `surge` / `naive`: host:port."""
+    credential = credentials.metadata()  # SURGE_TOKEN, which bench.run sets
 
     def floor(target: str) -> LoadSpec:
         return LoadSpec(
             name="floor",
+            metadata=credential,
             target=target,
             call="health",
             concurrency=profile.concurrency,
@@ -199,6 +202,7 @@ def loads(
     def redeem(target: str, data: Dataset, prefix: str) -> LoadSpec:
         return LoadSpec(
             name="redeem",
+            metadata=credential,
             target=target,
             call="redeem",
             duration_s=profile.redeem_s,
@@ -212,6 +216,7 @@ def loads(
     def hot(target: str, data: Dataset, prefix: str) -> LoadSpec:
         return LoadSpec(
             name="hot",
+            metadata=credential,
             target=target,
             call="redeem",
             concurrency=profile.hot_concurrency,

@@ -11,6 +11,9 @@ DomainError
 ├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
 ├── Unavailable(dependency)                   Redis or PostgreSQL unreachable (retryable)
 ├── Overloaded(limit)                         too many calls in flight here (retryable)
+├── CredentialMissing                         no bearer credential on the call
+├── CredentialInvalid(problem)                expired, bad signature, wrong audience, ...
+├── ScopeMissing(method, needed)              a valid credential without the method's scope
 └── Refusal                                   a business rule said no
     ├── SoldOut(campaign_id, remaining)
     ├── InsufficientPoints(member_id, available, required)
@@ -323,3 +326,41 @@ class PurchaseFullyReversed(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"purchase_event_id": self.event_id}
+
+
+class CredentialMissing(DomainError):
+    """The call carries no `authorization: Bearer <token>` metadata."""
+
+    reason = "CREDENTIAL_MISSING"
+
+    def __init__(self) -> None:
+        super().__init__("this call needs a credential: metadata 'authorization: Bearer <token>'")
+
+
+class CredentialInvalid(DomainError):
+    """A credential was sent and refused. `problem` says why in a few words (expired, bad
+    signature, wrong audience, ...): enough for the caller to fix it, nothing of the token."""
+
+    reason = "CREDENTIAL_INVALID"
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"the credential was refused: {problem}")
+        self.problem = problem
+
+    def metadata(self) -> dict[str, str]:
+        return {"problem": self.problem}
+
+
+class ScopeMissing(DomainError):
+    """A valid credential whose scopes do not include one the method needs. Decided from the
+    method alone, before any lookup, so it never says whether a resource exists."""
+
+    reason = "SCOPE_MISSING"
+
+    def __init__(self, method: str, needed: frozenset[str]) -> None:
+        wanted = " or ".join(sorted(needed)) or "a scope no credential has"
+        super().__init__(f"{method} needs the scope {wanted}")
+        self.method, self.needed = method, needed
+
+    def metadata(self) -> dict[str, str]:
+        return {"method": self.method, "needed_scopes": " ".join(sorted(self.needed))}

@@ -205,6 +205,13 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemin",
         )
+        self.auth_refused = Counter(
+            "surge_auth_refused_total",
+            "Calls refused at the edge for their credential: CREDENTIAL_MISSING, "
+            "CREDENTIAL_INVALID (UNAUTHENTICATED) or SCOPE_MISSING (PERMISSION_DENIED).",
+            ("reason",),
+            registry=registry,
+        )
         self._campaigns: set[str] = set()
         self._outcome_children: dict[str, Any] = {}
         self._redis_children: dict[str, Any] = {}
@@ -212,6 +219,8 @@ class Metrics:
             self.redemptions.labels(outcome)
         for action in ("released", "committed"):
             self.sweeper_holds.labels(action)
+        for reason in ("CREDENTIAL_MISSING", "CREDENTIAL_INVALID", "SCOPE_MISSING"):
+            self.auth_refused.labels(reason)
         for kind in ("campaign", "member"):
             self.cache_loads.labels(kind)
             self.mirrors_deferred.labels(kind)

@@ -36,7 +36,7 @@ from locust import LoadTestShape, User, events, task
 from locust.env import Environment
 
 from flashsale.audit import RecordedOk
-from loadtest import outcomes
+from loadtest import credentials, outcomes
 from loadtest.outcomes import Kind, Verdict
 from loadtest.profiles import Profile, get
 from loadtest.seed import Seed, SeededCampaign, SeededMember, load_seed
@@ -54,6 +54,7 @@ grpc_gevent.init_gevent()
 log = logging.getLogger("surge.loadtest")
 
 RPC_TIMEOUT_S = 5.0
+CREDENTIAL = credentials.metadata()  # SURGE_TOKEN, set by loadtest.run for its own server
 # A gateway retries transient errors with the same key for this long (covers a restart).
 RETRY_BUDGET_S = 30.0
 RETRY_ATTEMPTS = 60
@@ -404,7 +405,7 @@ class Shopper(User):
         `retry` the first transient error is the answer (a gateway that gave up)."""
         deadline = time.monotonic() + RETRY_BUDGET_S
         delay = RETRY_FIRST_S
-        metadata = (("x-request-id", "lt-" + uuid.uuid4().hex),)
+        metadata = (("x-request-id", "lt-" + uuid.uuid4().hex), *CREDENTIAL)
         verdict = Verdict(Kind.TRANSIENT, method, "UNAVAILABLE")
         for _ in range(RETRY_ATTEMPTS):
             try:

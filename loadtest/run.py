@@ -37,6 +37,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from loadtest import summary as summaries
+from loadtest.credentials import authorised, with_credentials
 from loadtest.profiles import PROFILES, Profile, get
 from loadtest.seed import Seed, seed
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
@@ -149,8 +150,8 @@ class Server:
 
 
 def campaign_figures(address: str, sale: Seed) -> list[summaries.CampaignFigures]:
-    with grpc.insecure_channel(address) as channel:
-        stub = campaign_pb2_grpc.CampaignServiceStub(channel)
+    with grpc.insecure_channel(address) as plain:
+        stub = campaign_pb2_grpc.CampaignServiceStub(authorised(plain))
         figures = []
         for seeded in sale.campaigns:
             c = stub.GetCampaign(campaign_pb2.GetCampaignRequest(campaign_id=seeded.id), timeout=10)
@@ -260,13 +261,17 @@ def main(argv: list[str] | None = None) -> int:
 
     with stores() as urls:
         address = f"127.0.0.1:{free_port()}"
-        env = {
-            **os.environ,
-            **urls,
-            **SERVER_TIMINGS,
-            "SURGE_GRPC_ADDRESS": address,
-            "SURGE_METRICS_PORT": str(free_port()),
-        }
+        env = with_credentials(
+            {
+                **os.environ,
+                **urls,
+                **SERVER_TIMINGS,
+                "SURGE_GRPC_ADDRESS": address,
+                "SURGE_METRICS_PORT": str(free_port()),
+            }
+        )
+        # The seeding here and the Locust processes started below call with this token.
+        os.environ["SURGE_TOKEN"] = env["SURGE_TOKEN"]
         server = Server(env, address, run_dir)
         try:
             say(f"surge serve on {address} ready in {server.start():.1f}s; seeding")

@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from loadtest.credentials import authorised
 from loadtest.profiles import CampaignSpec, Profile, get
 from loyalty.v1 import (
     campaign_pb2,
@@ -93,8 +94,9 @@ def seed(host: str, profile: Profile, *, opens_in_s: float, run_id: str | None =
     """Creates members (most with plenty of points, some with too few), then the campaigns,
     opening `opens_in_s` seconds after they are created."""
     run_id = run_id or new_run_id()
-    with grpc.insecure_channel(host) as channel:
-        grpc.channel_ready_future(channel).result(timeout=RPC_TIMEOUT_S)
+    with grpc.insecure_channel(host) as plain:
+        grpc.channel_ready_future(plain).result(timeout=RPC_TIMEOUT_S)
+        channel = authorised(plain)
         members = _members(member_pb2_grpc.MemberServiceStub(channel), profile, run_id)
         opens_at = time.time() + opens_in_s
         catalog = catalog_pb2_grpc.CatalogServiceStub(channel)

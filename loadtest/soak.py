@@ -31,6 +31,7 @@ from pathlib import Path
 import grpc
 import redis.asyncio
 
+from loadtest import credentials
 from loadtest.run import Server, free_port, say, stores
 from loadtest.seed import timestamp
 from loyalty.v1 import (
@@ -127,7 +128,7 @@ async def _drive(
 ) -> list[tuple[float, int, int, int]]:
     """Calls at `rate` per second; samples (seconds, calls, keys, used bytes)."""
     samples: list[tuple[float, int, int, int]] = []
-    async with grpc.aio.insecure_channel(address) as channel:
+    async with credentials.aio_channel(address, credentials.metadata()) as channel:
         steady, ending, members = await _seed(channel, minutes)
         gateway = redemption_pb2_grpc.RedemptionServiceStub(channel)
         store = redis.asyncio.Redis.from_url(redis_url)
@@ -197,13 +198,16 @@ def main(argv: list[str] | None = None) -> int:
     run_dir.mkdir(parents=True)
     with stores() as urls:
         address = f"127.0.0.1:{free_port()}"
-        env = {
-            **os.environ,
-            **urls,
-            **SERVER_SETTINGS,
-            "SURGE_GRPC_ADDRESS": address,
-            "SURGE_METRICS_PORT": str(free_port()),
-        }
+        env = credentials.with_credentials(
+            {
+                **os.environ,
+                **urls,
+                **SERVER_SETTINGS,
+                "SURGE_GRPC_ADDRESS": address,
+                "SURGE_METRICS_PORT": str(free_port()),
+            }
+        )
+        os.environ["SURGE_TOKEN"] = env["SURGE_TOKEN"]  # for the calls _drive makes
         server = (
             OtherServer(env, address, run_dir, args.server_python)
             if args.server_python

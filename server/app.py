@@ -51,6 +51,7 @@ from points.gate import PointsGate
 from points.jobs import LedgerJobs
 from server import reflection
 from server.config import Settings
+from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.services import campaign, catalog, member, redemption
 
@@ -173,6 +174,12 @@ class App:
 
     async def start(self) -> int:
         """Starts everything; returns the bound port (useful with port 0)."""
+        settings = self.settings
+        verifier = None  # the keys are read first: a bad key file stops nothing running
+        if settings.auth == "JWT":
+            verifier = Verifier(settings.jwt_keys())
+        else:
+            log.warning("SURGE_AUTH=NONE: every call is accepted without a credential")
         await self.pool.open(wait=True, timeout=30)
         for warning in (await redis_memory.read(self.redis)).warnings():
             log.warning("%s", warning)
@@ -185,8 +192,10 @@ class App:
             interceptors=[
                 EdgeInterceptor(
                     self.metrics,
-                    access_log=self.settings.access_log,
-                    max_concurrent_calls=self.settings.max_concurrent_calls,
+                    access_log=settings.access_log,
+                    verifier=verifier,
+                    reflection_open=settings.reflection == "OPEN",
+                    max_concurrent_calls=settings.max_concurrent_calls,
                 )
             ]
         )
@@ -206,7 +215,8 @@ class App:
             server,
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
-        reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
+        if settings.reflection != "OFF":
+            reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
         self.port = server.add_insecure_port(self.settings.grpc_address)
         self.metrics.preinitialise_rpcs(_methods())
         await server.start()

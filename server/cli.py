@@ -1,19 +1,22 @@
 """The `surge` command: serve, migrate, rebuild-cache, audit, the points ledger's jobs and
-liability report, and the local stack."""
+liability report, the local stack, and development tokens."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server import scopes
 from server.config import ConfigError, Settings
+from server.credentials import SUBJECT_MAX, dev_secret, mint
 from server.embedded import LocalStack
 
 if TYPE_CHECKING:
@@ -54,6 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--json", action="store_true", help="print JSON instead of a table")
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
+    token = sub.add_parser(
+        "token",
+        help="print a bearer token signed with the HS256 secret (SURGE_JWT_SECRET[_FILE], "
+        "or the embedded default's development secret)",
+    )
+    token.add_argument(
+        "--scope",
+        dest="scopes",
+        action="append",
+        required=True,
+        choices=[*scopes.ALL, "all"],
+        help="repeat for several; 'all' for every scope",
+    )
+    token.add_argument("--subject", default=f"cli:{getpass.getuser()}", help="the `sub` claim")
+    token.add_argument(
+        "--ttl-seconds", type=int, default=3600, help="lifetime, 60..2592000 (30 days)"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -68,6 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     local = LocalStack(
         settings.data_dir.resolve(), settings.embedded_redis_port, settings.embedded_postgres_port
     )
+    settings = _with_dev_secret(settings)
+    if args.command == "token":
+        return _token(settings, args.scopes, args.subject, args.ttl_seconds)
     if args.command == "stack":
         if args.action == "start":
             local.start()
@@ -85,9 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         print("functions applied: " + (", ".join(applied.functions) or "none, all unchanged"))
         return 0
     if args.command == "serve":
+        try:
+            if settings.auth == "JWT":
+                settings.jwt_keys()  # a missing or bad key stops here, before anything runs
+        except ConfigError as e:
+            print(f"configuration error: {e}", file=sys.stderr)
+            return 2
         migrate(stores.database_url)
         from server.app import serve
 
+        _print_dev_credential(settings)
         asyncio.run(serve(settings, stores))
         return 0
     if args.command == "rebuild-cache":
@@ -104,6 +134,71 @@ def main(argv: list[str] | None = None) -> int:
             _liability(settings, stores, start, end, args.granularity, as_json=args.json)
         )
     return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
+
+
+def _embedded(settings: Settings) -> bool:
+    return settings.database_url is None or settings.redis_url is None
+
+
+def _with_dev_secret(settings: Settings) -> Settings:
+    """The embedded default checks credentials too, with a development secret made under
+    the data folder, so its first call is still copy-paste (`surge token`). Anywhere else a
+    missing key is a configuration error at start."""
+    if settings.auth != "JWT" or settings.has_jwt_keys or not _embedded(settings):
+        return settings
+    return replace(settings, jwt_secret=dev_secret(settings.data_dir.resolve()))
+
+
+def _token(settings: Settings, wanted: list[str], subject: str, ttl_s: int) -> int:
+    if settings.jwt_secret is None:
+        print(
+            "surge token signs with an HS256 secret: set SURGE_JWT_SECRET_FILE (or run it "
+            "where the embedded default runs); with SURGE_JWT_JWKS_FILE only, tokens come "
+            "from your identity provider",
+            file=sys.stderr,
+        )
+        return 2
+    if not 60 <= ttl_s <= 30 * 86_400:
+        print("--ttl-seconds must be between 60 and 2592000", file=sys.stderr)
+        return 2
+    if not subject.strip() or len(subject) > SUBJECT_MAX:
+        print(f"--subject must be 1..{SUBJECT_MAX} characters", file=sys.stderr)
+        return 2
+    chosen = scopes.ALL if "all" in wanted else wanted
+    print(
+        mint(
+            settings.jwt_secret,
+            subject=subject,
+            scopes=chosen,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            ttl_s=ttl_s,
+        )
+    )
+    return 0
+
+
+def _print_dev_credential(settings: Settings) -> None:
+    """On the embedded default only: a token with every scope, on the terminal (never in
+    the log), and how to use it."""
+    if settings.auth != "JWT" or not _embedded(settings) or settings.jwt_secret is None:
+        return
+    dev = mint(
+        settings.jwt_secret,
+        subject="dev",
+        scopes=scopes.ALL,
+        audience=settings.jwt_audience,
+        issuer=settings.jwt_issuer,
+        ttl_s=12 * 3600,
+    )
+    print(
+        "Development credential (every scope, 12 h; `surge token --help` makes others):\n"
+        f"  export SURGE_TOKEN={dev}\n"
+        f'  grpcurl -plaintext -H "authorization: Bearer $SURGE_TOKEN" '
+        f"{settings.grpc_address} list\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _stores(settings: Settings, local: LocalStack) -> Stores:

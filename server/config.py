@@ -9,6 +9,7 @@ from pathlib import Path
 
 from common.env import ConfigError, env_choice, env_int, env_positive_float
 from points.program import Program
+from server.credentials import Keys
 
 __all__ = ["ConfigError", "Settings"]
 
@@ -57,6 +58,17 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     access_log: bool = True
+
+    # Credentials (server/credentials.py, server/scopes.py). "NONE" turns them off: only
+    # when chosen explicitly, and logged loudly at start.
+    auth: str = "JWT"
+    jwt_secret: bytes | None = field(default=None, repr=False)  # never in a log or repr
+    jwt_jwks_file: Path | None = None
+    jwt_audience: str = "surge"
+    jwt_issuer: str = "surge"
+    jwt_leeway_seconds: float = 30.0
+    # Server reflection: OPEN to anyone, AUTHENTICATED (any valid credential), or OFF.
+    reflection: str = "AUTHENTICATED"
 
     # The loyalty program's rules (points/program.py documents its variables).
     program: Program = field(default_factory=Program)
@@ -115,8 +127,64 @@ class Settings:
             ),
             log_json=env_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
             access_log=env_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
+            auth=env_choice(env, "SURGE_AUTH", "JWT", ("JWT", "NONE")),
+            jwt_secret=_jwt_secret(env),
+            jwt_jwks_file=Path(env["SURGE_JWT_JWKS_FILE"])
+            if env.get("SURGE_JWT_JWKS_FILE")
+            else None,
+            jwt_audience=env.get("SURGE_JWT_AUDIENCE") or "surge",
+            jwt_issuer=env.get("SURGE_JWT_ISSUER") or "surge",
+            jwt_leeway_seconds=env_positive_float(env, "SURGE_JWT_LEEWAY_SECONDS", 30.0),
+            reflection=env_choice(
+                env, "SURGE_REFLECTION", "AUTHENTICATED", ("OPEN", "AUTHENTICATED", "OFF")
+            ),
             program=program,
         )
+
+    @property
+    def has_jwt_keys(self) -> bool:
+        return self.jwt_secret is not None or self.jwt_jwks_file is not None
+
+    def jwt_keys(self) -> Keys:
+        """The keys credentials are checked with (reads the JWKS file)."""
+        if not self.has_jwt_keys:
+            raise ConfigError(
+                "credentials are on (SURGE_AUTH=JWT) but nothing checks them: set "
+                "SURGE_JWT_SECRET_FILE, SURGE_JWT_SECRET or SURGE_JWT_JWKS_FILE "
+                "(or SURGE_AUTH=NONE to run without credentials)"
+            )
+        return Keys.load(
+            secret=self.jwt_secret,
+            jwks_file=self.jwt_jwks_file,
+            audience=self.jwt_audience,
+            issuer=self.jwt_issuer,
+            leeway_s=self.jwt_leeway_seconds,
+        )
+
+
+# HS256 needs at least as many bytes of secret as the hash has (RFC 7518 section 3.2).
+JWT_SECRET_MIN_BYTES = 32
+
+
+def _jwt_secret(env: Mapping[str, str]) -> bytes | None:
+    """SURGE_JWT_SECRET_FILE (a file holding the secret; preferred: it stays out of the
+    process's environment) or SURGE_JWT_SECRET; not both."""
+    path, inline = env.get("SURGE_JWT_SECRET_FILE"), env.get("SURGE_JWT_SECRET")
+    if path and inline:
+        raise ConfigError("set SURGE_JWT_SECRET_FILE or SURGE_JWT_SECRET, not both")
+    if path:
+        try:
+            secret = Path(path).read_bytes().strip()
+        except OSError as e:
+            raise ConfigError(f"SURGE_JWT_SECRET_FILE {path}: {e.strerror}") from None
+        name = "SURGE_JWT_SECRET_FILE"
+    elif inline:
+        secret, name = inline.encode(), "SURGE_JWT_SECRET"
+    else:
+        return None
+    if len(secret) < JWT_SECRET_MIN_BYTES:
+        raise ConfigError(f"{name}: the secret must be at least {JWT_SECRET_MIN_BYTES} bytes")
+    return secret
 
 
 def _metrics_address(env: Mapping[str, str]) -> tuple[str, int]:

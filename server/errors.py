@@ -29,6 +29,9 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.CredentialMissing: grpc.StatusCode.UNAUTHENTICATED,
+    errors.CredentialInvalid: grpc.StatusCode.UNAUTHENTICATED,
+    errors.ScopeMissing: grpc.StatusCode.PERMISSION_DENIED,
     errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
 }
 

@@ -2,6 +2,9 @@
 
 - sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
   before anything logs it) for the logs,
+- sheds the call when this process already has its limit in flight,
+- checks the caller's credential and that its scopes allow the method (server/scopes.py),
+  and sets the actor (subject, request id) the domain records operator changes with,
 - decodes the request itself, so a malformed message is INVALID_ARGUMENT naming the
   request, counted and logged like any call (grpc's own decoding answers UNKNOWN with a
   traceback, before any interceptor sees the call),
@@ -9,9 +12,10 @@
   becomes INTERNAL with a fixed message and a logged traceback),
 - records the standard gRPC server metrics with the code actually sent (CANCELLED when
   the client gave up: asyncio's CancelledError is not an Exception),
-- writes one structured access-log line: request id, method, code, latency, idempotency key.
+- writes one structured access-log line: request id, subject, method, code, latency,
+  idempotency key.
 
-Doing all four in one place means the metrics and the log see the same code the client got.
+Doing all of it in one place means the metrics and the log see the same code the client got.
 The wrapped handler and its metric series are built once per method, not once per call.
 """
 
@@ -30,12 +34,15 @@ import grpc
 
 from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
+from server import scopes
+from server.credentials import Principal, Verifier
 from server.errors import status_for
 
 log = logging.getLogger("surge.rpc")
 access = logging.getLogger("surge.access")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
+AUTHORIZATION_HEADER = "authorization"
 REQUEST_ID_MAX = 128
 # What a request id may hold: enough for UUIDs, ULIDs and trace ids; nothing a log reader
 # could mistake for structure (newlines, quotes, control characters).
@@ -87,19 +94,32 @@ def split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
-# Never shed: a load balancer must be able to ask whether this process is alive.
-_NOT_LIMITED = ("grpc.health.v1.Health",)
+# Never shed and never asks for a credential: a load balancer must be able to ask whether
+# this process is alive.
+_HEALTH = "grpc.health.v1.Health"
+_REFLECTION = ("grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection")
+ANONYMOUS = Principal("anonymous", frozenset())
 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
-        self, metrics: Metrics, *, access_log: bool, max_concurrent_calls: int = 0
+        self,
+        metrics: Metrics,
+        *,
+        access_log: bool,
+        verifier: Verifier | None,
+        reflection_open: bool = False,
+        max_concurrent_calls: int = 0,
     ) -> None:
-        """max_concurrent_calls: calls in flight at once in this process before new ones are
+        """verifier: checks credentials (None: SURGE_AUTH=NONE, every call is `anonymous`
+        with every scope). reflection_open: reflection needs no credential.
+        max_concurrent_calls: calls in flight at once in this process before new ones are
         refused RESOURCE_EXHAUSTED (0: no limit). Our own count rather than grpcio's
         maximum_concurrent_rpcs, which has been unreliable on the async server."""
         self._metrics = metrics
         self._access_log = access_log
+        self._verifier = verifier
+        self._reflection_open = reflection_open
         self._wrapped: dict[str, Handler] = {}
         self._limit = max_concurrent_calls
         self._in_flight = 0
@@ -114,8 +134,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if wrapped is not None:
             return wrapped
         handler = await continuation(handler_call_details)
-        if handler is None or handler.unary_unary is None:
-            return handler  # health Watch, reflection streams: nothing of ours to map
+        if handler is None:
+            return None
+        if handler.unary_unary is None:
+            # Health Watch, reflection: streams, nothing of ours to map; reflection may still
+            # need a credential (any scope: it shows the schema, not data).
+            service, _ = split_method(full_method)
+            if service in _REFLECTION and not self._reflection_open:
+                return self._refuse_stream_without_credential(handler_call_details, handler)
+            return handler
         wrapped = self._wrap(full_method, handler)
         self._wrapped[full_method] = wrapped
         return wrapped
@@ -131,16 +158,23 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         seconds = m.rpc_seconds.labels(*labels)
         handled = {code: m.rpc_handled.labels(*labels, code) for code in GRPC_CODES}
         access_log = self._access_log
-        limited = self._limit > 0 and service not in _NOT_LIMITED
+        limited = self._limit > 0 and service != _HEALTH
+        verifier = self._verifier if service != _HEALTH else None
+        needed = scopes.needed_for(full_method)
+        auth_refused = m.auth_refused
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = ""
+            authorization = None
             for key, value in context.invocation_metadata() or ():
                 if key == REQUEST_ID_HEADER:
                     rid = str(value)
+                elif key == AUTHORIZATION_HEADER:
+                    authorization = str(value)
             rid = clean_request_id(rid)
             token = request_id.set(rid)
-            actor_token = actor.enter(actor.Actor("anonymous", rid))
+            actor_token = None
+            principal = ANONYMOUS
             started = time.perf_counter()
             started_total.inc()
             received.inc()
@@ -152,6 +186,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                         raise errors.Overloaded(self._limit)  # shed before any work
                     self._in_flight += 1
                     admitted = True
+                if verifier is not None:
+                    try:
+                        principal = verifier.principal(authorization)
+                        if needed.isdisjoint(principal.scopes):
+                            raise errors.ScopeMissing(full_method, needed)
+                    except errors.DomainError as refused:
+                        auth_refused.labels(refused.reason).inc()
+                        raise
+                actor_token = actor.enter(actor.Actor(principal.subject, rid))
                 if isinstance(request, _Malformed):
                     raise errors.InvalidArgument(
                         "request", "is not a valid message of this method's request type"
@@ -189,17 +232,45 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                         "rpc",
                         extra={
                             "request_id": rid,
+                            "subject": principal.subject,
                             "method": full_method,
                             "code": code_name,
                             "latency_ms": round(elapsed * 1000, 3),
                             "idempotency_key": getattr(request, "idempotency_key", None) or None,
                         },
                     )
-                actor.leave(actor_token)
+                if actor_token is not None:
+                    actor.leave(actor_token)
                 request_id.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(
             wrapper,
             request_deserializer=_decoder(handler.request_deserializer),
+            response_serializer=handler.response_serializer,
+        )
+
+    def _refuse_stream_without_credential(
+        self, details: grpc.HandlerCallDetails, handler: Handler
+    ) -> Handler:
+        if self._verifier is None:
+            return handler
+        authorization = None
+        for key, value in details.invocation_metadata or ():
+            if key == AUTHORIZATION_HEADER:
+                authorization = str(value)
+        try:
+            self._verifier.principal(authorization)
+            return handler
+        except errors.DomainError as refused:
+            self._metrics.auth_refused.labels(refused.reason).inc()
+            status = status_for(refused)
+        assert status is not None
+
+        async def refuse(_requests: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+            await context.abort(status.code, status.details, status.trailing_metadata)
+
+        return grpc.stream_stream_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )

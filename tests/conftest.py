@@ -22,10 +22,11 @@ from server.app import App, Stores
 from server.config import Settings
 from server.embedded import LocalStack
 from server.migrate import migrate
+from tests import auth
+from tests.auth import TEST_SECRET, TEST_SUBJECT
 from tests.factories import Api
 
-# The subject of the credential the test channels carry (what the audit trail records).
-TEST_SUBJECT = "anonymous"
+__all__ = ["TEST_SETTINGS", "TEST_SUBJECT", "Running", "StartServer"]
 
 # Short timings so hold expiry, sweeps and payment windows happen within a test.
 TEST_SETTINGS = Settings(
@@ -38,6 +39,7 @@ TEST_SETTINGS = Settings(
     pg_pool_min=2,
     pg_pool_max=10,
     metrics_port=0,  # tests that scrape /metrics turn it on with a free port
+    jwt_secret=TEST_SECRET,
 )
 
 
@@ -97,7 +99,7 @@ async def start_server(clean: Stores) -> AsyncIterator[StartServer]:
     async def start(**overrides: Any) -> Running:
         app = App(replace(TEST_SETTINGS, **overrides), clean)
         port = await app.start()
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        channel = auth.channel(f"127.0.0.1:{port}")
         r = Running(app, Api(channel), channel)
         running.append(r)
         return r

@@ -19,6 +19,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
 from server.app import SERVICE_NAMES, Stores
+from tests import auth
+from tests.auth import TEST_SECRET
 from tests.conftest import Running, StartServer
 from tests.flashsale.helpers import outcomes
 
@@ -41,9 +43,15 @@ def reflection_call(server: Running, version: str) -> Any:
 
 
 async def reflect(
-    server: Running, version: str, *requests: reflection_pb2.ServerReflectionRequest
+    server: Running,
+    version: str,
+    *requests: reflection_pb2.ServerReflectionRequest,
+    metadata: tuple[tuple[str, str], ...] | None = None,
 ) -> list[reflection_pb2.ServerReflectionResponse]:
-    return [reply async for reply in reflection_call(server, version)(iter(requests))]
+    call = reflection_call(server, version)(
+        iter(requests), metadata=auth.bearer(auth.token()) if metadata is None else metadata
+    )
+    return [reply async for reply in call]
 
 
 @pytest.mark.parametrize("version", ["v1", "v1alpha"])
@@ -155,6 +163,7 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
         **os.environ,
         "DATABASE_URL": clean.database_url,
         "REDIS_URL": clean.redis_url,
+        "SURGE_JWT_SECRET": TEST_SECRET.decode(),
         "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
         "SURGE_METRICS_PORT": "0",
@@ -165,7 +174,7 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
             sys.executable, "-m", "server.cli", "serve", env=env, stdout=sink, stderr=sink
         )
     try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        async with auth.channel(f"127.0.0.1:{port}") as channel:
             health = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + 30
             while True:

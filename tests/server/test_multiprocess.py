@@ -16,6 +16,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import Stores
+from tests import auth
+from tests.auth import TEST_SECRET
 
 
 def _free_port() -> int:
@@ -26,7 +28,7 @@ def _free_port() -> int:
 
 async def _serving(port: int) -> None:
     deadline = time.monotonic() + 30
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with auth.channel(f"127.0.0.1:{port}") as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
@@ -47,6 +49,7 @@ async def test_two_processes_on_one_port_report_through_one_metrics_endpoint(
         **os.environ,
         "DATABASE_URL": clean.database_url,
         "REDIS_URL": clean.redis_url,
+        "SURGE_JWT_SECRET": TEST_SECRET.decode(),
         "SURGE_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
         "SURGE_METRICS_PORT": str(metrics_port),
         "SURGE_ACCESS_LOG": "off",
