@@ -49,7 +49,7 @@ from loyalty.v1 import (
 from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from server import reflection
+from server import reflection, tls
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
@@ -168,18 +168,22 @@ class App:
         )
         self.health = health.aio.HealthServicer()
         self.server: grpc.aio.Server | None = None
+        self.certificates: tls.Certificates | None = None
         self.port = 0
         self.metrics_port = 0
         self._metrics_http: Any = None
 
     async def start(self) -> int:
         """Starts everything; returns the bound port (useful with port 0)."""
+        # First, before anything opens: a key or TLS file that cannot be used stops the
+        # start here.
         settings = self.settings
-        verifier = None  # the keys are read first: a bad key file stops nothing running
+        verifier = None
         if settings.auth == "JWT":
             verifier = Verifier(settings.jwt_keys())
         else:
             log.warning("SURGE_AUTH=NONE: every call is accepted without a credential")
+        self.certificates = tls.load(settings)
         await self.pool.open(wait=True, timeout=30)
         for warning in (await redis_memory.read(self.redis)).warnings():
             log.warning("%s", warning)
@@ -217,7 +221,7 @@ class App:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
-        self.port = server.add_insecure_port(self.settings.grpc_address)
+        self.port = tls.add_port(server, settings, self.certificates)
         self.metrics.preinitialise_rpcs(_methods())
         await server.start()
         self._serve_metrics()
@@ -226,6 +230,13 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving on %s (port %d)", self.settings.grpc_address, self.port)
         return self.port
+
+    def reload_certificates(self) -> None:
+        """SIGHUP: the next TLS handshake reads the certificate files again."""
+        if self.certificates is None:
+            log.info("SIGHUP: serving plaintext, no TLS certificate to reload")
+        else:
+            self.certificates.request_reload()
 
     async def stop(self) -> None:
         """Graceful: NOT_SERVING, drain in-flight calls, flush the commit queue, close."""
@@ -281,6 +292,7 @@ async def serve(settings: Settings, stores: Stores) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload_certificates)
     await app.start()
     await stopping.wait()
     log.info("signal received: draining")

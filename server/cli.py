@@ -118,7 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         from server.app import serve
 
         _print_dev_credential(settings)
-        asyncio.run(serve(settings, stores))
+        try:
+            asyncio.run(serve(settings, stores))
+        except ConfigError as e:  # a TLS file that cannot be read or used
+            print(f"configuration error: {e}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "rebuild-cache":
         return asyncio.run(_rebuild(settings, stores))

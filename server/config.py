@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,7 +12,9 @@ from common.env import ConfigError, env_choice, env_int, env_positive_float
 from points.program import Program
 from server.credentials import Keys
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["ConfigError", "Settings", "is_loopback"]
+
+_YES_NO = ("0", "1", "FALSE", "TRUE")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +29,13 @@ class Settings:
     # gRPC server.
     grpc_address: str = "127.0.0.1:50051"
     shutdown_grace_seconds: float = 10.0
+    # Transport security (server/tls.py): the server's certificate chain and key, and the CA
+    # that must have signed clients' certificates when set (mTLS). Without them gRPC is
+    # plaintext: on loopback as the embedded default, elsewhere only when chosen (plaintext).
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    plaintext: bool = False
 
     # Redemption.
     hold_ttl_seconds: float = 15.0
@@ -85,6 +95,27 @@ class Settings:
             )
         if self.pg_pool_min > self.pg_pool_max:
             raise ConfigError("SURGE_PG_POOL_MIN must not exceed SURGE_PG_POOL_MAX")
+        self._check_transport()
+
+    def _check_transport(self) -> None:
+        """TLS needs both files; plaintext off loopback must be chosen, never fallen into."""
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ConfigError("SURGE_TLS_CERT_FILE and SURGE_TLS_KEY_FILE must be set together")
+        if self.tls_cert_file is None:
+            if self.tls_client_ca_file is not None:
+                raise ConfigError(
+                    "SURGE_TLS_CLIENT_CA_FILE needs SURGE_TLS_CERT_FILE and SURGE_TLS_KEY_FILE"
+                )
+            if not self.plaintext and not is_loopback(self.grpc_address):
+                raise ConfigError(
+                    f"SURGE_GRPC_ADDRESS {self.grpc_address} is not a loopback address: set "
+                    "SURGE_TLS_CERT_FILE and SURGE_TLS_KEY_FILE for TLS, or SURGE_PLAINTEXT=1 "
+                    "to serve plaintext"
+                )
+        elif self.plaintext:
+            raise ConfigError(
+                "SURGE_PLAINTEXT and SURGE_TLS_CERT_FILE/SURGE_TLS_KEY_FILE are set: choose one"
+            )
 
     @classmethod
     def load(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -99,6 +130,10 @@ class Settings:
             embedded_postgres_port=env_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
             grpc_address=env.get("SURGE_GRPC_ADDRESS", "127.0.0.1:50051"),
             shutdown_grace_seconds=env_positive_float(env, "SURGE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            tls_cert_file=_path(env, "SURGE_TLS_CERT_FILE"),
+            tls_key_file=_path(env, "SURGE_TLS_KEY_FILE"),
+            tls_client_ca_file=_path(env, "SURGE_TLS_CLIENT_CA_FILE"),
+            plaintext=env_choice(env, "SURGE_PLAINTEXT", "0", _YES_NO) in ("1", "TRUE"),
             hold_ttl_seconds=env_positive_float(env, "SURGE_HOLD_TTL_SECONDS", 15.0),
             commit_fence_seconds=env_positive_float(env, "SURGE_COMMIT_FENCE_SECONDS", 5.0),
             sweep_interval_seconds=env_positive_float(env, "SURGE_SWEEP_INTERVAL_SECONDS", 1.0),
@@ -196,3 +231,19 @@ def _metrics_address(env: Mapping[str, str]) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"SURGE_METRICS_ADDRESS must be host:port, got {raw!r}")
     return host, int(port)
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    return Path(raw) if raw else None
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a gRPC address ("host:port", IPv6 in brackets) listens on loopback only."""
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name other than localhost, or empty (every interface)
+        return False

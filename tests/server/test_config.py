@@ -22,6 +22,7 @@ def test_every_variable_is_read() -> None:
             "DATABASE_URL": "postgresql://db/x",
             "REDIS_URL": "redis://r:6379/0",
             "SURGE_GRPC_ADDRESS": "0.0.0.0:6000",
+            "SURGE_PLAINTEXT": "1",
             "SURGE_HOLD_TTL_SECONDS": "20",
             "SURGE_COMMIT_FENCE_SECONDS": "4",
             "SURGE_SWEEP_INTERVAL_SECONDS": "0.5",
@@ -46,6 +47,7 @@ def test_every_variable_is_read() -> None:
     assert settings.log_level == "DEBUG"
     assert (settings.metrics_port, settings.log_json, settings.access_log) == (0, False, False)
     assert settings.redis_max_connections == 50
+    assert settings.plaintext
 
 
 @pytest.mark.parametrize(
@@ -76,7 +78,7 @@ def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], mes
 
 def test_metrics_listen_on_loopback_apart_from_the_grpc_address() -> None:
     """Opening gRPC to the network must not open /metrics too."""
-    default = Settings.load({"SURGE_GRPC_ADDRESS": "0.0.0.0:6000"})
+    default = Settings.load({"SURGE_GRPC_ADDRESS": "0.0.0.0:6000", "SURGE_PLAINTEXT": "1"})
     assert (default.metrics_host, default.metrics_port) == ("127.0.0.1", 9464)
     chosen = Settings.load({"SURGE_METRICS_ADDRESS": "[::]:9100"})
     assert (chosen.metrics_host, chosen.metrics_port) == ("::", 9100)
