@@ -4,16 +4,19 @@ then the rows' new counters are mirrored into Redis (Settler.apply_mirrors); a r
 change returns the redemption as it is.
 
 A payment is confirmed only for the redemption's price: its cash_total_cents in the mall's
-one currency (SURGE_CURRENCY); anything else is refused and changes nothing."""
+one currency (SURGE_CURRENCY); anything else is refused and changes nothing. A payment
+reference confirms one redemption only, by a unique index on redemptions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from common import validation
 from common.errors import (
+    AlreadyExists,
     NotCancellable,
     NotFound,
     PaymentMismatch,
@@ -97,7 +100,14 @@ class Lifecycle:
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
                 window_closed = True
             else:
-                await store.confirm(conn, row, reference)
+                try:
+                    await store.confirm(conn, row, reference)
+                except psycopg.errors.UniqueViolation as e:
+                    # Another redemption was confirmed with this reference, before or in a
+                    # race this transaction lost: leaving the block rolls everything back.
+                    if e.diag.constraint_name != store.PAYMENT_REFERENCE_INDEX:
+                        raise
+                    raise AlreadyExists("redemption", "payment_reference", reference) from e
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)
         assert after is not None

@@ -15,6 +15,10 @@ from flashsale.model import Address, Redemption, RedemptionStatus, new_redemptio
 from inventory.items import ItemKind
 from points.gate import MemberMirror
 
+# The unique index (server/migrations/0005) by which a payment reference confirms one
+# redemption only; its violation is the caller's ALREADY_EXISTS.
+PAYMENT_REFERENCE_INDEX = "redemptions_payment_reference"
+
 SELECT = (
     "SELECT r.id::text, r.member_id::text, r.campaign_id::text, c.item_id::text, r.quantity, "
     "r.points_total, r.cash_total_cents, r.status, r.redemption_code, r.shipping_address, "

@@ -11,7 +11,7 @@ from loyalty.v1 import common_pb2, redemption_pb2
 from points.program import Program
 from tests.conftest import Running, StartServer
 from tests.factories import ADDRESS, failure, key
-from tests.flashsale.helpers import settled_audit
+from tests.flashsale.helpers import outcomes, settled_audit
 
 
 def confirm(
@@ -267,3 +267,71 @@ async def test_a_confirmation_repeated_with_another_amount_is_refused(server: Ru
 
     assert failure(refused.value).reason == "PAYMENT_MISMATCH"
     assert again == paid
+
+
+async def pending_payment(
+    running: Running, *, cash_price_cents: int = 500
+) -> redemption_pb2.Redemption:
+    """A points + cash redemption of one unit (100 points), alone on its campaign."""
+    api = running.api
+    campaign = await api.campaign(units=3, points_price=100, cash_price_cents=cash_price_cents)
+    member = await api.member(points=1000)
+    return (await api.redeem(member.id, campaign.id)).redemption
+
+
+async def test_a_payment_reference_confirms_one_redemption_only(server: Running) -> None:
+    api = server.api
+    first, second = await pending_payment(server), await pending_payment(server)
+    paid = await api.redemptions.ConfirmPayment(confirm(first, "pay-once"))
+
+    again = await api.redemptions.ConfirmPayment(confirm(first, "pay-once"))
+    with pytest.raises(grpc.aio.AioRpcError) as taken:
+        await api.redemptions.ConfirmPayment(confirm(second, "pay-once"))
+    with pytest.raises(grpc.aio.AioRpcError) as paid_already:
+        await api.redemptions.ConfirmPayment(confirm(first, "pay-twice"))
+
+    assert again == paid  # the same confirmation: the redemption as it was
+    f = failure(taken.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_EXISTS")
+    assert f.metadata == {"resource": "redemption", "field": "payment_reference"}
+    await assert_still_pending(server, second, units=1, points=100)
+    # A paid redemption is not paid again under another reference, and keeps its own.
+    f = failure(paid_already.value)
+    assert (f.code, f.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "PAYMENT_NOT_PENDING")
+    now = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=first.id, member_id=first.member_id)
+    )
+    assert now == paid
+    # The second redemption's own payment goes through.
+    assert (await api.redemptions.ConfirmPayment(confirm(second, "pay-2"))).status == (
+        redemption_pb2.REDEMPTION_STATUS_COMMITTED
+    )
+    assert (await settled_audit(server)).ok
+
+
+async def test_racing_confirmations_with_one_reference_confirm_one_redemption(
+    server: Running,
+) -> None:
+    """Pairs of redemptions on different campaigns and members (no lock in common), each
+    pair confirmed at once with one reference: PostgreSQL's unique index lets one through."""
+    api = server.api
+    pairs = [(await pending_payment(server), await pending_payment(server)) for _ in range(3)]
+
+    ok, refused = await outcomes(
+        api.redemptions.ConfirmPayment(confirm(r, f"pay-race-{i}"))
+        for i, pair in enumerate(pairs)
+        for r in pair
+    )
+
+    assert refused == {"ALREADY_EXISTS": 3}
+    assert sorted(r.payment_reference for r in ok) == ["pay-race-0", "pay-race-1", "pay-race-2"]
+    winners = {r.id for r in ok}
+    for pair in pairs:
+        (loser,) = [r for r in pair if r.id not in winners]
+        await assert_still_pending(server, loser, units=1, points=100)
+    async with server.app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT payment_reference, count(*) FROM redemptions "
+            "WHERE payment_reference LIKE 'pay-race-%%' GROUP BY 1"
+        )
+        assert sorted(await cur.fetchall()) == [(f"pay-race-{i}", 1) for i in range(3)]
