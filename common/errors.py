@@ -24,6 +24,7 @@ DomainError
     ├── NotCancellable(redemption_id, status)
     ├── PaymentNotPending(redemption_id, status)
     ├── PaymentWindowClosed(redemption_id)
+    ├── PaymentMismatch(redemption_id, amount_cents, currency)
     ├── BelowRedemptionThreshold(member_id, threshold)
     ├── NotABeneficiary(member_id, beneficiary_id)
     ├── TooManyBeneficiaries(member_id, limit)
@@ -255,6 +256,26 @@ class PaymentWindowClosed(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"redemption_id": self.redemption_id}
+
+
+class PaymentMismatch(Refusal):
+    """The payment's amount or currency is not the redemption's price. The metadata gives
+    the price: the caller owns the redemption, so it learns nothing it may not know."""
+
+    reason = "PAYMENT_MISMATCH"
+
+    def __init__(self, redemption_id: str, amount_cents: int, currency: str) -> None:
+        super().__init__(
+            f"redemption {redemption_id} is paid with {amount_cents} cents in {currency}"
+        )
+        self.redemption_id, self.amount_cents, self.currency = redemption_id, amount_cents, currency
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "redemption_id": self.redemption_id,
+            "amount_cents": str(self.amount_cents),
+            "currency": self.currency,
+        }
 
 
 class UnknownTaskRule(InvalidArgument):

@@ -12,6 +12,10 @@ MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 500
 # Printable ASCII without leading/trailing blanks keeps keys safe in logs, Redis keys and SQL.
 _KEY_RE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+# An ISO 4217 alphabetic code as the standard writes it: "CNY", "EUR". Only its form is
+# checked; whether it is the one expected is the caller's rule. Used with fullmatch (a "$"
+# would let a trailing newline through).
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 
 def uuid_id(field: str, value: str) -> str:
@@ -49,4 +53,19 @@ def text(field: str, value: str, *, max_length: int, required: bool) -> str:
 def int_range(field: str, value: int, *, minimum: int, maximum: int) -> int:
     if value < minimum or value > maximum:
         raise InvalidArgument(field, f"must be between {minimum} and {maximum}")
+    return value
+
+
+def positive(field: str, value: int) -> int:
+    """A count or amount that must be given: 0 (a proto3 field left out) is missing."""
+    if value <= 0:
+        raise InvalidArgument(field, "is required and must be above 0")
+    return value
+
+
+def currency(field: str, value: str) -> str:
+    if not value:
+        raise InvalidArgument(field, "is required")
+    if not CURRENCY_RE.fullmatch(value):
+        raise InvalidArgument(field, "must be an ISO 4217 code: three upper-case letters")
     return value

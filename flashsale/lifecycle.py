@@ -1,25 +1,38 @@
 """What happens to a redemption after Redeem: cancel, payment confirmed, payment window
 closed. Each change is one PostgreSQL transaction under the fixed lock order (store.lock),
 then the rows' new counters are mirrored into Redis (Settler.apply_mirrors); a repeated
-change returns the redemption as it is."""
+change returns the redemption as it is.
+
+A payment is confirmed only for the redemption's price: its cash_total_cents in the mall's
+one currency (SURGE_CURRENCY); anything else is refused and changes nothing. A payment
+reference confirms one redemption only, by a unique index on redemptions."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from common import validation
-from common.errors import NotCancellable, NotFound, PaymentNotPending, PaymentWindowClosed
+from common.errors import (
+    AlreadyExists,
+    NotCancellable,
+    NotFound,
+    PaymentMismatch,
+    PaymentNotPending,
+    PaymentWindowClosed,
+)
 from flashsale import store
 from flashsale.model import Redemption, RedemptionStatus
 from flashsale.settle import Settler
 
 
 class Lifecycle:
-    def __init__(self, pool: AsyncConnectionPool, settler: Settler) -> None:
+    def __init__(self, pool: AsyncConnectionPool, settler: Settler, *, currency: str) -> None:
         self._pool = pool
         self._settler = settler
+        self._currency = currency  # the mall's: every redemption's cash is in it
 
     async def cancel(self, *, redemption_id: str, member_id: str, reason: str) -> Redemption:
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
@@ -49,7 +62,13 @@ class Lifecycle:
         return store.redemption_from_row(after)
 
     async def confirm_payment(
-        self, *, redemption_id: str, member_id: str, payment_reference: str
+        self,
+        *,
+        redemption_id: str,
+        member_id: str,
+        payment_reference: str,
+        amount_cents: int,
+        currency: str,
     ) -> Redemption:
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
         member_id = validation.uuid_id("member_id", member_id)
@@ -59,21 +78,36 @@ class Lifecycle:
             max_length=validation.MAX_KEY_LENGTH,
             required=True,
         )
+        validation.positive("amount_cents", amount_cents)
+        validation.currency("currency", currency)
         window_closed = False
         async with self._pool.connection() as conn, conn.transaction():
             row = await store.lock(conn, redemption_id)
             if row is None or row["member_id"] != member_id:
                 raise NotFound("redemption", redemption_id)
             status = RedemptionStatus(row["status"])
-            if status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference:
-                pass  # the same confirmation again
-            elif status is not RedemptionStatus.PENDING_PAYMENT:
+            # The same confirmation again (same reference) returns the redemption; any other
+            # confirmation of a redemption not waiting for payment is refused, whatever it
+            # says it paid (a paid one is not paid twice, under another reference).
+            again = status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference
+            if not again and status is not RedemptionStatus.PENDING_PAYMENT:
                 raise PaymentNotPending(redemption_id, status.value)
+            if (amount_cents, currency) != (row["cash_total_cents"], self._currency):
+                raise PaymentMismatch(redemption_id, row["cash_total_cents"], self._currency)
+            if again:
+                pass  # the same confirmation again: the redemption as it is
             elif row["payment_due_at"] <= datetime.now(UTC):
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
                 window_closed = True
             else:
-                await store.confirm(conn, row, reference)
+                try:
+                    await store.confirm(conn, row, reference)
+                except psycopg.errors.UniqueViolation as e:
+                    # Another redemption was confirmed with this reference, before or in a
+                    # race this transaction lost: leaving the block rolls everything back.
+                    if e.diag.constraint_name != store.PAYMENT_REFERENCE_INDEX:
+                        raise
+                    raise AlreadyExists("redemption", "payment_reference", reference) from e
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)
         assert after is not None

@@ -15,6 +15,10 @@ from flashsale.model import Address, Redemption, RedemptionStatus, new_redemptio
 from inventory.items import ItemKind
 from points.gate import MemberMirror
 
+# The unique index (server/migrations/0005) by which a payment reference confirms one
+# redemption only; its violation is the caller's ALREADY_EXISTS.
+PAYMENT_REFERENCE_INDEX = "redemptions_payment_reference"
+
 SELECT = (
     "SELECT r.id::text, r.member_id::text, r.campaign_id::text, c.item_id::text, r.quantity, "
     "r.points_total, r.cash_total_cents, r.status, r.redemption_code, r.shipping_address, "
@@ -42,7 +46,7 @@ async def lock(conn: AsyncConnection[Any], redemption_id: str) -> dict[str, Any]
     await cur.execute("SELECT 1 FROM members WHERE id = %s FOR UPDATE", (ids["member_id"],))
     await cur.execute(
         "SELECT r.id::text, r.member_id::text, r.campaign_id::text, r.quantity, r.points_total, "
-        "r.status, r.idempotency_key, r.request_hash, r.payment_due_at, r.payment_reference, "
+        "r.cash_total_cents, r.status, r.idempotency_key, r.request_hash, r.payment_due_at, r.payment_reference, "
         "r.redemption_code, "
         "i.kind AS item_kind FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
         "JOIN items i ON i.id = c.item_id WHERE r.id = %s FOR UPDATE OF r",

@@ -92,6 +92,12 @@ def _options(parser: ArgumentParser, **_: Any) -> None:
         default="results/loadtest/records",
         help="folder for the OKs received (one ok-HOST-PID.jsonl per process)",
     )
+    parser.add_argument(
+        "--surge-currency",
+        default=os.environ.get("SURGE_CURRENCY") or "CNY",
+        help="the mall's currency, as the server's SURGE_CURRENCY (default: that variable "
+        "here, else CNY); ConfirmPayment pays in it",
+    )
 
 
 class Sale:
@@ -239,6 +245,8 @@ class Shopper(User):
     def on_start(self) -> None:
         self.sale = sale_of(self.environment)
         self.recorder = recorder_of(self.environment)
+        assert self.environment.parsed_options is not None
+        self.currency: str = self.environment.parsed_options.surge_currency
         assert self.host, "pass --host 127.0.0.1:PORT"
         self._channel = grpc.insecure_channel(self.host, options=CHANNEL_OPTIONS)
         channel = grpc.intercept_channel(self._channel, ReportingInterceptor(self.environment))
@@ -375,6 +383,8 @@ class Shopper(User):
                     redemption_id=r.id,
                     member_id=r.member_id,
                     payment_reference="pay-" + request.idempotency_key,
+                    amount_cents=r.cash_total_cents,
+                    currency=self.currency,
                 ),
             )
             if confirmed.response is None:

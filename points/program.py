@@ -5,6 +5,7 @@ per-member results (lots and their expiry, tiers, eligibility), not the rules.
 
 | variable | default | meaning |
 | --- | --- | --- |
+| SURGE_CURRENCY | CNY | the mall's currency (ISO 4217): every cash amount (prices, purchases, payments) is in its cents |
 | SURGE_EARN_RATE | 1 | points per currency unit (100 cents) of a purchase, before the tier multiplier |
 | SURGE_TIERS | base:0:1,silver:50000:1.5,gold:150000:2,platinum:250000:2.5 | name:threshold:multiplier, thresholds ascending from 0 |
 | SURGE_TIER_WINDOW_MONTHS | 12 | qualifying points are those earned over this rolling window |
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 from common.env import ConfigError, env_int, env_positive_float
+from common.validation import CURRENCY_RE
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
@@ -93,6 +95,9 @@ DEFAULT_TASKS = (
 
 @dataclass(frozen=True, kw_only=True)
 class Program:
+    # One currency for the whole mall: campaigns' cash prices, purchases and payments carry
+    # cents of it and no currency of their own.
+    currency: str = "CNY"
     earn_rate: Decimal = Decimal(1)  # points per currency unit (100 cents)
     tiers: tuple[Tier, ...] = DEFAULT_TIERS
     tier_window_months: int = 12
@@ -106,6 +111,11 @@ class Program:
     tier_evaluation_interval_seconds: float = 86_400.0
 
     def __post_init__(self) -> None:
+        if not CURRENCY_RE.fullmatch(self.currency):
+            raise ProgramError(
+                f"SURGE_CURRENCY must be an ISO 4217 code (three upper-case letters), "
+                f"got {self.currency!r}"
+            )
         if not self.tiers or self.tiers[0].threshold != 0:
             raise ProgramError("SURGE_TIERS: the first tier's threshold must be 0")
         for lower, upper in zip(self.tiers, self.tiers[1:], strict=False):
@@ -145,6 +155,7 @@ class Program:
     @classmethod
     def load(cls, env: Mapping[str, str]) -> Program:
         return cls(
+            currency=env.get("SURGE_CURRENCY") or "CNY",
             earn_rate=_decimal(env, "SURGE_EARN_RATE", Decimal(1)),
             tiers=_tiers(env.get("SURGE_TIERS") or ""),
             tier_window_months=env_int(env, "SURGE_TIER_WINDOW_MONTHS", 12, 1, 120),

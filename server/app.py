@@ -153,7 +153,7 @@ class App:
             ),
             metrics=self.metrics,
         )
-        self.lifecycle = Lifecycle(self.pool, self.settler)
+        self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
         self.redemption_reads = RedemptionReads(self.pool)
         self.sweeper = Sweeper(
             pool=self.pool,

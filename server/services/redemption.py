@@ -67,6 +67,8 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
             redemption_id=request.redemption_id,
             member_id=request.member_id,
             payment_reference=request.payment_reference,
+            amount_cents=request.amount_cents,
+            currency=request.currency,
         )
         return convert.redemption(confirmed)
 

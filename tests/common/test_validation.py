@@ -52,3 +52,18 @@ def test_page_tokens_round_trip_and_reject_forgeries() -> None:
     assert paging.page_size(0) == paging.DEFAULT_PAGE_SIZE
     with pytest.raises(InvalidArgument):
         paging.page_size(101)
+
+
+def test_currencies_are_iso_4217_codes() -> None:
+    assert validation.currency("currency", "CNY") == "CNY"
+    for bad in ("", "cny", "Cny", "CN", "CNYY", "C1Y", "¥", "CNY\n", " CNY"):
+        with pytest.raises(InvalidArgument) as e:
+            validation.currency("currency", bad)
+        assert e.value.field == "currency", bad
+
+
+def test_positive_amounts() -> None:
+    assert validation.positive("amount_cents", 1) == 1
+    for bad in (0, -1):
+        with pytest.raises(InvalidArgument, match="is required and must be above 0"):
+            validation.positive("amount_cents", bad)

@@ -122,7 +122,11 @@ async def test_points_waiting_for_payment_are_spared_by_expiry(server: Running) 
     spared = await assert_ledger_holds(server, member.id)
     confirmed = await api.redemptions.ConfirmPayment(
         redemption_pb2.ConfirmPaymentRequest(
-            redemption_id=pending.id, member_id=member.id, payment_reference="p-1"
+            redemption_id=pending.id,
+            member_id=member.id,
+            payment_reference="p-1",
+            amount_cents=pending.cash_total_cents,
+            currency="CNY",
         )
     )
 

@@ -14,6 +14,7 @@ from server.config import ConfigError, Settings
 def test_loads_every_setting() -> None:
     p = Program.load(
         {
+            "SURGE_CURRENCY": "EUR",
             "SURGE_EARN_RATE": "0.5",
             "SURGE_TIERS": "basic:0:1,vip:100:3",
             "SURGE_TIER_WINDOW_MONTHS": "6",
@@ -27,7 +28,7 @@ def test_loads_every_setting() -> None:
             "SURGE_TIER_EVALUATION_INTERVAL_SECONDS": "3600",
         }
     )
-    assert p.earn_rate == Decimal("0.5")
+    assert (p.currency, p.earn_rate) == ("EUR", Decimal("0.5"))
     assert p.tiers == (Tier("basic", 0, Decimal(1)), Tier("vip", 100, Decimal(3)))
     assert (p.tier_window_months, p.tier_keep_months) == (6, 24)
     assert p.expiry == ExpiryPolicy("year-end", 1)
@@ -35,6 +36,7 @@ def test_loads_every_setting() -> None:
     assert p.task_rules == (TaskRule("register", 50, 1), TaskRule("share", 10, None))
     assert (p.job_interval_seconds, p.tier_evaluation_interval_seconds) == (5.0, 3600.0)
     assert Program.load({}) == Program()
+    assert Program().currency == "CNY"
     assert Program.load({"SURGE_TASK_RULES": ""}).task_rules == ()
     assert Settings.load({}).program == Program()
 
@@ -42,6 +44,9 @@ def test_loads_every_setting() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
+        ("SURGE_CURRENCY", "eur"),
+        ("SURGE_CURRENCY", "EURO"),
+        ("SURGE_CURRENCY", "€"),
         ("SURGE_EARN_RATE", "-1"),
         ("SURGE_EARN_RATE", "abc"),
         ("SURGE_TIERS", "base:10:1"),

@@ -98,6 +98,55 @@ async def test_malformed_redeem_is_invalid_argument_and_changes_nothing(
     assert (await api.balance(member.id)).balance == 1000
 
 
+CONFIRM_CASES: list[tuple[str, dict[str, Any], str]] = [
+    ("no member id", {"member_id": ""}, "member_id"),
+    ("no payment reference", {"payment_reference": ""}, "payment_reference"),
+    ("long payment reference", {"payment_reference": "p" * 129}, "payment_reference"),
+    ("no amount", {"amount_cents": 0}, "amount_cents"),
+    ("negative amount", {"amount_cents": -500}, "amount_cents"),
+    ("no currency", {"currency": ""}, "currency"),
+    ("lower-case currency", {"currency": "cny"}, "currency"),
+    ("two-letter currency", {"currency": "CN"}, "currency"),
+    ("four-letter currency", {"currency": "CNYY"}, "currency"),
+    ("currency sign", {"currency": "¥"}, "currency"),
+    ("currency with a newline", {"currency": "CNY\n"}, "currency"),
+]
+
+
+async def test_malformed_payment_is_invalid_argument_and_changes_nothing(api: Api) -> None:
+    """Each request is the right payment but for one field: it would commit if let through."""
+    campaign = await api.campaign(units=5, points_price=100, cash_price_cents=500)
+    member = await api.member(points=1000)
+    pending = (await api.redeem(member.id, campaign.id)).redemption
+    right = dict(
+        redemption_id=pending.id,
+        member_id=member.id,
+        payment_reference="pay-1",
+        amount_cents=500,
+        currency="CNY",
+    )
+
+    for case, changes, field in CONFIRM_CASES:
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await api.redemptions.ConfirmPayment(
+                redemption_pb2.ConfirmPaymentRequest(**{**right, **changes})
+            )
+        f = failure(bad.value)
+        assert (f.code, f.field, f.reason) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            field,
+            "INVALID_ARGUMENT",
+        ), case
+        assert field in f.message, case
+
+    still = await api.redemptions.GetRedemption(
+        redemption_pb2.GetRedemptionRequest(redemption_id=pending.id, member_id=member.id)
+    )
+    assert still.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT
+    assert (await api.get_campaign(campaign.id)).units_held == 1
+    assert (await api.balance(member.id)).held == 100
+
+
 async def test_an_address_is_not_needed_for_a_virtual_item(api: Api) -> None:
     campaign = await api.campaign(units=5, kind=common_pb2.ITEM_KIND_VIRTUAL)
     member = await api.member(points=1000)
@@ -211,7 +260,11 @@ async def test_list_validation(api: Api) -> None:
     await expect_invalid(
         api.redemptions.ConfirmPayment(
             redemption_pb2.ConfirmPaymentRequest(
-                redemption_id=str(uuid.uuid4()), member_id=str(uuid.uuid4()), payment_reference=""
+                redemption_id=str(uuid.uuid4()),
+                member_id=str(uuid.uuid4()),
+                payment_reference="",
+                amount_cents=500,
+                currency="CNY",
             )
         ),
         "payment_reference",
@@ -220,7 +273,10 @@ async def test_list_validation(api: Api) -> None:
     await expect_invalid(
         api.redemptions.ConfirmPayment(
             redemption_pb2.ConfirmPaymentRequest(
-                redemption_id=str(uuid.uuid4()), payment_reference="pay-1"
+                redemption_id=str(uuid.uuid4()),
+                payment_reference="pay-1",
+                amount_cents=500,
+                currency="CNY",
             )
         ),
         "member_id",
