@@ -41,3 +41,17 @@ def env_choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[s
     if value not in allowed:
         raise ConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
     return value
+
+
+def env_rate(env: Mapping[str, str], name: str, default: float) -> float:
+    """A rate per second, 0 (no limit) or positive."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if value < 0 or value != value or value == float("inf"):
+        raise ConfigError(f"{name} must be 0 (no limit) or a positive number, got {raw!r}")
+    return value

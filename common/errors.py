@@ -11,6 +11,9 @@ DomainError
 ├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
 ├── Unavailable(dependency)                   Redis or PostgreSQL unreachable (retryable)
 ├── Overloaded(limit)                         too many calls in flight here (retryable)
+├── RateLimited(kind, key, rate, retry_after_s)  a caller past its rate (retryable)
+├── CommitQueueFull(limit)                    redemptions waiting for PostgreSQL (retryable)
+├── DeadlinePassed                            the call's deadline passed before it started
 ├── CredentialMissing                         no bearer credential on the call
 ├── CredentialInvalid(problem)                expired, bad signature, wrong audience, ...
 ├── ScopeMissing(method, needed)              a valid credential without the method's scope
@@ -385,3 +388,42 @@ class ScopeMissing(DomainError):
 
     def metadata(self) -> dict[str, str]:
         return {"method": self.method, "needed_scopes": " ".join(sorted(self.needed))}
+
+
+class RateLimited(DomainError):
+    """A caller (a credential's subject, or calls naming one member) is past its rate in this
+    process; nothing was started. The edge adds a google.rpc.QuotaFailure and a RetryInfo."""
+
+    reason = "RATE_LIMITED"
+
+    def __init__(self, kind: str, key: str, rate_per_s: float, retry_after_s: float) -> None:
+        super().__init__(f"too many calls for this {kind} ({rate_per_s:g}/s); retry shortly")
+        self.kind, self.key = kind, key
+        self.rate_per_s, self.retry_after_s = rate_per_s, retry_after_s
+
+    def metadata(self) -> dict[str, str]:
+        return {"limit": self.kind, "calls_per_second": f"{self.rate_per_s:g}"}
+
+
+class CommitQueueFull(DomainError):
+    """As many redemptions as the group commit takes are already waiting for PostgreSQL;
+    this one was refused before it held anything."""
+
+    reason = "COMMIT_QUEUE_FULL"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"{limit} redemptions are waiting to commit; retry shortly")
+        self.limit = limit
+
+    def metadata(self) -> dict[str, str]:
+        return {"commit_queue_max": str(self.limit)}
+
+
+class DeadlinePassed(DomainError):
+    """The call's deadline had passed (or its client had gone) before any work started: the
+    server skips it. Nobody is waiting for the answer; the status is for the metrics."""
+
+    reason = "DEADLINE_PASSED"
+
+    def __init__(self) -> None:
+        super().__init__("the call's deadline passed before the server could start it")

@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from common.errors import Unavailable
+from common.errors import CommitQueueFull, Unavailable
 from common.metrics import Metrics
 from flashsale.gate import CampaignMirror
 from points.gate import MemberMirror
@@ -117,6 +117,7 @@ class GroupCommitter:
         workers: int,
         metrics: Metrics,
         linger_s: float = 0.0,
+        max_waiting: int = 2048,
     ) -> None:
         self._pool = pool
         self._metrics = metrics
@@ -125,6 +126,8 @@ class GroupCommitter:
         self._workers = workers
         self._linger_s = linger_s
         self._approaching = 0  # redemptions being admitted: entries on their way here
+        self._waiting = 0  # submitted, not yet answered (queued or being committed)
+        self._max_waiting = max_waiting
         self._queue: asyncio.Queue[_Waiting | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -138,7 +141,11 @@ class GroupCommitter:
     @contextlib.contextmanager
     def approaching(self) -> Iterator[None]:
         """Marks a redemption on its way to `submit` (holding in Redis): a worker about to
-        commit waits up to the linger for it, and does not wait when nobody is coming."""
+        commit waits up to the linger for it, and does not wait when nobody is coming.
+        Refuses it (CommitQueueFull) before it holds anything when the queue is full: a
+        hold that cannot be committed in time only lapses and must be swept back."""
+        if self._waiting + self._approaching >= self._max_waiting:
+            raise CommitQueueFull(self._max_waiting)
         self._approaching += 1
         try:
             yield
@@ -150,6 +157,7 @@ class GroupCommitter:
             raise Unavailable("the server is shutting down")
         waiting = _Waiting(entry, asyncio.get_running_loop().create_future())
         self._queue.put_nowait(waiting)
+        self._waiting += 1  # until its batch is done, even if its caller stops waiting
         return await waiting.future
 
     async def close(self) -> None:
@@ -186,6 +194,12 @@ class GroupCommitter:
                 return
 
     async def _commit_batch(self, batch: list[_Waiting]) -> None:
+        try:
+            await self._commit_and_settle(batch)
+        finally:
+            self._waiting -= len(batch)
+
+    async def _commit_and_settle(self, batch: list[_Waiting]) -> None:
         self._metrics.commit_batch_size.observe(len(batch))
         try:
             with self._metrics.commit_seconds.time():

@@ -26,6 +26,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from common import redis_memory
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
+from common.ratelimit import TokenBuckets
 from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
 from flashsale.committer import GroupCommitter
@@ -136,6 +137,7 @@ class App:
             max_batch=settings.commit_batch_max,
             workers=settings.commit_workers,
             linger_s=settings.commit_linger_ms / 1000,
+            max_waiting=settings.commit_queue_max,
             metrics=self.metrics,
         )
         self.admission = Admission(
@@ -200,8 +202,19 @@ class App:
                     verifier=verifier,
                     reflection_open=settings.reflection == "OPEN",
                     max_concurrent_calls=settings.max_concurrent_calls,
+                    subject_rate=_buckets(
+                        settings.subject_calls_per_second, settings.subject_burst
+                    ),
+                    member_rate=_buckets(settings.member_calls_per_second, settings.member_burst),
                 )
-            ]
+            ],
+            options=[
+                # Explicit, not gRPC's defaults: a request past these is refused by gRPC
+                # itself (RESOURCE_EXHAUSTED) before any of Surge's code reads it.
+                ("grpc.max_receive_message_length", settings.max_message_bytes),
+                ("grpc.max_metadata_size", settings.max_metadata_bytes),
+                ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
+            ],
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             catalog.CatalogService(self.catalog), server
@@ -275,6 +288,10 @@ class App:
         self._metrics_http = server
         self.metrics_port = server.server_port
         log.info("metrics on http://%s:%d/metrics", host, self.metrics_port)
+
+
+def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
+    return TokenBuckets(rate_per_s, burst) if rate_per_s > 0 else None
 
 
 def _methods() -> list[tuple[str, str]]:

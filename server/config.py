@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from common.env import ConfigError, env_choice, env_int, env_positive_float
+from common.env import ConfigError, env_choice, env_int, env_positive_float, env_rate
 from points.program import Program
 from server.credentials import Keys
 
@@ -59,6 +59,18 @@ class Settings:
     # Calls in flight at once before new ones are refused RESOURCE_EXHAUSTED (0: no limit):
     # past a few hundred, more concurrency only lengthens every call's wait.
     max_concurrent_calls: int = 512
+    # Redemptions waiting for (or in) a group commit before new ones are refused
+    # RESOURCE_EXHAUSTED / COMMIT_QUEUE_FULL, before they hold anything.
+    commit_queue_max: int = 2048
+    # Token buckets in this process (common/ratelimit.py); 0 calls/s: no limit.
+    member_calls_per_second: float = 10.0
+    member_burst: int = 20
+    subject_calls_per_second: float = 0.0
+    subject_burst: int = 1000
+    # What a call may carry: Surge's requests are a few hundred bytes, a bearer token a
+    # few kilobytes; anything far past that is a mistake or an attack.
+    max_message_bytes: int = 256 * 1024
+    max_metadata_bytes: int = 16 * 1024
 
     # Observability.
     # /metrics on its own address, loopback by default: opening gRPC to the network must
@@ -155,6 +167,17 @@ class Settings:
             pg_pool_max=env_int(env, "SURGE_PG_POOL_MAX", 10, 1, 1000),
             redis_max_connections=env_int(env, "SURGE_REDIS_MAX_CONNECTIONS", 256, 1, 100_000),
             max_concurrent_calls=env_int(env, "SURGE_MAX_CONCURRENT_CALLS", 512, 0, 1_000_000),
+            commit_queue_max=env_int(env, "SURGE_COMMIT_QUEUE_MAX", 2048, 1, 1_000_000),
+            member_calls_per_second=env_rate(env, "SURGE_MEMBER_CALLS_PER_SECOND", 10.0),
+            member_burst=env_int(env, "SURGE_MEMBER_BURST", 20, 1, 1_000_000),
+            subject_calls_per_second=env_rate(env, "SURGE_SUBJECT_CALLS_PER_SECOND", 0.0),
+            subject_burst=env_int(env, "SURGE_SUBJECT_BURST", 1000, 1, 10_000_000),
+            max_message_bytes=env_int(
+                env, "SURGE_MAX_MESSAGE_BYTES", 256 * 1024, 1024, 64 * 1024 * 1024
+            ),
+            max_metadata_bytes=env_int(
+                env, "SURGE_MAX_METADATA_BYTES", 16 * 1024, 1024, 1024 * 1024
+            ),
             metrics_host=metrics_host,
             metrics_port=env_int(env, "SURGE_METRICS_PORT", metrics_port, 0, 65535),
             log_level=env_choice(

@@ -2,9 +2,12 @@
 
 - sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
   before anything logs it) for the logs,
+- skips a call whose deadline passed (or whose client left) while it waited to start,
 - sheds the call when this process already has its limit in flight,
 - checks the caller's credential and that its scopes allow the method (server/scopes.py),
   and sets the actor (subject, request id) the domain records operator changes with,
+- holds each credential's subject, and each member a call names, to a rate (token buckets
+  in this process: common/ratelimit.py),
 - decodes the request itself, so a malformed message is INVALID_ARGUMENT naming the
   request, counted and logged like any call (grpc's own decoding answers UNKNOWN with a
   traceback, before any interceptor sees the call),
@@ -34,6 +37,7 @@ import grpc
 
 from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
+from common.ratelimit import TokenBuckets
 from server import scopes
 from server.credentials import Principal, Verifier
 from server.errors import status_for
@@ -94,6 +98,11 @@ def split_method(full: str) -> tuple[str, str]:
     return service, method
 
 
+def _member_named(request: Any) -> str:
+    """The member a request acts for (`member_id`, or a transfer's sender), or ""."""
+    return str(getattr(request, "member_id", "") or getattr(request, "from_member_id", ""))
+
+
 # Never shed and never asks for a credential: a load balancer must be able to ask whether
 # this process is alive.
 _HEALTH = "grpc.health.v1.Health"
@@ -110,12 +119,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         verifier: Verifier | None,
         reflection_open: bool = False,
         max_concurrent_calls: int = 0,
+        subject_rate: TokenBuckets | None = None,
+        member_rate: TokenBuckets | None = None,
     ) -> None:
         """verifier: checks credentials (None: SURGE_AUTH=NONE, every call is `anonymous`
         with every scope). reflection_open: reflection needs no credential.
         max_concurrent_calls: calls in flight at once in this process before new ones are
         refused RESOURCE_EXHAUSTED (0: no limit). Our own count rather than grpcio's
-        maximum_concurrent_rpcs, which has been unreliable on the async server."""
+        maximum_concurrent_rpcs, which has been unreliable on the async server.
+        subject_rate / member_rate: calls per credential subject / per member named in the
+        request (None: no limit)."""
+        self._subject_rate = subject_rate
+        self._member_rate = member_rate
         self._metrics = metrics
         self._access_log = access_log
         self._verifier = verifier
@@ -162,6 +177,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         verifier = self._verifier if service != _HEALTH else None
         needed = scopes.needed_for(full_method)
         auth_refused = m.auth_refused
+        subject_rate = self._subject_rate if service != _HEALTH else None
+        member_rate = self._member_rate
 
         async def wrapper(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = ""
@@ -181,6 +198,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             admitted = False
             try:
+                remaining = context.time_remaining()
+                if (remaining is not None and remaining <= 0) or context.cancelled():
+                    raise errors.DeadlinePassed()  # nobody waits for it: start nothing
                 if limited:
                     if self._in_flight >= self._limit:
                         raise errors.Overloaded(self._limit)  # shed before any work
@@ -194,6 +214,16 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     except errors.DomainError as refused:
                         auth_refused.labels(refused.reason).inc()
                         raise
+                if subject_rate is not None:
+                    wait = subject_rate.take(principal.subject)
+                    if wait:
+                        raise errors.RateLimited(
+                            "subject", principal.subject, subject_rate.rate_per_s, wait
+                        )
+                if member_rate is not None:
+                    member = _member_named(request)
+                    if member and (wait := member_rate.take(member)):
+                        raise errors.RateLimited("member", member, member_rate.rate_per_s, wait)
                 actor_token = actor.enter(actor.Actor(principal.subject, rid))
                 if isinstance(request, _Malformed):
                     raise errors.InvalidArgument(

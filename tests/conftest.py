@@ -40,6 +40,9 @@ TEST_SETTINGS = Settings(
     pg_pool_max=10,
     metrics_port=0,  # tests that scrape /metrics turn it on with a free port
     jwt_secret=TEST_SECRET,
+    # Races on one member are what many tests are about; tests/server/test_overload.py
+    # turns the per-member rate on.
+    member_calls_per_second=0.0,
 )
 
 
