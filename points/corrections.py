@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from psycopg.rows import dict_row
 
+import auditlog
 from common import validation
 from common.errors import (
     IdempotencyKeyReused,
@@ -169,7 +170,8 @@ class Corrections:
     ) -> Earned:
         """An operator's +/- correction. + is a lot with the program's expiry (not earned:
         no tier or threshold credit); - takes lots soonest expiry first and never more than
-        is available. Idempotent by (member_id, idempotency_key)."""
+        is available. Idempotent by (member_id, idempotency_key). The change writes its
+        audit event in the same transaction, a replay writes none."""
         member_id = validation.uuid_id("member_id", member_id)
         if delta == 0:
             raise InvalidArgument("delta", "must not be 0")
@@ -219,6 +221,19 @@ class Corrections:
                 )
                 if delta > 0:
                     await store.repay_debt(cur, member_id, reference)
+                await auditlog.record(
+                    conn,
+                    auditlog.ADJUST_POINTS,
+                    target_kind=auditlog.MEMBER,
+                    target_id=member_id,
+                    content={
+                        "member_id": member_id,
+                        "delta": delta,
+                        "reason": reason,
+                        "operator_id": operator,
+                        "idempotency_key": key,
+                    },
+                )
                 entry_id, replayed = posted.entry_id, False
             await changed.read(cur, member_id)
         await changed.settle(self._gate)
