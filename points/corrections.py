@@ -7,7 +7,7 @@ from __future__ import annotations
 from psycopg.rows import dict_row
 
 import auditlog
-from common import validation
+from common import actor, validation
 from common.errors import (
     IdempotencyKeyReused,
     InsufficientPoints,
@@ -170,7 +170,8 @@ class Corrections:
     ) -> Earned:
         """An operator's +/- correction. + is a lot with the program's expiry (not earned:
         no tier or threshold credit); - takes lots soonest expiry first and never more than
-        is available. Idempotent by (member_id, idempotency_key). The change writes its
+        is available. Idempotent by (member_id, idempotency_key). The entry (and the debt
+        repayment a credit triggers) carries the actor's subject; the change writes its
         audit event in the same transaction, a replay writes none."""
         member_id = validation.uuid_id("member_id", member_id)
         if delta == 0:
@@ -180,6 +181,7 @@ class Corrections:
         operator = context.operator_id(operator_id, required=True)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
         reference = f"adjust:{key}"
+        by = actor.current().subject  # on the entries this adjustment makes
         changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -218,9 +220,10 @@ class Corrections:
                     key_scope="adjust",
                     key=key,
                     operator_id=operator,
+                    actor=by,
                 )
                 if delta > 0:
-                    await store.repay_debt(cur, member_id, reference)
+                    await store.repay_debt(cur, member_id, reference, actor=by)
                 await auditlog.record(
                     conn,
                     auditlog.ADJUST_POINTS,

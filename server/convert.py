@@ -292,6 +292,7 @@ def ledger_entry(value: LedgerEntry) -> member_pb2.LedgerEntry:
         operator_id=value.operator_id or "",
         counterparty_member_id=value.counterparty_id or "",
         create_time=timestamp(value.created_at),
+        actor=value.actor or "",
     )
 
 
