@@ -115,8 +115,9 @@ class Tiers:
         return await self.tier_status(member_id)
 
     async def evaluate_tier(self, *, member_id: str, now: datetime | None = None) -> TierStatus:
-        """An operator's evaluation now. It writes an audit event only when it changes the
-        member's reached tier or how long it is kept (not for a mere re-evaluation)."""
+        """An operator's evaluation now. It writes an audit event when it changes the
+        member's reached tier or how long it is kept (re-qualifying extends it); one that
+        leaves both as they were writes none."""
         member_id = validation.uuid_id("member_id", member_id)
         now = now or utc_now()
         async with self._pool.connection() as conn, conn.transaction():
