@@ -1,4 +1,6 @@
-"""Campaigns: units allotted out of an item's stock, sold in a time window at a price."""
+"""Campaigns: units allotted out of an item's stock, sold in a time window at a price.
+Creating one is an operator change: it writes its audit event (auditlog) in the same
+transaction."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import redis.exceptions
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
@@ -132,6 +135,22 @@ class Campaigns:
             )
             created = await cur.fetchone()
             assert created is not None
+            await auditlog.record(
+                conn,
+                auditlog.CREATE_CAMPAIGN,
+                target_kind=auditlog.CAMPAIGN,
+                target_id=created["id"],
+                content={
+                    "item_id": item_id,
+                    "name": name,
+                    "units_allotted": units_allotted,
+                    "points_price": points_price,
+                    "cash_price_cents": cash_price_cents,
+                    "per_member_limit": per_member_limit,
+                    "starts_at": starts_at,
+                    "ends_at": ends_at,
+                },
+            )
         try:
             await self.load_into_gate(created["id"])
         except redis.exceptions.RedisError as e:

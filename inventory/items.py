@@ -1,5 +1,6 @@
 """The catalogue: items, their kind, and stock on hand, changed only by keyed adjustments
-and by campaigns allotting units."""
+and by campaigns allotting units. Creating an item and adjusting its stock are operator
+changes: each writes its audit event (auditlog) in its own transaction."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+import auditlog
 from common import validation
 from common.errors import (
     AlreadyExists,
@@ -60,7 +62,7 @@ class Catalog:
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         validation.int_range("initial_stock", initial_stock, minimum=0, maximum=MAX_STOCK)
-        async with self._pool.connection() as conn:
+        async with self._pool.connection() as conn, conn.transaction():
             try:
                 cur = await conn.cursor(row_factory=dict_row).execute(
                     f"INSERT INTO items (sku, name, kind, stock_on_hand) VALUES (%s, %s, %s, %s) "
@@ -70,7 +72,19 @@ class Catalog:
             except psycopg.errors.UniqueViolation as e:
                 raise AlreadyExists("item", "sku", sku) from e
             row = await cur.fetchone()
-        assert row is not None
+            assert row is not None
+            await auditlog.record(
+                conn,
+                auditlog.CREATE_ITEM,
+                target_kind=auditlog.ITEM,
+                target_id=row["id"],
+                content={
+                    "sku": sku,
+                    "name": name,
+                    "kind": kind.value,
+                    "initial_stock": initial_stock,
+                },
+            )
         return _item(row)
 
     async def get_item(self, item_id: str) -> Item:
@@ -127,6 +141,18 @@ class Catalog:
             )
             adjustment = await cur.fetchone()
             assert adjustment is not None
+            await auditlog.record(
+                conn,
+                auditlog.ADJUST_STOCK,
+                target_kind=auditlog.ITEM,
+                target_id=item_id,
+                content={
+                    "item_id": item_id,
+                    "delta": delta,
+                    "reason": reason,
+                    "idempotency_key": key,
+                },
+            )
         return Adjusted(_item(updated), adjustment["id"], replayed=False)
 
 

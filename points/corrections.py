@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from psycopg.rows import dict_row
 
-from common import validation
+import auditlog
+from common import actor, validation
 from common.errors import (
     IdempotencyKeyReused,
     InsufficientPoints,
@@ -169,7 +170,9 @@ class Corrections:
     ) -> Earned:
         """An operator's +/- correction. + is a lot with the program's expiry (not earned:
         no tier or threshold credit); - takes lots soonest expiry first and never more than
-        is available. Idempotent by (member_id, idempotency_key)."""
+        is available. Idempotent by (member_id, idempotency_key). The entry (and the debt
+        repayment a credit triggers) carries the actor's subject; the change writes its
+        audit event in the same transaction, a replay writes none."""
         member_id = validation.uuid_id("member_id", member_id)
         if delta == 0:
             raise InvalidArgument("delta", "must not be 0")
@@ -178,6 +181,7 @@ class Corrections:
         operator = context.operator_id(operator_id, required=True)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
         reference = f"adjust:{key}"
+        by = actor.current().subject  # on the entries this adjustment makes
         changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -216,9 +220,23 @@ class Corrections:
                     key_scope="adjust",
                     key=key,
                     operator_id=operator,
+                    actor=by,
                 )
                 if delta > 0:
-                    await store.repay_debt(cur, member_id, reference)
+                    await store.repay_debt(cur, member_id, reference, actor=by)
+                await auditlog.record(
+                    conn,
+                    auditlog.ADJUST_POINTS,
+                    target_kind=auditlog.MEMBER,
+                    target_id=member_id,
+                    content={
+                        "member_id": member_id,
+                        "delta": delta,
+                        "reason": reason,
+                        "operator_id": operator,
+                        "idempotency_key": key,
+                    },
+                )
                 entry_id, replayed = posted.entry_id, False
             await changed.read(cur, member_id)
         await changed.settle(self._gate)

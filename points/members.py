@@ -13,6 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+import auditlog
 from common import validation
 from common.errors import AlreadyExists, NotFound
 from points import context, store, tiers
@@ -81,7 +82,9 @@ class Members:
         self, member_id: str, frozen: bool, reason: str, operator_id: str
     ) -> Member:
         """From the moment this returns, Redis refuses the member's holds (MEMBER_FROZEN) and
-        PostgreSQL refuses any commit that was in flight (it re-checks under the row lock)."""
+        PostgreSQL refuses any commit that was in flight (it re-checks under the row lock).
+        Freezing a frozen member (or unfreezing an unfrozen one) changes nothing and records
+        nothing, in member_actions or the audit trail."""
         member_id = validation.uuid_id("member_id", member_id)
         reason = context.reason(reason)
         operator = context.operator_id(operator_id, required=False)
@@ -98,6 +101,13 @@ class Members:
                     "INSERT INTO member_actions (member_id, action, reason, operator_id) "
                     "VALUES (%s, %s, %s, %s)",
                     (member_id, "freeze" if frozen else "unfreeze", reason, operator),
+                )
+                await auditlog.record(
+                    conn,
+                    auditlog.FREEZE_MEMBER if frozen else auditlog.UNFREEZE_MEMBER,
+                    target_kind=auditlog.MEMBER,
+                    target_id=member_id,
+                    content={"member_id": member_id, "reason": reason, "operator_id": operator},
                 )
             mirror = await store.mirror(cur, member_id)
             await cur.execute(f"SELECT {_MEMBER_COLUMNS} FROM members WHERE id = %s", (member_id,))

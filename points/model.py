@@ -101,6 +101,7 @@ class LedgerEntry:
     operator_id: str | None
     counterparty_id: str | None
     created_at: datetime
+    actor: str | None = None  # the credential's subject of an operator-made entry
 
 
 @dataclass(frozen=True)

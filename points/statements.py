@@ -18,7 +18,7 @@ from points.model import LEDGER_KINDS, LedgerEntry, LedgerPage
 
 _ENTRY_COLUMNS = (
     "id::text, member_id::text, kind, amount, balance_after, debt_change, debt_after, "
-    "reference, reason, operator_id, counterparty_id::text, created_at, seq"
+    "reference, reason, operator_id, counterparty_id::text, created_at, seq, actor"
 )
 
 
@@ -104,4 +104,5 @@ def _entry(row: dict[str, Any]) -> LedgerEntry:
         operator_id=row["operator_id"],
         counterparty_id=row["counterparty_id"],
         created_at=row["created_at"],
+        actor=row["actor"],
     )

@@ -93,11 +93,13 @@ async def post(
     key: str | None = None,
     operator_id: str | None = None,
     counterparty_id: str | None = None,
+    actor: str | None = None,
 ) -> Posted:
-    """One ledger entry and the balance (and debt) change it explains."""
+    """One ledger entry and the balance (and debt) change it explains. `actor`: the
+    credential's subject when an operator makes the entry by hand (common.actor)."""
     await cur.execute(
         "SELECT out_entry::text, out_balance, out_debt FROM "
-        "post_entry(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "post_entry(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             member_id,
             kind,
@@ -109,6 +111,7 @@ async def post(
             key,
             operator_id,
             counterparty_id,
+            actor,
         ),
     )
     row = await cur.fetchone()
@@ -160,8 +163,11 @@ async def expire_due(cur: Cursor, member_id: str, now: datetime | None = None) -
     return int(row["n"])
 
 
-async def repay_debt(cur: Cursor, member_id: str, reference: str) -> int:
-    await cur.execute("SELECT repay_debt(%s, %s) AS n", (member_id, reference))
+async def repay_debt(
+    cur: Cursor, member_id: str, reference: str, *, actor: str | None = None
+) -> int:
+    """Repays debt from what the member can spend; `actor` as for post()."""
+    await cur.execute("SELECT repay_debt(%s, %s, %s) AS n", (member_id, reference, actor))
     row = await cur.fetchone()
     assert row is not None
     return int(row["n"])

@@ -18,6 +18,7 @@ from typing import Any
 
 from psycopg.rows import dict_row
 
+import auditlog
 from common import validation
 from common.errors import InvalidArgument, NotFound
 from points import context, store
@@ -99,16 +100,40 @@ class Tiers:
                 "VALUES (%s, 'manual_tier', %s, %s, %s)",
                 (member_id, tier, reason, operator),
             )
+            await auditlog.record(
+                conn,
+                auditlog.SET_MANUAL_TIER,
+                target_kind=auditlog.MEMBER,
+                target_id=member_id,
+                content={
+                    "member_id": member_id,
+                    "tier": tier,
+                    "reason": reason,
+                    "operator_id": operator,
+                },
+            )
         return await self.tier_status(member_id)
 
     async def evaluate_tier(self, *, member_id: str, now: datetime | None = None) -> TierStatus:
+        """An operator's evaluation now. It writes an audit event when it changes the
+        member's reached tier or how long it is kept (re-qualifying extends it); one that
+        leaves both as they were writes none."""
         member_id = validation.uuid_id("member_id", member_id)
         now = now or utc_now()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             row = (await store.lock_members(cur, member_id))[member_id]
             qualifying = await _qualifying(cur, [member_id], self._program, now)
-            await self._apply_tier(cur, row, qualifying.get(member_id, 0), now)
+            after = await self._apply_tier(cur, row, qualifying.get(member_id, 0), now)
+            before = state_of(row)
+            if (after.tier, after.valid_until) != (before.tier, before.valid_until):
+                await auditlog.record(
+                    conn,
+                    auditlog.EVALUATE_TIER,
+                    target_kind=auditlog.MEMBER,
+                    target_id=member_id,
+                    content={"member_id": member_id},
+                )
         return await self.tier_status(member_id, now=now)
 
     async def evaluate_all_tiers(self, now: datetime | None = None, chunk: int = 100) -> int:
@@ -129,12 +154,14 @@ class Tiers:
                     return changed
                 qualifying = await _qualifying(cur, [r["id"] for r in rows], self._program, now)
                 for row in rows:
-                    changed += await self._apply_tier(cur, row, qualifying.get(row["id"], 0), now)
+                    tier = await self._apply_tier(cur, row, qualifying.get(row["id"], 0), now)
+                    changed += tier.tier != row["tier"]
                 after = rows[-1]["id"]
 
     async def _apply_tier(
         self, cur: Cursor, row: dict[str, Any], qualifying: int, now: datetime
-    ) -> int:
+    ) -> TierState:
+        """Evaluates one locked member; returns the tier state it now has."""
         before = state_of(row)
         after = evaluate(self._program, before, qualifying, now)
         await cur.execute(
@@ -142,14 +169,13 @@ class Tiers:
             "WHERE id = %s",
             (after.tier, after.valid_until, now, row["id"]),
         )
-        if after.tier == before.tier:
-            return 0
-        await cur.execute(
-            "INSERT INTO member_actions (member_id, action, detail, reason) "
-            "VALUES (%s, 'tier', %s, %s)",
-            (row["id"], after.tier or self._program.tiers[0].name, f"{qualifying} qualifying"),
-        )
-        return 1
+        if after.tier != before.tier:
+            await cur.execute(
+                "INSERT INTO member_actions (member_id, action, detail, reason) "
+                "VALUES (%s, 'tier', %s, %s)",
+                (row["id"], after.tier or self._program.tiers[0].name, f"{qualifying} qualifying"),
+            )
+        return after
 
     async def tier_status(self, member_id: str, *, now: datetime | None = None) -> TierStatus:
         now = now or utc_now()

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from auditlog import AuditTrail
 from common import redis_memory
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
@@ -38,6 +39,8 @@ from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.items import Catalog
 from loyalty.v1 import (
+    audit_pb2,
+    audit_pb2_grpc,
     campaign_pb2,
     campaign_pb2_grpc,
     catalog_pb2,
@@ -54,7 +57,7 @@ from server import reflection, tls
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
-from server.services import campaign, catalog, member, redemption
+from server.services import audit, campaign, catalog, member, redemption
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +66,7 @@ SERVICE_NAMES = (
     campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name,
     member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
     redemption_pb2.DESCRIPTOR.services_by_name["RedemptionService"].full_name,
+    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
 )
 
 
@@ -157,6 +161,7 @@ class App:
         )
         self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
         self.redemption_reads = RedemptionReads(self.pool)
+        self.audit_trail = AuditTrail(self.pool)
         self.sweeper = Sweeper(
             pool=self.pool,
             redis=self.redis,
@@ -231,6 +236,9 @@ class App:
             ),
             server,
         )
+        audit_pb2_grpc.add_AuditServiceServicer_to_server(
+            audit.AuditService(self.audit_trail), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -297,7 +305,7 @@ def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
 def _methods() -> list[tuple[str, str]]:
     """(service, method) of every Surge RPC, for pre-initialising the gRPC metrics."""
     names = []
-    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2):
+    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [split_method(f"/{service.full_name}/{m.name}") for m in service.methods]
     return names

@@ -1,5 +1,5 @@
-"""The `surge` command: serve, migrate, rebuild-cache, audit, the points ledger's jobs and
-liability report, the local stack, and development tokens."""
+"""The `surge` command: serve, migrate, rebuild-cache, audit, audit-log (server/cli_audit_log.py),
+the points ledger's jobs and liability report, the local stack, and development tokens."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from server import scopes
+from server import cli_audit_log, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
 from server.embedded import LocalStack
@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         help="OKs clients received (JSON lines, or a folder of *.jsonl): each must exist "
         "in PostgreSQL exactly once",
     )
+    cli_audit_log.add_parser(sub)
     sub.add_parser(
         "expire-points",
         help="expire what remains of lots past their expiry now, evaluate tiers if due",
@@ -126,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "rebuild-cache":
         return asyncio.run(_rebuild(settings, stores))
+    if args.command == "audit-log":
+        return asyncio.run(cli_audit_log.run(args, stores.database_url))
     if args.command == "expire-points":
         return asyncio.run(_expire_points(settings, stores))
     if args.command == "liability-report":

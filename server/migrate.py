@@ -32,8 +32,9 @@ _LOCK_ID = 0x5375726765  # "Surge"
 # resolves the functions it calls only when it runs, so today the order matters for
 # nothing but reproducibility; it follows the calls (flashsale's commit_redemptions calls
 # the points ledger's functions) so a LANGUAGE sql body, which is checked when created,
-# finds what it calls.
-REPEATABLE_DOMAINS = ("points", "flashsale")
+# finds what it calls. auditlog calls nothing and nothing calls it (its trigger guards
+# audit_events).
+REPEATABLE_DOMAINS = ("auditlog", "points", "flashsale")
 
 
 @dataclass(frozen=True)

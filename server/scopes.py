@@ -29,6 +29,7 @@ _CATALOG = "/loyalty.v1.CatalogService/"
 _CAMPAIGN = "/loyalty.v1.CampaignService/"
 _MEMBER = "/loyalty.v1.MemberService/"
 _REDEMPTION = "/loyalty.v1.RedemptionService/"
+_AUDIT = "/loyalty.v1.AuditService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -66,6 +67,7 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "ConfirmPayment": frozenset({PAYMENTS}),
     _REDEMPTION + "ListRedemptions": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _REDEMPTION + "GetBalance": _MEMBER_SELF,
+    _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
 }
 
 

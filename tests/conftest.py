@@ -78,7 +78,7 @@ def clean(stores: Stores) -> Stores:
     with psycopg.connect(stores.database_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
-            "stock_adjustments, members, items, ledger_jobs CASCADE"
+            "stock_adjustments, members, items, ledger_jobs, audit_events CASCADE"
         )
     redis.Redis.from_url(stores.redis_url).flushall()
     return stores

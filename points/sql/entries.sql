@@ -3,11 +3,16 @@
 -- Expects the caller to hold the member's row lock (members by id, after campaigns: the
 -- one lock order of every writer). The entry records the balance and debt right after it,
 -- so balance = sum(ledger_entries.amount) and debt = sum(ledger_entries.debt_change).
+-- p_actor: the credential's subject when an operator makes the entry by hand (AdjustPoints);
+-- NULL for the service's own entries.
 -- `surge migrate` applies this file again whenever its content changes (server/migrate.py).
+
+-- p_actor was added (0006): the old signature goes, or the two would be ambiguous.
+DROP FUNCTION IF EXISTS post_entry(uuid, text, bigint, bigint, text, text, text, text, text, uuid);
 CREATE OR REPLACE FUNCTION post_entry(
     p_member uuid, p_kind text, p_amount bigint, p_debt_change bigint,
     p_reference text, p_reason text, p_key_scope text DEFAULT '', p_key text DEFAULT NULL,
-    p_operator text DEFAULT NULL, p_counterparty uuid DEFAULT NULL
+    p_operator text DEFAULT NULL, p_counterparty uuid DEFAULT NULL, p_actor text DEFAULT NULL
 ) RETURNS TABLE (out_entry uuid, out_balance bigint, out_debt bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -19,9 +24,9 @@ BEGIN
     RETURNING points_balance, points_debt INTO out_balance, out_debt;
     INSERT INTO ledger_entries (member_id, kind, amount, balance_after, debt_change, debt_after,
                                 reference, reason, key_scope, idempotency_key, operator_id,
-                                counterparty_id)
+                                counterparty_id, actor)
     VALUES (p_member, p_kind, p_amount, out_balance, p_debt_change, out_debt, p_reference,
-            p_reason, p_key_scope, p_key, p_operator, p_counterparty)
+            p_reason, p_key_scope, p_key, p_operator, p_counterparty, p_actor)
     RETURNING id INTO out_entry;
     RETURN NEXT;
 END

@@ -17,6 +17,7 @@ from server.migrate import Applied, checksum, function_files, migrate, migration
 from tests.server.databases import scratch_database
 
 FUNCTIONS = {
+    "audit_events_refuse_change",
     "commit_redemptions",
     "expire_due_lots",
     "post_entry",
@@ -25,6 +26,7 @@ FUNCTIONS = {
     "spend_lots",
 }
 FILES = [
+    "auditlog/audit_events.sql",
     "points/debt.sql",
     "points/entries.sql",
     "points/lots.sql",
@@ -54,7 +56,7 @@ def _recorded(url: str) -> dict[str, tuple[str, Any]]:
     return {name: (digest, at) for name, digest, at in rows}
 
 
-def test_the_file_list_is_points_then_flashsale_by_name() -> None:
+def test_the_file_list_is_auditlog_points_then_flashsale_by_name() -> None:
     assert [name for name, _ in function_files()] == FILES
 
 

@@ -1,8 +1,7 @@
 """A database made by the migrations as they were before the functions left them (0001-0004
 verbatim, fixtures/migrations_0001_0004/), with data in it, upgrades with today's migrate()
-(the migrations written since, then the functions) and ends as a fresh install: the same
-schema, its rows untouched, and a redemption committed after the upgrade goes through
-today's functions."""
+and ends as a fresh install: the same schema, its rows untouched (in the columns they
+had), and a redemption committed after the upgrade goes through today's functions."""
 
 from __future__ import annotations
 
@@ -145,20 +144,38 @@ def _seed(url: str) -> dict[str, str]:
     return ids
 
 
-def _rows(url: str) -> dict[str, list[str]]:
-    """Every row of every table in schema public, as text, in a stable order; but for
-    migrate()'s own records, checked by what it returns."""
+def _columns(url: str) -> dict[str, list[str]]:
+    """Every table in schema public -> its columns, in order; not migrate()'s own records,
+    which grow with each migration and function file applied."""
     with psycopg.connect(url) as conn:
-        tables = [
-            r[0]
-            for r in conn.execute(
-                "SELECT table_name FROM information_schema.tables"
-                " WHERE table_schema = 'public' AND table_type = 'BASE TABLE'"
-                " AND table_name NOT IN ('schema_functions', 'schema_migrations') ORDER BY 1"
-            )
-        ]
-        query = sql.SQL("SELECT x::text FROM {} x ORDER BY 1")
-        return {t: [r[0] for r in conn.execute(query.format(sql.Identifier(t)))] for t in tables}
+        rows = conn.execute(
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE'"
+            " AND c.table_name NOT IN ('schema_functions', 'schema_migrations')"
+            " ORDER BY c.table_name, c.ordinal_position"
+        ).fetchall()
+    columns: dict[str, list[str]] = {}
+    for table, column in rows:
+        columns.setdefault(table, []).append(column)
+    return columns
+
+
+def _rows(url: str, columns: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every row of these tables (only these columns), as text, in a stable order."""
+    with psycopg.connect(url) as conn:
+        query = sql.SQL("SELECT ROW({})::text FROM {} ORDER BY 1")
+        return {
+            table: [
+                r[0]
+                for r in conn.execute(
+                    query.format(
+                        sql.SQL(", ").join(map(sql.Identifier, names)), sql.Identifier(table)
+                    )
+                )
+            ]
+            for table, names in columns.items()
+        }
 
 
 @pytest.fixture
@@ -176,17 +193,22 @@ def test_a_database_of_the_old_migrations_upgrades_to_a_fresh_install(
     upgraded, fresh = databases
     _migrate_as_before(upgraded)
     ids = _seed(upgraded)
-    rows = _rows(upgraded)
+    before = _columns(upgraded)
+    rows = _rows(upgraded, before)
     assert len(rows["redemptions"]) == 3 and len(rows["lot_spends"]) == 3
 
-    # Every old migration is recorded by name, so only those written since (0005 on) and
-    # the functions are applied.
-    since = [name for name, _ in migration_files() if not (OLD_MIGRATIONS / name).exists()]
-    assert since[0] == "0005_payment_reference_unique.sql"
-    assert migrate(upgraded) == Applied(since, [name for name, _ in function_files()])
+    # 0001-0004 are recorded by name, so only the migrations written since and the
+    # functions are applied.
+    newer = [name for name, _ in migration_files() if not (OLD_MIGRATIONS / name).exists()]
+    assert newer and newer[0] > "0004"
+    assert migrate(upgraded) == Applied(newer, [name for name, _ in function_files()])
     migrate(fresh)
     assert schema_dump(upgraded) == schema_dump(fresh)
-    assert _rows(upgraded) == rows
+    assert _rows(upgraded, before) == rows
+    with psycopg.connect(upgraded) as conn:  # 0006: the entries before it name no actor
+        assert conn.execute(
+            "SELECT count(*) FROM ledger_entries WHERE actor IS NOT NULL"
+        ).fetchone() == (0,)
     assert migrate(upgraded) == Applied([], [])
 
     with psycopg.connect(upgraded) as conn:

@@ -1,0 +1,60 @@
+"""The audit trail: who changed what, by which request, when.
+
+Every operator change (stock, campaigns, member state, points adjustments, tier overrides)
+calls `record()` inside the transaction that makes the change, so the event and the change
+commit together or not at all, and a change refused or rolled back leaves no event. A
+replay of an idempotency key changes nothing and records nothing. Who and which request
+come from common.actor (the gRPC edge sets them around each call); this package knows
+nothing of gRPC. The table is append-only (a trigger refuses UPDATE and DELETE:
+auditlog/sql/audit_events.sql); secrets in the content are masked (auditlog.redaction).
+
+Named auditlog, not audit: `surge audit` is the invariant check of flashsale/audit.py.
+Calls go down: inventory, points and flashsale call this package; it calls only common.
+"""
+
+from __future__ import annotations
+
+from auditlog.model import (
+    ACTIONS,
+    ADJUST_POINTS,
+    ADJUST_STOCK,
+    CAMPAIGN,
+    CREATE_CAMPAIGN,
+    CREATE_ITEM,
+    EVALUATE_TIER,
+    FREEZE_MEMBER,
+    ITEM,
+    MEMBER,
+    SET_MANUAL_TIER,
+    TARGET_KINDS,
+    UNFREEZE_MEMBER,
+    AuditEvent,
+    AuditPage,
+    AuditQuery,
+)
+from auditlog.redaction import REDACTED, redact
+from auditlog.store import record
+from auditlog.trail import AuditTrail
+
+__all__ = [
+    "ACTIONS",
+    "ADJUST_POINTS",
+    "ADJUST_STOCK",
+    "CAMPAIGN",
+    "CREATE_CAMPAIGN",
+    "CREATE_ITEM",
+    "EVALUATE_TIER",
+    "FREEZE_MEMBER",
+    "ITEM",
+    "MEMBER",
+    "REDACTED",
+    "SET_MANUAL_TIER",
+    "TARGET_KINDS",
+    "UNFREEZE_MEMBER",
+    "AuditEvent",
+    "AuditPage",
+    "AuditQuery",
+    "AuditTrail",
+    "record",
+    "redact",
+]

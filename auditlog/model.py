@@ -1,0 +1,64 @@
+"""The audit trail's values: one event per operator change, the actions there are, and a
+page of events. Plain frozen dataclasses, no I/O: the server converts them to protobuf."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# <service>.<rpc in snake case>: the operator changes that write an event. A new one is
+# added here (ListAuditEvents refuses to filter by an action it does not know).
+CREATE_ITEM = "catalog.create_item"
+ADJUST_STOCK = "catalog.adjust_stock"
+CREATE_CAMPAIGN = "campaign.create_campaign"
+ADJUST_POINTS = "member.adjust_points"
+FREEZE_MEMBER = "member.freeze_member"
+UNFREEZE_MEMBER = "member.unfreeze_member"
+SET_MANUAL_TIER = "member.set_manual_tier"
+EVALUATE_TIER = "member.evaluate_tier"
+ACTIONS = (
+    CREATE_ITEM,
+    ADJUST_STOCK,
+    CREATE_CAMPAIGN,
+    ADJUST_POINTS,
+    FREEZE_MEMBER,
+    UNFREEZE_MEMBER,
+    SET_MANUAL_TIER,
+    EVALUATE_TIER,
+)
+
+# What an event's target_id names.
+ITEM = "item"
+CAMPAIGN = "campaign"
+MEMBER = "member"
+TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    id: str
+    occurred_at: datetime  # PostgreSQL's clock at the start of the change's transaction
+    subject: str  # the credential's subject: who made the change
+    request_id: str
+    action: str  # one of ACTIONS
+    target_kind: str  # one of TARGET_KINDS
+    target_id: str
+    content: dict[str, Any]  # the request as the use case accepted it, secrets masked
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """Filters of a listing, combined with AND; empty / None: no filter."""
+
+    subject: str = ""
+    action: str = ""
+    target_id: str = ""
+    start: datetime | None = None  # occurred_at >= start
+    end: datetime | None = None  # occurred_at < end
+
+
+@dataclass(frozen=True)
+class AuditPage:
+    events: list[AuditEvent]
+    next_page_token: str  # "" on the last page
