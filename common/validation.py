@@ -11,7 +11,8 @@ MAX_KEY_LENGTH = 128
 MAX_NAME_LENGTH = 200
 MAX_REASON_LENGTH = 500
 # Printable ASCII without leading/trailing blanks keeps keys safe in logs, Redis keys and SQL.
-_KEY_RE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$")
+# Used with fullmatch: a "$" would let a trailing newline through.
+_KEY_RE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 # An ISO 4217 alphabetic code as the standard writes it: "CNY", "EUR". Only its form is
 # checked; whether it is the one expected is the caller's rule. Used with fullmatch (a "$"
 # would let a trailing newline through).
@@ -34,7 +35,7 @@ def idempotency_key(field: str, value: str) -> str:
         raise InvalidArgument(field, "is required")
     if len(value) > MAX_KEY_LENGTH:
         raise InvalidArgument(field, f"must be at most {MAX_KEY_LENGTH} characters")
-    if not _KEY_RE.match(value):
+    if not _KEY_RE.fullmatch(value):
         raise InvalidArgument(field, "must be printable ASCII without leading or trailing spaces")
     return value
 

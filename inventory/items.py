@@ -23,7 +23,7 @@ from common.errors import (
     NotFound,
 )
 
-_SKU_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_SKU_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # with fullmatch: "$" lets a trailing "\n" in
 MAX_STOCK = 10**9
 
 
@@ -58,7 +58,7 @@ class Catalog:
         self._pool = pool
 
     async def create_item(self, *, sku: str, name: str, kind: ItemKind, initial_stock: int) -> Item:
-        if not _SKU_RE.match(sku):
+        if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         validation.int_range("initial_stock", initial_stock, minimum=0, maximum=MAX_STOCK)

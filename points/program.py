@@ -31,7 +31,7 @@ from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from common.env import ConfigError, env_int, env_positive_float
 from common.validation import CURRENCY_RE
 
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")  # with fullmatch, never "$"
 
 
 # One error for every malformed setting, whoever loads it.
@@ -195,7 +195,7 @@ def _tiers(raw: str) -> tuple[Tier, ...]:
     tiers = []
     for part in raw.split(","):
         bits = part.strip().split(":")
-        if len(bits) != 3 or not _NAME_RE.match(bits[0]):
+        if len(bits) != 3 or not _NAME_RE.fullmatch(bits[0]):
             raise ProgramError(f"SURGE_TIERS: {part!r} is not name:threshold:multiplier")
         try:
             threshold = int(bits[1])
@@ -215,7 +215,7 @@ def _tasks(raw: str | None) -> tuple[TaskRule, ...]:
         if not part.strip():
             continue
         bits = part.strip().split(":")
-        if len(bits) not in (2, 3) or not _NAME_RE.match(bits[0]):
+        if len(bits) not in (2, 3) or not _NAME_RE.fullmatch(bits[0]):
             raise ProgramError(f"SURGE_TASK_RULES: {part!r} is not name:points:cap")
         try:
             points = int(bits[1])

@@ -15,7 +15,7 @@ def test_idempotency_keys_accepted(good: str) -> None:
     assert validation.idempotency_key("idempotency_key", good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "k" * 129, " lead", "trail ", "tab\tin", "é", "\x7f"])
+@pytest.mark.parametrize("bad", ["", "k" * 129, " lead", "trail ", "tab\tin", "é", "\x7f", "k\n"])
 def test_idempotency_keys_refused(bad: str) -> None:
     with pytest.raises(InvalidArgument) as e:
         validation.idempotency_key("idempotency_key", bad)

@@ -42,6 +42,16 @@ async def test_a_duplicate_sku_already_exists(api: Api) -> None:
     assert failure(dup.value).code == grpc.StatusCode.ALREADY_EXISTS
 
 
+@pytest.mark.parametrize("sku", ["", "has space", "SKU-1\n", "s" * 65])
+async def test_a_malformed_sku_is_refused_naming_the_field(api: Api, sku: str) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as bad:
+        await api.catalog.CreateItem(
+            catalog_pb2.CreateItemRequest(sku=sku, name="A", kind=common_pb2.ITEM_KIND_VIRTUAL)
+        )
+    assert failure(bad.value).code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "sku" in bad.value.details()
+
+
 async def test_unknown_item_is_not_found(api: Api) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as missing:
         await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=str(uuid.uuid4())))
