@@ -4,7 +4,7 @@ operator's change (the audit trail, ledger entries made by hand). Domain code kn
 of gRPC or tokens; it only reads this.
 
 Outside a call (background jobs, the command line) the actor is SYSTEM unless a command sets
-its own (e.g. `surge keys` as the operating-system user).
+its own.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from common import dependencies, validation
 from common.errors import (
     BelowRedemptionThreshold,
     CampaignNotActive,
+    CommitQueueFull,
     DomainError,
     HoldExpired,
     IdempotencyKeyReused,
@@ -314,6 +315,7 @@ _OUTCOMES: dict[type[BaseException], str] = {
     RequestInProgress: "retry",
     HoldExpired: "retry",
     Unavailable: "unavailable",
+    CommitQueueFull: "overloaded",
 }
 
 

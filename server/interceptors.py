@@ -178,7 +178,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         needed = scopes.needed_for(full_method)
         auth_refused = m.auth_refused
         subject_rate = self._subject_rate if service != _HEALTH else None
-        member_rate = self._member_rate
+        # A member's own traffic (through a gateway) is held to the member's rate; an
+        # earning system or an operator crediting one member in a batch is not.
+        member_rate = self._member_rate if scopes.STOREFRONT in needed else None
         # Packed once: a storm sheds thousands a second, each must cost as little as it can.
         overloaded = status_for(errors.Overloaded(self._limit))
         assert overloaded is not None

@@ -56,8 +56,11 @@ async def test_calls_naming_one_member_are_held_to_its_rate(start_server: StartS
     assert 0 < f.retry_delay_s <= 0.5
     assert quota_subject(refused) == f"member:{busy.id}"
     assert (await api.balance(other.id)).balance == 10  # another member is not held back
+    # An earning system crediting the member is not its gateway traffic: not held back.
+    for _ in range(5):
+        await api.earn(busy.id, 1)
     await asyncio.sleep(0.6)  # a token comes back every 0.5 s
-    assert (await api.balance(busy.id)).balance == 10
+    assert (await api.balance(busy.id)).balance == 15
 
 
 async def test_each_credential_is_held_to_its_rate(start_server: StartServer) -> None:
@@ -111,6 +114,8 @@ async def test_a_full_commit_queue_refuses_before_holding_anything(
     assert (after.units_committed, after.units_held) == (1, 0)
     for m in members[1:]:
         assert (await api.balance(m.id)).held == 0
+    counted = running.app.metrics.redemptions.labels("overloaded")._value.get()
+    assert counted == len(refused)
 
 
 async def test_a_message_past_the_limit_is_refused_by_grpc(start_server: StartServer) -> None:
