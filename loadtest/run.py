@@ -296,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     stats = run_dir / "locust_stats.csv"
     if stats.exists():
         summaries.summarize(report, summaries.read_stats(stats))
+    failures = run_dir / "locust_failures.csv"
+    if failures.exists():
+        report.unexpected_codes = summaries.read_failure_codes(failures)
     else:
         report.problems.append("Locust wrote no stats")
     report.wall_s = time.monotonic() - began

@@ -8,11 +8,19 @@ pass/fail decision, so the arithmetic is unit-tested without running a surge.
 from __future__ import annotations
 
 import csv
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+
 from loadtest.outcomes import TRANSIENT_PREFIX
+
+_CODE_NAMES = frozenset(code.name for code in grpc.StatusCode)
+# repr() of an UnexpectedOutcome, whose message starts with the status code.
+_UNEXPECTED = re.compile(r"UnexpectedOutcome\(['\"]([A-Z_]+)[ :']")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class Summary:
     transient: dict[str, int] = field(default_factory=dict)  # "Method:CODE" -> count
     requests: int = 0
     failures: int = 0
+    # Unexpected answers by status code: CANCELLED is called out (a sale's opening used to
+    # see dozens), so a run shows "cancelled 0" rather than leaving it to be inferred.
+    unexpected_codes: dict[str, int] = field(default_factory=dict)
     rps: float = 0.0
     p50: float = 0.0
     p95: float = 0.0
@@ -95,6 +106,18 @@ def read_stats(path: Path) -> list[Row]:
         ]
 
 
+def read_failure_codes(path: Path) -> dict[str, int]:
+    """Unexpected answers by status code, from Locust's failures CSV, whose `Error` column
+    holds the UnexpectedOutcome (its message starts with the code), or another exception."""
+    codes: Counter[str] = Counter()
+    with path.open(newline="") as f:
+        for line in csv.DictReader(f):
+            found = _UNEXPECTED.match(line["Error"])
+            code = found.group(1) if found and found.group(1) in _CODE_NAMES else "other"
+            codes[code] += int(line["Occurrences"])
+    return dict(codes)
+
+
 def summarize(summary: Summary, rows: Iterable[Row]) -> Summary:
     """Fills the request figures of `summary` from Locust's rows (request names follow
     loadtest.outcomes: `Method`, `Method:replayed`, `Method:REASON`, `Method:transient-CODE`)."""
@@ -133,6 +156,9 @@ def judge(summary: Summary, *, max_failure_ratio: float) -> Summary:
         )
     if summary.redeemed == 0:
         summary.problems.append("no redemption succeeded")
+    cancelled = summary.unexpected_codes.get("CANCELLED", 0)
+    if cancelled and not summary.chaos:  # a killed server may leave calls cut short
+        summary.problems.append(f"{cancelled} call(s) came back CANCELLED")
     return summary
 
 
@@ -154,7 +180,13 @@ def render(summary: Summary) -> str:
         f"  refusals           {by_reason}",
         f"  transient, retried {transient}",
         f"  requests           {summary.requests} at {summary.rps:.0f} RPS, "
-        f"unexpected {summary.failures} ({summary.failure_ratio:.2%})",
+        f"unexpected {summary.failures} ({summary.failure_ratio:.2%}), "
+        f"cancelled {summary.unexpected_codes.get('CANCELLED', 0)}"
+        + "".join(
+            f", {code} {n}"
+            for code, n in sorted(summary.unexpected_codes.items())
+            if code != "CANCELLED"
+        ),
         f"  latency all        p50 {summary.p50:.0f} ms, p95 {summary.p95:.0f} ms, "
         f"p99 {summary.p99:.0f} ms",
         f"  latency Redeem OK  p50 {summary.redeem_p50:.0f} ms, p95 {summary.redeem_p95:.0f} "

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loadtest.summary import CampaignFigures, Summary, judge, read_stats, render, summarize
+from loadtest.summary import (
+    CampaignFigures,
+    Summary,
+    judge,
+    read_failure_codes,
+    read_stats,
+    render,
+    summarize,
+)
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
@@ -76,3 +84,34 @@ def test_a_run_fails_on_an_audit_violation_or_too_many_unexpected_outcomes(
 
 def test_a_run_that_redeemed_nothing_proves_nothing() -> None:
     assert not judge(Summary("ci", False, 1.0, audit_ok=True), max_failure_ratio=0.01).passed
+
+
+def test_unexpected_answers_are_counted_by_code_and_cancelled_fails_a_run(
+    tmp_path: Path,
+) -> None:
+    """Locust's failures CSV holds repr() of the error; CANCELLED is named in every report
+    (0 included) and fails a run without chaos."""
+    failures = tmp_path / "locust_failures.csv"
+    failures.write_text(
+        "Method,Name,Error,Occurrences,First Seen,Last Seen\n"
+        "grpc,Redeem,UnexpectedOutcome('CANCELLED: Locally cancelled by application!'),3,1,2\n"
+        "grpc,Redeem,\"UnexpectedOutcome('INTERNAL: internal error (request id x)')\",1,1,2\n"
+        "grpc,ConfirmPayment,UnexpectedOutcome('FAILED_PRECONDITION PAYMENT_MISMATCH: no'),2,1,2\n"
+        "check,Redeem replay,CheckFailed('first answer was OK'),1,1,2\n"
+    )
+    codes = read_failure_codes(failures)
+    assert codes == {"CANCELLED": 3, "INTERNAL": 1, "FAILED_PRECONDITION": 2, "other": 1}
+
+    rows = read_stats(_stats(tmp_path))
+    clean = summarize(Summary("ci", False, 60.0, audit_ok=True), rows)
+    assert "cancelled 0" in render(judge(clean, max_failure_ratio=0.01))
+
+    cut_short = summarize(Summary("ci", False, 60.0, audit_ok=True), rows)
+    cut_short.unexpected_codes = codes
+    judged = judge(cut_short, max_failure_ratio=0.01)
+    assert "3 call(s) came back CANCELLED" in judged.problems
+    assert "cancelled 3, FAILED_PRECONDITION 2, INTERNAL 1, other 1" in render(judged)
+
+    chaos = summarize(Summary("ci", True, 60.0, audit_ok=True), rows)
+    chaos.unexpected_codes = {"CANCELLED": 3}
+    assert judge(chaos, max_failure_ratio=0.01).passed
