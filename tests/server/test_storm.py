@@ -138,7 +138,7 @@ async def test_a_storm_is_shed_fast_and_the_admitted_calls_keep_their_latency(
     assert handled(running, "ResourceExhausted") == len(shed)
     # The admitted calls kept their latency in the server and most of the throughput. The
     # issue asks 2x; on a 2-core box where the 160 callers' process takes CPU from the server
-    # it measures 2.2-2.4x (without the limit: 5x, and 5 s of queue for the callers), so the
+    # it measures 2.2-2.4x (5x without the limit), so the
     # bound leaves room for the box's noise and still fails without the limit.
     assert handler_storm <= 3 * handler_base, figures
     assert storm_rate >= 0.5 * base_rate, figures
