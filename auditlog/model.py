@@ -12,6 +12,8 @@ from typing import Any
 CREATE_ITEM = "catalog.create_item"
 ADJUST_STOCK = "catalog.adjust_stock"
 CREATE_CAMPAIGN = "campaign.create_campaign"
+UPDATE_CAMPAIGN = "campaign.update_campaign"
+END_CAMPAIGN = "campaign.end_campaign"
 ADJUST_POINTS = "member.adjust_points"
 FREEZE_MEMBER = "member.freeze_member"
 UNFREEZE_MEMBER = "member.unfreeze_member"
@@ -21,6 +23,8 @@ ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
     CREATE_CAMPAIGN,
+    UPDATE_CAMPAIGN,
+    END_CAMPAIGN,
     ADJUST_POINTS,
     FREEZE_MEMBER,
     UNFREEZE_MEMBER,

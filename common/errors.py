@@ -24,6 +24,8 @@ DomainError
     ├── CampaignNotActive(campaign_id, starts_at, ends_at)
     ├── MemberFrozen(member_id)
     ├── InsufficientStock(item_id, on_hand, requested)
+    ├── CampaignEnded(campaign_id, ends_at)   an operator change to a sale that is over
+    ├── AllotmentBelowTaken(campaign_id, taken, requested)
     ├── NotCancellable(redemption_id, status)
     ├── PaymentNotPending(redemption_id, status)
     ├── PaymentWindowClosed(redemption_id)
@@ -224,6 +226,35 @@ class InsufficientStock(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"item_id": self.item_id, "stock_on_hand": str(self.on_hand)}
+
+
+class CampaignEnded(Refusal):
+    """An update to a campaign whose sale is over (its window passed, or EndCampaign)."""
+
+    reason = "CAMPAIGN_ENDED"
+
+    def __init__(self, campaign_id: str, ends_at: str) -> None:
+        super().__init__(f"campaign {campaign_id} ended at {ends_at}: it cannot be changed")
+        self.campaign_id, self.ends_at = campaign_id, ends_at
+
+    def metadata(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id, "ends_at": self.ends_at}
+
+
+class AllotmentBelowTaken(Refusal):
+    """units_allotted cut below the units already committed or held in PostgreSQL."""
+
+    reason = "ALLOTMENT_BELOW_TAKEN"
+
+    def __init__(self, campaign_id: str, taken: int, requested: int) -> None:
+        super().__init__(
+            f"campaign {campaign_id} has {taken} units committed or held; "
+            f"units_allotted {requested} is below that"
+        )
+        self.campaign_id, self.taken, self.requested = campaign_id, taken, requested
+
+    def metadata(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id, "units_taken": str(self.taken)}
 
 
 class NotCancellable(Refusal):

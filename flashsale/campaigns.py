@@ -1,10 +1,11 @@
 """Campaigns: units allotted out of an item's stock, sold in a time window at a price.
 Creating one is an operator change: it writes its audit event (auditlog) in the same
-transaction."""
+transaction. Changing or ending one is flashsale/changes.py."""
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +22,19 @@ from inventory.items import ItemKind
 
 MAX_UNITS = 10**7
 MAX_PRICE = 10**12
+# How long a process trusts its cached campaign terms (price, kind, limit, window) on the
+# redeem path. An operator's change (flashsale/changes.py) drops the entry in the process
+# that made it; other processes see it within this time. Only the price is taken from the
+# cache: the allotment, the limit and the window are checked by Redis and PostgreSQL.
+META_TTL_S = 5.0
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class CampaignMeta:
-    """What never changes after creation: safe to cache for the life of the process."""
+    """A campaign's terms. They change only by an operator's UpdateCampaign or EndCampaign,
+    so the redeem path caches them for META_TTL_S."""
 
     id: str
     item_id: str
@@ -75,7 +82,7 @@ class Campaigns:
         self._pool = pool
         self._gate = gate
         self._record_ttl_s = record_ttl_s
-        self._meta: dict[str, CampaignMeta] = {}
+        self._meta: dict[str, tuple[CampaignMeta, float]] = {}  # id -> (terms, read at)
 
     async def create(
         self,
@@ -159,11 +166,15 @@ class Campaigns:
         return await self.get(created["id"])
 
     async def meta(self, campaign_id: str) -> CampaignMeta:
-        """Cached: campaigns are immutable once created. NotFound if there is none."""
+        """Cached for META_TTL_S (terms change only by an operator). NotFound if none."""
         cached = self._meta.get(campaign_id)
-        if cached is not None:
-            return cached
+        if cached is not None and time.monotonic() - cached[1] < META_TTL_S:
+            return cached[0]
         return (await self.get(campaign_id)).meta
+
+    def forget(self, campaign_id: str) -> None:
+        """Drops the cached terms: the next redemption reads them again."""
+        self._meta.pop(campaign_id, None)
 
     async def get(self, campaign_id: str) -> Campaign:
         campaign_id = validation.uuid_id("campaign_id", campaign_id)
@@ -230,7 +241,8 @@ class Campaigns:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT units_allotted, per_member_limit, starts_at, ends_at, "
-                "units_committed + units_held AS taken, version FROM campaigns WHERE id = %s",
+                "units_committed + units_held AS taken, version, meta_version "
+                "FROM campaigns WHERE id = %s",
                 (campaign_id,),
             )
             row = await cur.fetchone()
@@ -264,6 +276,7 @@ class Campaigns:
                 taken=row["taken"],
                 version=row["version"],
                 members=members,
+                meta_version=row["meta_version"],
             ),
         )
 
@@ -296,7 +309,7 @@ class Campaigns:
             ends_at=row["ends_at"],
             created_at=row["created_at"],
         )
-        self._meta[meta.id] = meta
+        self._meta[meta.id] = (meta, time.monotonic())
         return meta
 
 

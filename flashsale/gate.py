@@ -80,6 +80,7 @@ class CampaignLoad:
     taken: int
     version: int
     members: Sequence[tuple[str, int, int]]  # member id, units taken, version
+    meta_version: int = 1  # the version of allotted, limit and the window
 
 
 class CampaignKeys:
@@ -231,6 +232,7 @@ class CampaignGate:
                 state.taken,
                 state.version,
                 self._retention_ms,
+                state.meta_version,
                 *members,
             ],
         )
@@ -275,6 +277,20 @@ class CampaignGate:
             result.append(
                 (_not_yet_committed(int(held or 0), int(taken or 0), pg_taken), int(holds))
             )
+        return result
+
+    async def remaining_many(self, campaign_ids: Sequence[str]) -> list[int | None]:
+        """Units the gate would still hold for each campaign (allotted - taken - held, at
+        least 0), in one round trip; None where the campaign is not loaded."""
+        pipe = self.pipeline()
+        for campaign_id in campaign_ids:
+            pipe.hmget(CampaignKeys(campaign_id).state, "allotted", "taken", "held")
+        result: list[int | None] = []
+        for allotted, taken, held in await pipe.execute():
+            if allotted is None:
+                result.append(None)
+            else:
+                result.append(max(0, int(allotted) - int(taken or 0) - int(held or 0)))
         return result
 
     def pipeline(self) -> Pipeline:

@@ -152,9 +152,13 @@ class Settler:
                 row["campaign_id"],
                 type(e).__name__,
             )
-            self._stale_campaigns.mark(row["campaign_id"])
-            self._metrics.mirrors_deferred.labels("campaign").inc()
+            self.defer_campaign_mirror(row["campaign_id"])
         await self._pgate.mirror_committed(row["member_id"], member)
+
+    def defer_campaign_mirror(self, campaign_id: str) -> None:
+        """A committed change Redis did not take (an operator's update): `repair` reloads it."""
+        self._stale_campaigns.mark(campaign_id)
+        self._metrics.mirrors_deferred.labels("campaign").inc()
 
     async def repair(self) -> int:
         """Reloads campaigns and members whose mirror missed a commit; returns how many."""

@@ -30,10 +30,12 @@ from common.metrics import Metrics
 from common.ratelimit import TokenBuckets
 from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
+from flashsale.changes import CampaignChanges
 from flashsale.committer import GroupCommitter
 from flashsale.gate import CampaignGate
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import Timing
+from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
@@ -161,6 +163,8 @@ class App:
         )
         self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
         self.redemption_reads = RedemptionReads(self.pool)
+        self.campaign_changes = CampaignChanges(self.pool, self.campaigns, self.settler)
+        self.offers = Offers(self.pool, self.campaign_gate)
         self.audit_trail = AuditTrail(self.pool)
         self.sweeper = Sweeper(
             pool=self.pool,
@@ -225,14 +229,19 @@ class App:
             catalog.CatalogService(self.catalog), server
         )
         campaign_pb2_grpc.add_CampaignServiceServicer_to_server(
-            campaign.CampaignService(self.campaigns), server
+            campaign.CampaignService(self.campaigns, self.campaign_changes), server
         )
         member_pb2_grpc.add_MemberServiceServicer_to_server(
             member.MemberService(self.points), server
         )
         redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
             redemption.RedemptionService(
-                self.admission, self.lifecycle, self.redemption_reads, self.points.members
+                self.admission,
+                self.lifecycle,
+                self.redemption_reads,
+                self.points.members,
+                self.offers,
+                self.points.statements,
             ),
             server,
         )

@@ -43,6 +43,8 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CAMPAIGN + "CreateCampaign": _OPERATOR,
     _CAMPAIGN + "GetCampaign": _BROWSE,
     _CAMPAIGN + "ListCampaigns": _BROWSE,
+    _CAMPAIGN + "UpdateCampaign": _OPERATOR,
+    _CAMPAIGN + "EndCampaign": _OPERATOR,
     _MEMBER + "CreateMember": _MEMBER_SELF,
     _MEMBER + "GetMember": _MEMBER_SELF,
     _MEMBER + "GetBalance": _MEMBER_SELF,
@@ -67,6 +69,9 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "ConfirmPayment": frozenset({PAYMENTS}),
     _REDEMPTION + "ListRedemptions": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _REDEMPTION + "GetBalance": _MEMBER_SELF,
+    _REDEMPTION + "ListOffers": _BROWSE,
+    _REDEMPTION + "GetOffer": _BROWSE,
+    _REDEMPTION + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
 }
 

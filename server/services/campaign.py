@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flashsale.campaigns import Campaigns
+from flashsale.changes import CampaignChanges
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
-from server import convert
+from server import convert, convert_campaigns
 
 if TYPE_CHECKING:
     from server.services import Context
 
 
 class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
-    def __init__(self, campaigns: Campaigns) -> None:
+    def __init__(self, campaigns: Campaigns, changes: CampaignChanges) -> None:
         self._campaigns = campaigns
+        self._changes = changes
 
     async def CreateCampaign(
         self, request: campaign_pb2.CreateCampaignRequest, context: Context
@@ -48,3 +50,16 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             campaigns=[convert.campaign(c) for c in page.campaigns],
             next_page_token=page.next_page_token,
         )
+
+    async def UpdateCampaign(
+        self, request: campaign_pb2.UpdateCampaignRequest, context: Context
+    ) -> campaign_pb2.Campaign:
+        updated = await self._changes.update(
+            request.campaign.id, convert_campaigns.campaign_update(request)
+        )
+        return convert.campaign(updated)
+
+    async def EndCampaign(
+        self, request: campaign_pb2.EndCampaignRequest, context: Context
+    ) -> campaign_pb2.Campaign:
+        return convert.campaign(await self._changes.end(request.campaign_id))

@@ -7,10 +7,12 @@ from typing import TYPE_CHECKING
 from flashsale.admission import Admission
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import RedeemRequest
+from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
 from points.members import Members
-from server import convert
+from points.statements import Statements
+from server import convert, convert_campaigns
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -23,11 +25,15 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         lifecycle: Lifecycle,
         reads: RedemptionReads,
         members: Members,
+        offers: Offers,
+        statements: Statements,
     ) -> None:
         self._admission = admission
         self._lifecycle = lifecycle
         self._reads = reads
         self._members = members
+        self._offers = offers
+        self._statements = statements
 
     async def Redeem(
         self, request: redemption_pb2.RedeemRequest, context: Context
@@ -87,3 +93,38 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         self, request: redemption_pb2.RedemptionServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))
+
+    async def ListOffers(
+        self, request: redemption_pb2.ListOffersRequest, context: Context
+    ) -> redemption_pb2.ListOffersResponse:
+        page = await self._offers.list_page(
+            windows=convert_campaigns.offer_windows(request.window),
+            item_kind=convert_campaigns.kind_filter(request.item_kind),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return redemption_pb2.ListOffersResponse(
+            offers=[convert_campaigns.offer(o) for o in page.offers],
+            next_page_token=page.next_page_token,
+        )
+
+    async def GetOffer(
+        self, request: redemption_pb2.GetOfferRequest, context: Context
+    ) -> redemption_pb2.Offer:
+        return convert_campaigns.offer(await self._offers.get(request.campaign_id))
+
+    async def ListLedgerEntries(
+        self, request: redemption_pb2.RedemptionServiceListLedgerEntriesRequest, context: Context
+    ) -> redemption_pb2.RedemptionServiceListLedgerEntriesResponse:
+        page = await self._statements.entries(
+            member_id=request.member_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+            kinds=convert.entry_kinds(request.kinds),
+            start=convert.optional_time("start_time", request, "start_time"),
+            end=convert.optional_time("end_time", request, "end_time"),
+        )
+        return redemption_pb2.RedemptionServiceListLedgerEntriesResponse(
+            entries=[convert.ledger_entry(e) for e in page.entries],
+            next_page_token=page.next_page_token,
+        )
