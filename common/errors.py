@@ -26,6 +26,7 @@ DomainError
     ├── InsufficientStock(item_id, on_hand, requested)
     ├── CampaignEnded(campaign_id, ends_at)   an operator change to a sale that is over
     ├── AllotmentBelowTaken(campaign_id, taken, requested)
+    ├── LimitBelowTaken(campaign_id, taken, requested)
     ├── NotCancellable(redemption_id, status)
     ├── PaymentNotPending(redemption_id, status)
     ├── PaymentWindowClosed(redemption_id)
@@ -250,6 +251,22 @@ class AllotmentBelowTaken(Refusal):
         super().__init__(
             f"campaign {campaign_id} has {taken} units committed or held; "
             f"units_allotted {requested} is below that"
+        )
+        self.campaign_id, self.taken, self.requested = campaign_id, taken, requested
+
+    def metadata(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id, "units_taken": str(self.taken)}
+
+
+class LimitBelowTaken(Refusal):
+    """per_member_limit cut below the units a member already took (invariant 3)."""
+
+    reason = "LIMIT_BELOW_TAKEN"
+
+    def __init__(self, campaign_id: str, taken: int, requested: int) -> None:
+        super().__init__(
+            f"a member of campaign {campaign_id} took {taken} units; "
+            f"per_member_limit {requested} is below that"
         )
         self.campaign_id, self.taken, self.requested = campaign_id, taken, requested
 

@@ -33,6 +33,7 @@ from common.errors import (
     CampaignEnded,
     InsufficientStock,
     InvalidArgument,
+    LimitBelowTaken,
     NotFound,
 )
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
@@ -214,12 +215,18 @@ class CampaignChanges:
             ),
         )
         if new["per_member_limit"] != row["per_member_limit"]:
-            # The copy the CHECK holds (campaign_members_limit): a member past a lowered
-            # limit keeps what they took and can take no more (the commit checks the
-            # campaign's limit).
+            # The copy the CHECK holds (campaign_members_limit). campaign_members is written
+            # only under its campaign's lock, which this transaction has.
             await cur.execute(
-                "UPDATE campaign_members SET unit_limit = greatest(%s, units_taken) "
+                "SELECT coalesce(max(units_taken), 0) AS most FROM campaign_members "
                 "WHERE campaign_id = %s",
+                (row["id"],),
+            )
+            most = (await cur.fetchone() or {}).get("most", 0)
+            if new["per_member_limit"] < most:
+                raise LimitBelowTaken(row["id"], most, new["per_member_limit"])
+            await cur.execute(
+                "UPDATE campaign_members SET unit_limit = %s WHERE campaign_id = %s",
                 (new["per_member_limit"], row["id"]),
             )
 

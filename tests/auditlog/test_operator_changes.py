@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import field_mask_pb2
 
 from loyalty.v1 import campaign_pb2, catalog_pb2, common_pb2, member_pb2
 from tests.auditlog.helpers import Metadata, content, events, request_id, sent_as
@@ -90,6 +91,52 @@ async def create_campaign(api: Api, sent: Metadata) -> Expected:
             "per_member_limit": 2,
             "starts_at": starts.isoformat(),
             "ends_at": ends.isoformat(),
+        },
+    )
+
+
+async def update_campaign(api: Api, sent: Metadata) -> Expected:
+    campaign = await api.campaign(units=4, limit=2, points_price=300)
+    await api.campaigns.UpdateCampaign(
+        campaign_pb2.UpdateCampaignRequest(
+            campaign=campaign_pb2.Campaign(
+                id=campaign.id, units_allotted=3, per_member_limit=2, name="Late sale"
+            ),
+            update_mask=field_mask_pb2.FieldMask(
+                paths=["units_allotted", "per_member_limit", "name"]
+            ),
+        ),
+        metadata=sent,
+    )
+    return Expected(
+        "campaign.update_campaign",
+        "campaign",
+        campaign.id,
+        {
+            "update_mask": ["name", "per_member_limit", "units_allotted"],
+            "changed": {"name": "Late sale", "units_allotted": 3},
+            "previous": {"name": "Holiday surge", "units_allotted": 4},
+        },
+    )
+
+
+async def end_campaign(api: Api, sent: Metadata) -> Expected:
+    campaign = await api.campaign(units=4)
+    ended = await api.campaigns.EndCampaign(
+        campaign_pb2.EndCampaignRequest(campaign_id=campaign.id), metadata=sent
+    )
+    return Expected(
+        "campaign.end_campaign",
+        "campaign",
+        campaign.id,
+        {
+            "ends_at": ended.ends_at.ToDatetime(tzinfo=UTC).isoformat(),
+            "units_returned": 4,
+            "units_allotted": 0,
+            "previous": {
+                "ends_at": campaign.ends_at.ToDatetime(tzinfo=UTC).isoformat(),
+                "units_allotted": 4,
+            },
         },
     )
 
@@ -181,6 +228,8 @@ CHANGES: dict[str, Callable[[Api, Metadata], Awaitable[Expected]]] = {
     "CreateItem": create_item,
     "AdjustStock": adjust_stock,
     "CreateCampaign": create_campaign,
+    "UpdateCampaign": update_campaign,
+    "EndCampaign": end_campaign,
     "AdjustPoints": adjust_points,
     "FreezeMember": freeze_member,
     "UnfreezeMember": unfreeze_member,
