@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="surge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"surge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate, then serve gRPC until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply database migrations, then changed SQL function files")
@@ -141,6 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             _liability(settings, stores, start, end, args.granularity, as_json=args.json)
         )
     return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml's, through its metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("surge")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed)"
 
 
 def _embedded(settings: Settings) -> bool:
