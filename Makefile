@@ -43,13 +43,14 @@ setup: system-deps $(VENV)/.installed protos ## Install everything (venv, packag
 run: setup ## Serve on 127.0.0.1:50051; starts a local Redis + PostgreSQL under .data/ unless REDIS_URL/DATABASE_URL are set
 	$(BIN)/surge serve
 
-stop: ## Stop the local Redis and PostgreSQL that `make run` started
-	@test -x $(BIN)/surge && $(BIN)/surge stack stop || echo "nothing to stop"
+stop: ## Stop the local Redis and PostgreSQL that `make run` started (says what it stopped)
+	@if [ -x $(BIN)/surge ]; then $(BIN)/surge stack stop; \
+	else echo "nothing to stop: $(VENV) is not set up, so nothing was started"; fi
 
-migrate: setup ## Apply database migrations (embedded default or DATABASE_URL)
+migrate: setup ## Apply database migrations (DATABASE_URL/REDIS_URL, or a running `make run` stack)
 	$(BIN)/surge migrate
 
-rebuild-cache: setup ## Rebuild Redis from PostgreSQL without overwriting live counters
+rebuild-cache: setup ## Rebuild Redis from PostgreSQL without overwriting live counters (URLs or a running stack)
 	$(BIN)/surge rebuild-cache
 
 PROFILE ?= ci

@@ -36,6 +36,20 @@ def env_positive_float(env: Mapping[str, str], name: str, default: float) -> flo
     return value
 
 
+def env_seconds(env: Mapping[str, str], name: str, default: float, high: float) -> float:
+    """A duration in seconds, 0 to `high` (0 is allowed: "no wait")."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= high:  # also refuses nan
+        raise ConfigError(f"{name} must be between 0 and {high:g} seconds, got {raw!r}")
+    return value
+
+
 def env_choice(env: Mapping[str, str], name: str, default: str, allowed: tuple[str, ...]) -> str:
     value = env.get(name, default).upper() or default
     if value not in allowed:

@@ -3,7 +3,7 @@
 Each pass: every hold whose deadline has passed is settled from PostgreSQL (committed there:
 marked done; not there: units and points released), and every points + cash redemption past
 its payment window expires. Passes are idempotent, so several processes may sweep at once.
-Each pass also refreshes the gauges SREs watch: dependency probes, pool use, per-campaign
+Each pass also refreshes the gauges SREs watch: pool use, per-campaign
 units, holds in flight, and how late the oldest lapsed hold was.
 """
 
@@ -113,14 +113,14 @@ class Sweeper:
         m.sweeper_last_run.set(time.time())
 
     async def refresh_gauges(self) -> None:
-        """Dependency probes, pool use, units per active campaign, holds in flight."""
+        """Pool use, Redis memory, units per active campaign, holds in flight."""
         m = self._metrics
         stats = self._pool.get_stats()
         size, idle = stats.get("pool_size", 0), stats.get("pool_available", 0)
         m.pg_pool.labels("in_use").set(size - idle)
         m.pg_pool.labels("idle").set(idle)
         m.pg_waiting.set(stats.get("requests_waiting", 0))
-        redis_up = pg_up = True
+        redis_up = True  # surge_dependency_up is server/readiness.py's: it probes every second
         try:
             memory = await redis_memory.read(self._redis)
             m.redis_memory.labels("used").set(memory.used)
@@ -131,9 +131,7 @@ class Sweeper:
         try:
             rows = await self._campaigns.active_units(ended_within=_SHOWN_AFTER_END)
         except Exception:
-            pg_up, rows = False, []
-        m.dependency_up.labels("redis").set(int(redis_up))
-        m.dependency_up.labels("postgresql").set(int(pg_up))
+            rows = []
         in_flight = [(0, 0)] * len(rows)
         if redis_up and rows:
             in_flight = await self._gate.in_flight_many([(r[0], r[2] + r[3]) for r in rows])

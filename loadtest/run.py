@@ -51,6 +51,7 @@ SERVER_TIMINGS = {
     "SURGE_SWEEP_INTERVAL_SECONDS": "0.5",
     "SURGE_PAYMENT_WINDOW_SECONDS": "10",
     "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
+    "SURGE_DRAIN_SECONDS": "0",  # no load balancer in front to tell before stopping
 }
 SETTLE_S = 3 + 2 * 0.5 + 1.0  # one hold deadline, a sweep, and a margin for the sweep itself
 LOCUST_START_S = 4.0  # from launching Locust to its first user

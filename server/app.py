@@ -1,14 +1,17 @@
 """Builds the service from Settings and runs it: stores, domain, gRPC server, background work.
 
 Start: pool and Redis client, then the group committer and sweeper, then the gRPC server
-with health SERVING. Stop (SIGTERM): health NOT_SERVING, the server refuses new calls and
-lets in-flight ones finish within the grace period, the committer flushes what is queued,
-the sweeper stops, connections close.
+with health SERVING (the API services only while Redis and PostgreSQL answer: see
+server/readiness.py). Stop (SIGTERM): health NOT_SERVING while calls are still served for
+the drain window (SURGE_DRAIN_SECONDS, so load balancers stop sending), then the server
+refuses new calls and lets in-flight ones finish within the grace period, the committer
+flushes what is queued, the sweeper stops, connections close.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -59,6 +62,7 @@ from server import reflection, tls
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
+from server.readiness import DependencyProbe
 from server.services import audit, campaign, catalog, member, redemption
 
 log = logging.getLogger(__name__)
@@ -178,6 +182,14 @@ class App:
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
         )
         self.health = health.aio.HealthServicer()
+        self.probe = DependencyProbe(
+            redis_url=stores.redis_url,
+            database_url=stores.database_url,
+            health_servicer=self.health,
+            services=SERVICE_NAMES,
+            metrics=self.metrics,
+        )
+        self._drain_cut = asyncio.Event()
         self.server: grpc.aio.Server | None = None
         self.certificates: tls.Certificates | None = None
         self.port = 0
@@ -256,8 +268,10 @@ class App:
         await server.start()
         self._serve_metrics()
         self.server = server
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        # "" is liveness: SERVING while the process runs. The API services follow the
+        # dependency probe (its first probe runs now, before this returns).
+        await self.health.set("", health_pb2.HealthCheckResponse.SERVING)
+        await self.probe.start()
         log.info("serving on %s (port %d)", self.settings.grpc_address, self.port)
         return self.port
 
@@ -268,11 +282,24 @@ class App:
         else:
             self.certificates.request_reload()
 
+    def cut_drain(self) -> None:
+        """Ends the drain window now (a second SIGTERM / SIGINT): stop taking calls."""
+        self._drain_cut.set()
+
     async def stop(self) -> None:
-        """Graceful: NOT_SERVING, drain in-flight calls, flush the commit queue, close."""
-        await self.health.enter_graceful_shutdown()
+        """Graceful: NOT_SERVING, keep serving for the drain window, then refuse new calls,
+        drain in-flight ones, flush the commit queue, close."""
+        await self.health.enter_graceful_shutdown()  # every service, "" too; final
+        drain_s = self.settings.drain_seconds
+        if self.server is not None and drain_s > 0 and not self._drain_cut.is_set():
+            log.info(
+                "health NOT_SERVING; still serving calls for %gs (SURGE_DRAIN_SECONDS)", drain_s
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain_cut.wait(), drain_s)
         if self.server is not None:
             await self.server.stop(self.settings.shutdown_grace_seconds)
+        await self.probe.stop()
         await self.committer.close()
         await self.sweeper.stop()
         await self.ledger_jobs.stop()
@@ -324,8 +351,14 @@ async def serve(settings: Settings, stores: Stores) -> None:
     app = App(settings, stores)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:  # the first starts the drain window, a second one ends it
+        if stopping.is_set():
+            app.cut_drain()
+        stopping.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stopping.set)
+        loop.add_signal_handler(sig, on_signal)
     loop.add_signal_handler(signal.SIGHUP, app.reload_certificates)
     await app.start()
     await stopping.wait()

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, replace
@@ -14,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from common.dependencies import failure_of
 from server import cli_audit_log, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
-from server.embedded import LocalStack
+from server.embedded import EmbeddedError, ForeignStack, LocalStack
+from server.startup import StartupError, wait_for_stores
 
 if TYPE_CHECKING:
     from server.app import Stores
@@ -25,6 +28,7 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="surge", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"surge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate, then serve gRPC until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply database migrations, then changed SQL function files")
@@ -85,7 +89,39 @@ def main(argv: list[str] | None = None) -> int:
     from server.logs import setup_logging
 
     setup_logging(settings.log_level, json_lines=settings.log_json)
+    # Whatever stops a command is one line on stderr and an exit code, never a traceback:
+    # 2 for what the operator must fix in the configuration or the command line, 1 for a
+    # store that cannot be reached (or started).
+    try:
+        return _run(args, settings)
+    except ConfigError as e:
+        print(f"configuration error: {e}", file=sys.stderr)
+        return 2
+    except NoStores as e:
+        print(f"surge {args.command}: {e}", file=sys.stderr)
+        return 2
+    except ForeignStack as e:
+        print(f"embedded stack: {e}", file=sys.stderr)
+        return 2
+    except (StartupError, EmbeddedError) as e:
+        print(f"surge {args.command}: {_first_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        failure = failure_of(e)
+        if failure is None:
+            raise  # a bug: its traceback is what someone needs
+        print(
+            f"surge {args.command}: {failure.dependency} {failure.condition}: {_first_line(e)}",
+            file=sys.stderr,
+        )
+        return 1
 
+
+class NoStores(Exception):
+    """A command that needs the stores has neither URLs nor a running embedded stack."""
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     local = LocalStack(
         settings.data_dir.resolve(), settings.embedded_redis_port, settings.embedded_postgres_port
     )
@@ -93,14 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         return _token(settings, args.scopes, args.subject, args.ttl_seconds)
     if args.command == "stack":
-        if args.action == "start":
-            local.start()
-        elif args.action == "stop":
-            local.stop()
-        print(f"REDIS_URL={local.redis_url}\nDATABASE_URL={local.database_url}")
-        return 0
+        return _stack(local, args.action)
 
-    stores = _stores(settings, local)
+    if args.command == "serve" and settings.auth == "JWT":
+        settings.jwt_keys()  # a missing or bad key stops here, before anything runs
+    stores = _stores(settings, local, args.command)
+    wait_for_stores(stores, settings.startup_timeout_seconds)
     from server.migrate import migrate
 
     if args.command == "migrate":
@@ -109,21 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         print("functions applied: " + (", ".join(applied.functions) or "none, all unchanged"))
         return 0
     if args.command == "serve":
-        try:
-            if settings.auth == "JWT":
-                settings.jwt_keys()  # a missing or bad key stops here, before anything runs
-        except ConfigError as e:
-            print(f"configuration error: {e}", file=sys.stderr)
-            return 2
         migrate(stores.database_url)
         from server.app import serve
 
         _print_dev_credential(settings)
-        try:
-            asyncio.run(serve(settings, stores))
-        except ConfigError as e:  # a TLS file that cannot be read or used
-            print(f"configuration error: {e}", file=sys.stderr)
-            return 2
+        asyncio.run(serve(settings, stores))  # a TLS file that cannot be used: ConfigError
         return 0
     if args.command == "rebuild-cache":
         return asyncio.run(_rebuild(settings, stores))
@@ -141,6 +165,37 @@ def main(argv: list[str] | None = None) -> int:
             _liability(settings, stores, start, end, args.granularity, as_json=args.json)
         )
     return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
+
+
+def _stack(local: LocalStack, action: str) -> int:
+    if action == "start":
+        local.start()
+        print(f"embedded stack of {local.data_dir} running", file=sys.stderr)
+    elif action == "stop":
+        stopped = local.stop()
+        print(
+            f"stopped {' and '.join(stopped)} of {local.data_dir}"
+            if stopped
+            else f"nothing was running for {local.data_dir}"
+        )
+        return 0
+    print(f"REDIS_URL={local.redis_url}\nDATABASE_URL={local.database_url}")
+    return 0
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def _version() -> str:
+    """The installed package's version (pyproject.toml's, through its metadata)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("surge")
+    except PackageNotFoundError:  # run from a tree that was never installed
+        return "unknown (not installed)"
 
 
 def _embedded(settings: Settings) -> bool:
@@ -208,11 +263,25 @@ def _print_dev_credential(settings: Settings) -> None:
     )
 
 
-def _stores(settings: Settings, local: LocalStack) -> Stores:
+def _stores(settings: Settings, local: LocalStack, command: str) -> Stores:
+    """The URLs, or the embedded stack for whichever is unset: `surge serve` starts it
+    (the embedded default of `make run`), every other command attaches to a running stack
+    of the same SURGE_DATA_DIR, or refuses: an audit or a migration must never run against
+    a stack it started empty by mistake."""
     from server.app import Stores
 
     if settings.database_url is None or settings.redis_url is None:
-        local.start()  # the embedded default, for whichever URL is unset
+        if command == "serve":
+            local.start()
+        elif not local.running():
+            raise NoStores(
+                "set REDIS_URL and DATABASE_URL, or start the embedded stack of "
+                f"SURGE_DATA_DIR={local.data_dir} first (`surge stack start` or `make run`)"
+            )
+        else:
+            logging.getLogger(__name__).info(
+                "using the running embedded stack of %s", local.data_dir
+            )
     return Stores(
         database_url=settings.database_url or local.database_url,
         redis_url=settings.redis_url or local.redis_url,

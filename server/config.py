@@ -7,8 +7,16 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from common.env import ConfigError, env_choice, env_int, env_positive_float, env_rate
+from common.env import (
+    ConfigError,
+    env_choice,
+    env_int,
+    env_positive_float,
+    env_rate,
+    env_seconds,
+)
 from points.program import Program
 from server.credentials import Keys
 
@@ -29,6 +37,12 @@ class Settings:
     # gRPC server.
     grpc_address: str = "127.0.0.1:50051"
     shutdown_grace_seconds: float = 10.0
+    # SIGTERM: health says NOT_SERVING this long while calls are still served, so load
+    # balancers take the process out before it stops taking calls (then the grace above).
+    drain_seconds: float = 5.0
+    # How long start-up waits for Redis and PostgreSQL to answer (retrying with backoff)
+    # before giving up with exit code 1.
+    startup_timeout_seconds: float = 30.0
     # Transport security (server/tls.py): the server's certificate chain and key, and the CA
     # that must have signed clients' certificates when set (mTLS). Without them gRPC is
     # plaintext: on loopback as the embedded default, elsewhere only when chosen (plaintext).
@@ -135,13 +149,17 @@ class Settings:
         program = Program.load(env)
         metrics_host, metrics_port = _metrics_address(env)
         return cls(
-            database_url=env.get("DATABASE_URL") or None,
-            redis_url=env.get("REDIS_URL") or None,
+            database_url=_store_url(env, "DATABASE_URL", ("postgresql", "postgres")),
+            redis_url=_store_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
             data_dir=Path(env.get("SURGE_DATA_DIR", ".data")),
             embedded_redis_port=env_int(env, "SURGE_EMBEDDED_REDIS_PORT", 16379, 1, 65535),
             embedded_postgres_port=env_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
             grpc_address=env.get("SURGE_GRPC_ADDRESS", "127.0.0.1:50051"),
             shutdown_grace_seconds=env_positive_float(env, "SURGE_SHUTDOWN_GRACE_SECONDS", 10.0),
+            drain_seconds=env_seconds(env, "SURGE_DRAIN_SECONDS", 5.0, 3600.0),
+            startup_timeout_seconds=env_seconds(
+                env, "SURGE_STARTUP_TIMEOUT_SECONDS", 30.0, 86_400.0
+            ),
             tls_cert_file=_path(env, "SURGE_TLS_CERT_FILE"),
             tls_key_file=_path(env, "SURGE_TLS_KEY_FILE"),
             tls_client_ca_file=_path(env, "SURGE_TLS_CLIENT_CA_FILE"),
@@ -254,6 +272,28 @@ def _metrics_address(env: Mapping[str, str]) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"SURGE_METRICS_ADDRESS must be host:port, got {raw!r}")
     return host, int(port)
+
+
+def _store_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> str | None:
+    """A store's URL, checked for what can be checked without connecting: its scheme and
+    a numeric port (no host is the driver's default, a local socket or localhost). The message never repeats the URL: it may
+    hold a password."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    wanted = " or ".join(f"{s}://" for s in schemes)
+    parts = urlsplit(raw)
+    if not parts.scheme or "://" not in raw:
+        raise ConfigError(f"{name} must be a URL starting with {wanted} (it has no scheme)")
+    if parts.scheme.lower() not in schemes:
+        raise ConfigError(f"{name} must start with {wanted}, not {parts.scheme}://")
+    try:
+        parts.port  # noqa: B018 - parses the port, raising on one that is not a number
+    except ValueError:
+        raise ConfigError(f"{name} has a port that is not a number from 0 to 65535") from None
+    if parts.scheme.lower() == "unix" and not parts.path:
+        raise ConfigError(f"{name}: a unix:// URL needs the socket's path")
+    return raw
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

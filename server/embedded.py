@@ -4,6 +4,13 @@ REDIS_URL and DATABASE_URL point at managed servers.
 
 PostgreSQL refuses to run as root, so as root we run it as the `postgres` system user,
 with a data directory that user owns.
+
+A stack belongs to its data directory. The Redis and PostgreSQL answering on the stack's
+ports say which directory they run from (`CONFIG GET dir`, `SHOW data_directory`); when it
+is not this one (another checkout's `.data`, another SURGE_DATA_DIR) the stack refuses to
+start, attach or stop them, rather than serve one directory's data under another's name.
+Only `surge serve` (the embedded default) and `surge stack start` start a stack; the other
+commands attach to a running one of their SURGE_DATA_DIR or refuse (server/cli.py).
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import contextlib
 import glob
 import os
 import shutil
+import socket
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,7 +34,11 @@ SUPERUSER = "surge"
 
 
 class EmbeddedError(RuntimeError):
-    pass
+    """The embedded stack cannot start or stop; the message says why, in one line."""
+
+
+class ForeignStack(EmbeddedError):
+    """A store on this stack's port runs from another data directory (or is not ours)."""
 
 
 @dataclass(frozen=True)
@@ -52,22 +64,64 @@ class LocalStack:
         return f"postgresql://{SUPERUSER}@127.0.0.1:{self.postgres_port}/{DATABASE}"
 
     def start(self) -> None:
-        """Starts whatever is not running yet; safe to call again."""
+        """Starts whatever is not running yet; safe to call again. Raises ForeignStack when
+        a port is taken by another data directory's store (or by something else)."""
+        self._check_ports()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.chmod(0o755)
         self._start_redis()
         self._start_postgres()
 
-    def stop(self) -> None:
-        if (self.redis_dir / "redis.pid").exists():
+    def running(self) -> bool:
+        """Whether this data directory's Redis and PostgreSQL both answer on the stack's
+        ports (to attach to them). Raises ForeignStack when another directory's do."""
+        self._check_ports()
+        return _redis_answers(self.redis_port) and _postgres_answers(self.postgres_port)
+
+    def stop(self) -> list[str]:
+        """Stops this data directory's Redis and PostgreSQL; returns what it stopped. A
+        store on the ports that another directory runs is left alone (ForeignStack)."""
+        self._check_ports()
+        stopped = []
+        if _redis_answers(self.redis_port):
             # SHUTDOWN drops the connection on success; a refused one means already gone.
             with contextlib.suppress(redis.ConnectionError):
                 redis.Redis(port=self.redis_port, socket_timeout=2).shutdown(nosave=True)
-            (self.redis_dir / "redis.pid").unlink(missing_ok=True)
-        if (self.postgres_dir / "postmaster.pid").exists():
+            stopped.append(f"Redis on port {self.redis_port}")
+        (self.redis_dir / "redis.pid").unlink(missing_ok=True)
+        if _postgres_answers(self.postgres_port):  # and it is ours: _check_ports
             _as_postgres(
                 [_pg_bin("pg_ctl"), "-D", str(self.postgres_dir), "-m", "fast", "-w", "stop"]
             )
+            stopped.append(f"PostgreSQL on port {self.postgres_port}")
+        return stopped
+
+    def _check_ports(self) -> None:
+        """Whatever answers on the stack's ports must run from this data directory."""
+        if _redis_answers(self.redis_port):
+            owner = _redis_dir_of(self.redis_port)
+            if owner is None or Path(owner).resolve() != self.redis_dir.resolve():
+                raise ForeignStack(self._foreign("Redis", self.redis_port, owner, "REDIS"))
+        elif _port_taken(self.redis_port):
+            raise ForeignStack(self._foreign("Redis", self.redis_port, None, "REDIS"))
+        if _postgres_answers(self.postgres_port):
+            owner = _postgres_dir_of(self.postgres_port)
+            if owner is None or Path(owner).resolve() != self.postgres_dir.resolve():
+                raise ForeignStack(
+                    self._foreign("PostgreSQL", self.postgres_port, owner, "POSTGRES")
+                )
+        elif _port_taken(self.postgres_port):
+            raise ForeignStack(self._foreign("PostgreSQL", self.postgres_port, None, "POSTGRES"))
+
+    def _foreign(self, what: str, port: int, owner: str | None, var: str) -> str:
+        fix = f"set SURGE_EMBEDDED_{var}_PORT to a free port"
+        if owner is None:
+            return f"port {port} is taken by something that is not this data dir's {what}: {fix}"
+        return (
+            f"port {port} has the {what} of the data dir {Path(owner).parent}, not of "
+            f"SURGE_DATA_DIR={self.data_dir}: stop that one (`SURGE_DATA_DIR=<its dir> surge "
+            f"stack stop`) or {fix}"
+        )
 
     def _start_redis(self) -> None:
         if _redis_answers(self.redis_port):
@@ -113,6 +167,9 @@ class LocalStack:
 
     def _start_postgres(self) -> None:
         pgdata = self.postgres_dir
+        if _postgres_answers(self.postgres_port):
+            self._create_database()
+            return
         if not (pgdata / "PG_VERSION").exists():
             pgdata.mkdir(parents=True, exist_ok=True)
             _give_to_postgres(pgdata)
@@ -128,27 +185,29 @@ class LocalStack:
                     "--no-instructions",
                 ]
             )
-        if not _postgres_answers(self.postgres_port):
-            log = pgdata / "server.log"
-            options = (
-                f"-p {self.postgres_port} -c listen_addresses=127.0.0.1 "
-                "-c unix_socket_directories='' -c max_connections=200"
-            )
-            _as_postgres(
-                [
-                    _pg_bin("pg_ctl"),
-                    "-D",
-                    str(pgdata),
-                    "-l",
-                    str(log),
-                    "-o",
-                    options,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ]
-            )
+        log = pgdata / "server.log"
+        options = (
+            f"-p {self.postgres_port} -c listen_addresses=127.0.0.1 "
+            "-c unix_socket_directories='' -c max_connections=200"
+        )
+        _as_postgres(
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(pgdata),
+                "-l",
+                str(log),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ]
+        )
+        self._create_database()
+
+    def _create_database(self) -> None:
         with psycopg.connect(
             f"postgresql://{SUPERUSER}@127.0.0.1:{self.postgres_port}/postgres", autocommit=True
         ) as conn:
@@ -203,6 +262,35 @@ def _redis_answers(port: int) -> bool:
         return bool(redis.Redis(port=port, socket_connect_timeout=0.5).ping())
     except redis.ConnectionError:
         return False
+
+
+def _redis_dir_of(port: int) -> str | None:
+    """The working directory of the Redis on `port` (where it runs from), or None."""
+    try:
+        found = redis.Redis(port=port, socket_timeout=2, decode_responses=True).config_get("dir")
+    except redis.RedisError:
+        return None
+    value = found.get("dir") if isinstance(found, dict) else None
+    return str(value) if value else None
+
+
+def _postgres_dir_of(port: int) -> str | None:
+    """The data directory of the PostgreSQL on `port`, or None."""
+    try:
+        with psycopg.connect(
+            f"postgresql://{SUPERUSER}@127.0.0.1:{port}/postgres", connect_timeout=2
+        ) as conn:
+            row = conn.execute("SHOW data_directory").fetchone()
+    except psycopg.Error:
+        return None
+    return str(row[0]) if row else None
+
+
+def _port_taken(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port."""
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _postgres_answers(port: int) -> bool:

@@ -36,6 +36,7 @@ TEST_SETTINGS = Settings(
     sweep_interval_seconds=0.2,
     payment_window_seconds=60.0,
     shutdown_grace_seconds=5.0,
+    drain_seconds=0.0,  # tests of the drain window set their own
     pg_pool_min=2,
     pg_pool_max=10,
     metrics_port=0,  # tests that scrape /metrics turn it on with a free port

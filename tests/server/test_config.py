@@ -87,3 +87,17 @@ def test_metrics_listen_on_loopback_apart_from_the_grpc_address() -> None:
     for bad in ("9464", "host:", "host:port", ":9464", "h:70000"):
         with pytest.raises(ConfigError, match="SURGE_METRICS_ADDRESS"):
             Settings.load({"SURGE_METRICS_ADDRESS": bad})
+
+
+def test_drain_window_and_startup_timeout() -> None:
+    defaults = Settings.load({})
+    assert (defaults.drain_seconds, defaults.startup_timeout_seconds) == (5.0, 30.0)
+    chosen = Settings.load({"SURGE_DRAIN_SECONDS": "0", "SURGE_STARTUP_TIMEOUT_SECONDS": "2.5"})
+    assert (chosen.drain_seconds, chosen.startup_timeout_seconds) == (0.0, 2.5)
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://u@h:5432/db", "postgres://h/db", "postgresql:///db?host=/run/pg"]
+)
+def test_postgresql_urls_are_accepted(url: str) -> None:
+    assert Settings.load({"DATABASE_URL": url}).database_url == url

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -166,6 +167,7 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
         "SURGE_JWT_SECRET": TEST_SECRET.decode(),
         "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
         "SURGE_SHUTDOWN_GRACE_SECONDS": "5",
+        "SURGE_DRAIN_SECONDS": "0",  # the drain window has its own test below
         "SURGE_METRICS_PORT": "0",
     }
     log = tmp_path / "serve.log"
@@ -204,3 +206,74 @@ async def test_surge_serve_drains_on_sigterm_and_exits_cleanly(
     assert "draining" in output and "stopped" in output
     committed = (await seeder.api.get_campaign(campaign.id)).units_committed
     assert committed == len(ok)
+
+
+async def _serve(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    with log.open("wb") as sink:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "server.cli", "serve", env=env, stdout=sink, stderr=sink
+        )
+
+
+async def _status(health: health_pb2_grpc.HealthStub, service: str) -> Any:
+    return (await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)).status
+
+
+async def test_sigterm_says_not_serving_for_the_drain_window_while_calls_are_served(
+    clean: Stores, start_server: StartServer, tmp_path: Path
+) -> None:
+    """Load balancers poll health: they must see NOT_SERVING while the process still
+    answers, or the calls they send in between are refused."""
+    seeder = await start_server()
+    campaign = await seeder.api.campaign(units=100, limit=100)
+    member = await seeder.api.member(points=100_000)
+    port = _free_port()
+    drain_s = 3.0
+    env = {
+        **os.environ,
+        "DATABASE_URL": clean.database_url,
+        "REDIS_URL": clean.redis_url,
+        "SURGE_JWT_SECRET": TEST_SECRET.decode(),
+        "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
+        "SURGE_DRAIN_SECONDS": str(drain_s),
+        "SURGE_METRICS_PORT": "0",
+    }
+    log = tmp_path / "serve.log"
+    process = await _serve(env, log)
+    try:
+        async with auth.channel(f"127.0.0.1:{port}") as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 30
+            while True:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    if await _status(health, "") == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                assert time.monotonic() < deadline, log.read_text()
+                await asyncio.sleep(0.1)
+            from tests.factories import Api
+
+            api = Api(channel)
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            while await _status(health, "") != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() - signalled < 1, "no NOT_SERVING within a second"
+                await asyncio.sleep(0.05)
+            redemption_service = "loyalty.v1.RedemptionService"
+            assert await _status(health, redemption_service) == (
+                health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            redeemed = await api.redeem(member.id, campaign.id)  # still served
+            answered = time.monotonic() - signalled
+            assert redeemed.redemption.quantity == 1
+            assert answered < drain_s, answered
+        code = await asyncio.wait_for(process.wait(), 30)
+        exited = time.monotonic() - signalled
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    output = log.read_text()
+    assert code == 0, output
+    assert exited >= drain_s - 0.5, exited  # it served for the whole window
+    assert "SURGE_DRAIN_SECONDS" in output and "stopped" in output
+    assert (await seeder.api.get_campaign(campaign.id)).units_committed == 1

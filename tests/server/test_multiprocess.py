@@ -53,6 +53,7 @@ async def test_two_processes_on_one_port_report_through_one_metrics_endpoint(
         "SURGE_GRPC_ADDRESS": f"127.0.0.1:{grpc_port}",
         "SURGE_METRICS_PORT": str(metrics_port),
         "SURGE_ACCESS_LOG": "off",
+        "SURGE_DRAIN_SECONDS": "0",  # no load balancer to tell
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
     }
     processes = []

@@ -286,6 +286,7 @@ async def test_surge_serve_reloads_on_sighup(
         "SURGE_JWT_SECRET": auth.TEST_SECRET.decode(),
         "SURGE_TLS_CERT_FILE": str(files.cert),
         "SURGE_TLS_KEY_FILE": str(files.key),
+        "SURGE_DRAIN_SECONDS": "0",
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as sink:  # a file, not a pipe nobody reads while it serves
