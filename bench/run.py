@@ -199,6 +199,7 @@ def start_servers(
             "SURGE_GRPC_ADDRESS": f"127.0.0.1:{surge_port}",
             "SURGE_DATA_DIR": str(folder / "unused-data"),
             "SURGE_METRICS_PORT": "0",
+            "SURGE_DRAIN_SECONDS": "0",  # nothing in front to tell before stopping
         }
     )
     os.environ["SURGE_TOKEN"] = surge_env["SURGE_TOKEN"]  # the loads call with it

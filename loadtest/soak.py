@@ -54,6 +54,7 @@ SERVER_SETTINGS = {
     "SURGE_COMMIT_FENCE_SECONDS": "1",
     "SURGE_SWEEP_INTERVAL_SECONDS": "0.5",
     "SURGE_ACCESS_LOG": "OFF",
+    "SURGE_DRAIN_SECONDS": "0",  # nothing in front to tell before stopping
 }
 MEMBERS = 500
 
