@@ -281,9 +281,17 @@ class App:
         one that bound the port serves them all; the others find it taken and skip."""
         if self.settings.metrics_port == 0:
             return
+        # No `_created` series: they double every counter and histogram in the text format
+        # and no rule or panel reads them. prometheus_client's switch is process-wide and
+        # read at each scrape, so it is flipped here, where this process starts serving
+        # /metrics, not when common.metrics is imported (importing a module should not
+        # change what a test's own registry exposes). Idempotent.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         host = self.settings.metrics_host
         registry = self.metrics.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # The shared files hold Surge's counters, gauges and histograms only: the
+            # process_* and python_* collectors of self.metrics.registry are not served.
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         try:
