@@ -9,6 +9,7 @@ the sweeper stops, connections close.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from auditlog import AuditTrail
 from common import redis_memory
 from common.autopipeline import AutoPipeline
-from common.metrics import Metrics
+from common.metrics import Metrics, build_versions
 from common.ratelimit import TokenBuckets
 from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
@@ -57,6 +58,7 @@ from server import reflection, tls
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
+from server.logs import config_summary
 from server.services import audit, campaign, catalog, member, redemption
 
 log = logging.getLogger(__name__)
@@ -81,6 +83,7 @@ class App:
         self, settings: Settings, stores: Stores, *, registry: CollectorRegistry | None = None
     ) -> None:
         self.settings = settings
+        self.stores = stores
         # A fresh registry per App: tests (and several Apps in one process) never share series.
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.pool = AsyncConnectionPool(
@@ -185,6 +188,18 @@ class App:
         # First, before anything opens: a key or TLS file that cannot be used stops the
         # start here.
         settings = self.settings
+        version, python, grpc_version = build_versions()
+        summary = config_summary(
+            settings, database_url=self.stores.database_url, redis_url=self.stores.redis_url
+        )
+        log.info(
+            "surge %s starting (python %s, grpcio %s); settings: %s",
+            version,
+            python,
+            grpc_version,
+            json.dumps(summary, sort_keys=True, separators=(",", ":")),
+            extra={"version": version, "settings": summary},
+        )
         verifier = None
         if settings.auth == "JWT":
             verifier = Verifier(settings.jwt_keys())
