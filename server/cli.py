@@ -6,10 +6,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--from", dest="start", required=True, help="start date, YYYY-MM-DD (UTC)")
     report.add_argument("--to", dest="end", required=True, help="end date, exclusive, YYYY-MM-DD")
     report.add_argument("--granularity", choices=["day", "month"], default="month")
-    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print GetLiabilityReport's response (loyalty.v1.LiabilityReport) as proto3 JSON, "
+        "with the protos' field names, instead of a table",
+    )
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
     token = sub.add_parser(
@@ -325,8 +329,10 @@ async def _liability(
         await app.redis.aclose()
         await app.pool.close()
     if as_json:
-        data = asdict(report)
-        print(json.dumps(data, default=str, indent=2))
+        from server import convert
+
+        # GetLiabilityReport's response, field for field.
+        print(convert.to_json(convert.liability_report(report), indent=2))
         return 0
     print(f"as of {report.as_of:%Y-%m-%d %H:%M} UTC")
     print(f"outstanding points {report.outstanding}, debt {report.debt}")
