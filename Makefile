@@ -82,12 +82,13 @@ rules-check: system-deps ## Validate and unit-test the Prometheus rules with pro
 	promtool check rules ops/prometheus/surge-rules.yml
 	promtool test rules ops/prometheus/surge-rules.test.yml
 
-check: setup ## ruff format check, ruff lint, mypy, buf lint, buf breaking (BUF_AGAINST=<commit> to pick the base)
+check: setup ## ruff format check, ruff lint, mypy, buf lint, buf breaking (BUF_AGAINST=<commit> to pick the base), hadolint
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/buf lint
 	scripts/buf-breaking.sh $(BIN)/buf
+	$(BIN)/hadolint deploy/Containerfile
 
 format: setup ## Apply ruff formatting and safe fixes
 	$(BIN)/ruff format .

@@ -3,17 +3,35 @@ test (and each App) gets a fresh one. Names, types and labels are the contract i
 docs/metrics-contract.md: the dashboard and alert rules in ops/ are built on them.
 
 Conventions: base units (seconds), `_total` counters, no member or item ids in labels; the
-only id label is `campaign`, kept to active campaigns by `set_campaigns`.
+only campaign label is `campaign`, a readable one (`campaign_label`: the name's first 32
+characters and the id's first 8), kept to active campaigns by `set_campaigns`.
+
+Besides Surge's own series the registry carries the standard process_* (CPU, memory, file
+descriptors, start time; Linux only, read from /proc), python_info and python_gc_* series,
+and `surge_build_info`. With PROMETHEUS_MULTIPROC_DIR set, /metrics serves the shared files
+instead of this registry (server/app.py): the process and Python collectors are not in them,
+so a multiprocess server exports no process_* or python_* series at all (prometheus_client
+cannot aggregate them across processes); surge_build_info is a gauge and is there.
 """
 
 from __future__ import annotations
 
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 # go-grpc-prometheus's grpc_code values (codes.Code.String()), keyed by the numeric code.
 GRPC_CODES = (
@@ -57,9 +75,37 @@ _RPC_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 _FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
+# The `campaign` label: at most CAMPAIGN_NAME_CHARS of the name, a space, then the id's first
+# CAMPAIGN_ID_CHARS hex digits, so two campaigns with one name still differ.
+CAMPAIGN_NAME_CHARS = 32
+CAMPAIGN_ID_CHARS = 8
+
+
+def campaign_label(campaign_id: str, name: str) -> str:
+    """'Summer sale 3f2a9c1e' for a campaign named "Summer sale": whitespace runs (newlines
+    included) become one space, the name is cut to CAMPAIGN_NAME_CHARS characters and the
+    id to its first CAMPAIGN_ID_CHARS characters (enough to find it: `id::text LIKE
+    '3f2a9c1e%'`). Bounded whatever an operator types as a name."""
+    short = " ".join(name.split())[:CAMPAIGN_NAME_CHARS].rstrip()
+    prefix = campaign_id[:CAMPAIGN_ID_CHARS]
+    return f"{short} {prefix}" if short else prefix
+
+
+def build_versions() -> tuple[str, str, str]:
+    """(Surge's version, Python's, grpcio's), for surge_build_info."""
+    import grpc  # here, not at the top: the domain modules that import metrics stay grpc-free
+
+    try:
+        surge = metadata.version("surge")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        surge = "unknown"
+    return surge, platform.python_version(), grpc.__version__
+
+
 @dataclass(frozen=True)
 class CampaignUnits:
     campaign_id: str
+    name: str
     allotted: int
     committed: int
     held: int
@@ -70,8 +116,23 @@ class CampaignUnits:
 
 
 class Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, *, process_collectors: bool = True) -> None:
+        """process_collectors: also register process_*, python_info and python_gc_* on the
+        registry (they read this process at each scrape)."""
         self.registry = registry
+        if process_collectors:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+            GCCollector(registry=registry)
+        version, python, grpc_version = build_versions()
+        self.build_info = Gauge(
+            "surge_build_info",
+            "Always 1: the running Surge's version, and its Python's and grpcio's.",
+            ("version", "python", "grpc"),
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.build_info.labels(version, python, grpc_version).set(1)
         rpc = ("grpc_type", "grpc_service", "grpc_method")
         self.rpc_started = Counter(
             "grpc_server_started_total", "RPCs started on the server.", rpc, registry=registry
@@ -251,16 +312,18 @@ class Metrics:
         child.inc()
 
     def set_campaigns(self, campaigns: Sequence[CampaignUnits]) -> None:
-        """Replaces the per-campaign gauges: campaigns no longer active lose their series."""
-        current = {c.campaign_id for c in campaigns}
+        """Replaces the per-campaign gauges: campaigns no longer active lose their series
+        (a renamed campaign too: its old label goes, the new one comes)."""
+        labelled = [(campaign_label(c.campaign_id, c.name), c) for c in campaigns]
+        current = {label for label, _ in labelled}
         for gone in self._campaigns - current:
             for state in ("allotted", "remaining", "held", "committed"):
                 self.campaign_units.remove(gone, state)
-        for c in campaigns:
-            self.campaign_units.labels(c.campaign_id, "allotted").set(c.allotted)
-            self.campaign_units.labels(c.campaign_id, "remaining").set(c.remaining)
-            self.campaign_units.labels(c.campaign_id, "held").set(c.held)
-            self.campaign_units.labels(c.campaign_id, "committed").set(c.committed)
+        for label, c in labelled:
+            self.campaign_units.labels(label, "allotted").set(c.allotted)
+            self.campaign_units.labels(label, "remaining").set(c.remaining)
+            self.campaign_units.labels(label, "held").set(c.held)
+            self.campaign_units.labels(label, "committed").set(c.committed)
         self._campaigns = current
 
 

@@ -65,6 +65,17 @@ class Campaign:
 
 
 @dataclass(frozen=True)
+class ActiveUnits:
+    """A campaign's units as PostgreSQL has them (held: redemptions waiting for payment)."""
+
+    campaign_id: str
+    name: str
+    allotted: int
+    committed: int
+    held: int
+
+
+@dataclass(frozen=True)
 class CampaignPage:
     campaigns: list[Campaign]
     next_page_token: str
@@ -223,15 +234,15 @@ class Campaigns:
             )
             return [row[0] for row in await cur.fetchall()]
 
-    async def active_units(self, *, ended_within: timedelta) -> list[tuple[str, int, int, int]]:
-        """(id, allotted, committed, held in PostgreSQL) of campaigns open now or ended recently."""
+    async def active_units(self, *, ended_within: timedelta) -> list[ActiveUnits]:
+        """Units of the campaigns open now or ended recently (their metrics' label set)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id::text, units_allotted, units_committed, units_held FROM campaigns "
-                "WHERE starts_at <= now() AND ends_at > now() - %s",
+                "SELECT id::text, name, units_allotted, units_committed, units_held "
+                "FROM campaigns WHERE starts_at <= now() AND ends_at > now() - %s",
                 (ended_within,),
             )
-            return [(r[0], r[1], r[2], r[3]) for r in await cur.fetchall()]
+            return [ActiveUnits(*r) for r in await cur.fetchall()]
 
     async def load_into_gate(self, campaign_id: str) -> bool:
         """Puts the campaign into Redis from PostgreSQL: records of recent redemptions first

@@ -134,13 +134,13 @@ class Sweeper:
             rows = []
         in_flight = [(0, 0)] * len(rows)
         if redis_up and rows:
-            in_flight = await self._gate.in_flight_many([(r[0], r[2] + r[3]) for r in rows])
+            in_flight = await self._gate.in_flight_many(
+                [(r.campaign_id, r.committed + r.held) for r in rows]
+            )
         m.set_campaigns(
             [
-                CampaignUnits(cid, allotted, committed, held_pg + held_redis)
-                for (cid, allotted, committed, held_pg), (held_redis, _) in zip(
-                    rows, in_flight, strict=True
-                )
+                CampaignUnits(r.campaign_id, r.name, r.allotted, r.committed, r.held + held_redis)
+                for r, (held_redis, _) in zip(rows, in_flight, strict=True)
             ]
         )
         m.holds_active.set(sum(holds for _, holds in in_flight))

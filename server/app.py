@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -29,7 +30,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from auditlog import AuditTrail
 from common import redis_memory
 from common.autopipeline import AutoPipeline
-from common.metrics import Metrics
+from common.metrics import Metrics, build_versions
 from common.ratelimit import TokenBuckets
 from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
@@ -62,6 +63,7 @@ from server import reflection, tls
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
+from server.logs import config_summary
 from server.readiness import DependencyProbe
 from server.services import audit, campaign, catalog, member, redemption
 
@@ -87,6 +89,7 @@ class App:
         self, settings: Settings, stores: Stores, *, registry: CollectorRegistry | None = None
     ) -> None:
         self.settings = settings
+        self.stores = stores
         # A fresh registry per App: tests (and several Apps in one process) never share series.
         self.metrics = Metrics(registry or CollectorRegistry(auto_describe=True))
         self.pool = AsyncConnectionPool(
@@ -201,6 +204,18 @@ class App:
         # First, before anything opens: a key or TLS file that cannot be used stops the
         # start here.
         settings = self.settings
+        version, python, grpc_version = build_versions()
+        summary = config_summary(
+            settings, database_url=self.stores.database_url, redis_url=self.stores.redis_url
+        )
+        log.info(
+            "surge %s starting (python %s, grpcio %s); settings: %s",
+            version,
+            python,
+            grpc_version,
+            json.dumps(summary, sort_keys=True, separators=(",", ":")),
+            extra={"version": version, "settings": summary},
+        )
         verifier = None
         if settings.auth == "JWT":
             verifier = Verifier(settings.jwt_keys())
@@ -317,9 +332,17 @@ class App:
         one that bound the port serves them all; the others find it taken and skip."""
         if self.settings.metrics_port == 0:
             return
+        # No `_created` series: they double every counter and histogram in the text format
+        # and no rule or panel reads them. prometheus_client's switch is process-wide and
+        # read at each scrape, so it is flipped here, where this process starts serving
+        # /metrics, not when common.metrics is imported (importing a module should not
+        # change what a test's own registry exposes). Idempotent.
+        prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
         host = self.settings.metrics_host
         registry = self.metrics.registry
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            # The shared files hold Surge's counters, gauges and histograms only: the
+            # process_* and python_* collectors of self.metrics.registry are not served.
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         try:

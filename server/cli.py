@@ -6,16 +6,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.dependencies import failure_of
+from common.metrics import build_versions
 from server import cli_audit_log, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="surge", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"surge {_version()}")
+    parser.add_argument("--version", action="version", version=f"surge {build_versions()[0]}")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="migrate, then serve gRPC until SIGTERM/SIGINT")
     sub.add_parser("migrate", help="apply database migrations, then changed SQL function files")
@@ -59,7 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     report.add_argument("--from", dest="start", required=True, help="start date, YYYY-MM-DD (UTC)")
     report.add_argument("--to", dest="end", required=True, help="end date, exclusive, YYYY-MM-DD")
     report.add_argument("--granularity", choices=["day", "month"], default="month")
-    report.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    report.add_argument(
+        "--json",
+        action="store_true",
+        help="print GetLiabilityReport's response (loyalty.v1.LiabilityReport) as proto3 JSON, "
+        "with the protos' field names, instead of a table",
+    )
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
     token = sub.add_parser(
@@ -186,16 +191,6 @@ def _stack(local: LocalStack, action: str) -> int:
 def _first_line(e: BaseException) -> str:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     return lines[0] if lines else type(e).__name__
-
-
-def _version() -> str:
-    """The installed package's version (pyproject.toml's, through its metadata)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("surge")
-    except PackageNotFoundError:  # run from a tree that was never installed
-        return "unknown (not installed)"
 
 
 def _embedded(settings: Settings) -> bool:
@@ -394,8 +389,10 @@ async def _liability(
         await app.redis.aclose()
         await app.pool.close()
     if as_json:
-        data = asdict(report)
-        print(json.dumps(data, default=str, indent=2))
+        from server import convert
+
+        # GetLiabilityReport's response, field for field.
+        print(convert.to_json(convert.liability_report(report), indent=2))
         return 0
     print(f"as of {report.as_of:%Y-%m-%d %H:%M} UTC")
     print(f"outstanding points {report.outstanding}, debt {report.debt}")

@@ -4,7 +4,8 @@ PostgreSQL directly (like `surge audit`), through the same filters as ListAuditE
     surge audit-log [--subject S] [--action A] [--target ID] [--since ISO] [--limit N] [--json]
 
 One line per event (time UTC, subject, request id, action, target, content as JSON), or with
---json one JSON object per line. Exits 2 on a bad filter.
+--json one JSON object per line: ListAuditEvents' AuditEvent in proto3 JSON, with the
+protos' field names (`create_time`, `target_kind`, ...). Exits 2 on a bad filter.
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def add_parser(sub: Any) -> None:
     parser.add_argument(
         "--limit", type=int, default=DEFAULT_LIMIT, help=f"at most N events ({DEFAULT_LIMIT})"
     )
-    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="one AuditEvent per line, as proto3 JSON with the protos' field names",
+    )
 
 
 async def run(args: argparse.Namespace, database_url: str) -> int:
@@ -76,7 +81,7 @@ async def run(args: argparse.Namespace, database_url: str) -> int:
     finally:
         await pool.close()
     for event in events:
-        print(json.dumps(as_json(event)) if args.json else line(event))
+        print(as_json(event) if args.json else line(event))
     if not args.json:
         print(f"{len(events)} event(s)" + (", more with a higher --limit" if token else ""))
     return 0
@@ -89,17 +94,11 @@ def _since(value: str | None) -> datetime | None:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def as_json(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": event.id,
-        "occurred_at": event.occurred_at.isoformat(),
-        "subject": event.subject,
-        "request_id": event.request_id,
-        "action": event.action,
-        "target_kind": event.target_kind,
-        "target_id": event.target_id,
-        "content": event.content,
-    }
+def as_json(event: AuditEvent) -> str:
+    """One line: ListAuditEvents' AuditEvent, field for field (server.convert.to_json)."""
+    from server import convert
+
+    return convert.to_json(convert.audit_event(event))
 
 
 def line(event: AuditEvent) -> str:

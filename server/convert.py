@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from google.protobuf import json_format
+from google.protobuf.message import Message
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -358,4 +361,20 @@ def audit_event(value: AuditEvent) -> audit_pb2.AuditEvent:
 def audit_page(value: AuditPage) -> audit_pb2.ListAuditEventsResponse:
     return audit_pb2.ListAuditEventsResponse(
         events=[audit_event(e) for e in value.events], next_page_token=value.next_page_token
+    )
+
+
+def to_json(message: Message, *, indent: int | None = None) -> str:
+    """A message as the CLI's `--json` prints it: proto3's JSON mapping with the protos'
+    own snake_case field names (what the API calls them), every field present even at its
+    default. int64 fields are JSON strings ("1200"), as the mapping says (beyond 2^53 a JSON
+    number loses digits); json_format.Parse reads the text back into the message."""
+    return json.dumps(
+        json_format.MessageToDict(
+            message,
+            preserving_proto_field_name=True,
+            always_print_fields_with_no_presence=True,
+        ),
+        indent=indent,
+        ensure_ascii=False,
     )

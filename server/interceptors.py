@@ -1,7 +1,8 @@
 """The edge: one interceptor around every unary call that
 
 - sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
-  before anything logs it) for the logs,
+  before anything logs it) for the logs, and echoes it to the client as `x-request-id` in
+  the response's initial metadata, on every answer,
 - skips a call whose deadline passed (or whose client left) while it waited to start,
 - sheds the call when this process already has its limit in flight,
 - checks the caller's credential and that its scopes allow the method (server/scopes.py),
@@ -16,7 +17,7 @@
 - records the standard gRPC server metrics with the code actually sent (CANCELLED when
   the client gave up: asyncio's CancelledError is not an Exception),
 - writes one structured access-log line: request id, subject, method, code, latency,
-  idempotency key.
+  idempotency key (INFO; DEBUG for health checks).
 
 Doing all of it in one place means the metrics and the log see the same code the client got.
 The wrapped handler and its metric series are built once per method, not once per call.
@@ -173,6 +174,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         seconds = m.rpc_seconds.labels(*labels)
         handled = {code: m.rpc_handled.labels(*labels, code) for code in GRPC_CODES}
         access_log = self._access_log
+        # A load balancer's health checks, every second or so per process, would drown
+        # the access log: DEBUG for them, INFO for every other call.
+        access_level = logging.DEBUG if service == _HEALTH else logging.INFO
         limited = self._limit > 0 and service != _HEALTH
         verifier = self._verifier if service != _HEALTH else None
         needed = scopes.needed_for(full_method)
@@ -195,6 +199,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     authorization = str(value)
             rid = clean_request_id(rid)
             token = request_id.set(rid)
+            # Echoed first, so every answer carries it (OK, error, shed): the client can
+            # quote the id the logs and the audit trail know the call by.
+            await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
             actor_token = None
             principal = ANONYMOUS
             started = time.perf_counter()
@@ -268,7 +275,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 handled[code_name].inc()
                 seconds.observe(elapsed)
                 if access_log:
-                    access.info(
+                    access.log(
+                        access_level,
                         "rpc",
                         extra={
                             "request_id": rid,

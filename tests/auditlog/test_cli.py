@@ -78,7 +78,7 @@ async def test_the_cli_lists_the_trail(server: Running, clean: Stores) -> None:
         "reason": "restock",
         "idempotency_key": "adj-1",
     }
-    assert datetime.fromisoformat(stock["occurred_at"]) <= datetime.now(UTC)
+    assert datetime.fromisoformat(stock["create_time"]) <= datetime.now(UTC)
     assert [json.loads(line)["request_id"] for line in newest.stdout.splitlines()] == [freeze_rid]
     assert none_since.stdout == ""
     [event_line, summary] = table.stdout.splitlines()

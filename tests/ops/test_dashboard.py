@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "metrics-contract.md"
 DASHBOARD = ROOT / "ops" / "grafana" / "surge-dashboard.json"
 RULES = ROOT / "ops" / "prometheus" / "surge-rules.yml"
+RUNBOOK = ROOT / "docs" / "runbook.md"
+RUNBOOK_URL = "https://github.com/surge-loyalty/surge/blob/main/docs/runbook.md#"
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
@@ -202,3 +204,60 @@ def test_promtool_parses_every_dashboard_query(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _anchors(markdown: str) -> set[str]:
+    """GitHub's anchors for a Markdown file's headings (lower case, spaces to hyphens,
+    punctuation dropped)."""
+    anchors = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alert_links_its_own_runbook_section() -> None:
+    anchors = _anchors(RUNBOOK.read_text())
+    alerts = [r for r in rules(load_rules()) if "alert" in r]
+    for alert in alerts:
+        url = alert["annotations"]["runbook_url"]
+        assert url == RUNBOOK_URL + alert["alert"].lower(), alert["alert"]
+        assert url.rpartition("#")[2] in anchors, f"docs/runbook.md lacks a section for {url}"
+
+
+_AGGREGATION = re.compile(r"\b(?:by|on)\s*\(([^)]*)\)")
+
+
+def test_rules_keep_job_in_every_grouping() -> None:
+    """Two environments (jobs) in one Prometheus never add up into one series."""
+    for rule in rules(load_rules()):
+        expr = rule["expr"]
+        groupings = _AGGREGATION.findall(expr)
+        if expr.strip().startswith("absent("):
+            continue  # no series to take a job from: see the rule's comment
+        for grouping in groupings:
+            labels = {label.strip() for label in grouping.split(",")}
+            assert "job" in labels, f"{rule.get('record') or rule.get('alert')}: {expr}"
+        if not groupings:  # a bare selector keeps every label, job included
+            assert "sum(" not in expr and "max(" not in expr, expr
+
+
+def test_dashboard_selects_on_job_and_instance() -> None:
+    dashboard = load_dashboard()
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["job"]["multi"] is False  # one environment at a time
+    assert variables["instance"]["includeAll"] is True
+    assert '{job=~"$job"}' in variables["instance"]["definition"]
+    selector = re.compile(r"\b([a-z_:][a-z0-9_:]*)(\{[^{}]*\})?")
+    allowed = contract_metrics()
+    for expr in dashboard_exprs(dashboard) + [
+        v["definition"] for v in variables.values() if v["name"] not in {"datasource", "job"}
+    ]:
+        for name, matchers in selector.findall(expr):
+            if name not in allowed:
+                continue
+            if name == "surge_build_info":  # the instance variable's own query
+                assert 'job=~"$job"' in matchers, expr
+                continue
+            assert 'job=~"$job"' in matchers and 'instance=~"$instance"' in matchers, expr

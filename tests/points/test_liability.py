@@ -151,5 +151,8 @@ def test_the_cli_runs_the_expiry_job_and_prints_the_report(clean: Stores) -> Non
     assert table.returncode == 0, table.stderr
     assert "2026-01" in table.stdout and "2026-02" in table.stdout and "total" in table.stdout
     assert as_json.returncode == 0, as_json.stderr
-    assert len(json.loads(as_json.stdout)["periods"]) == 2
+    report = json.loads(as_json.stdout)
+    assert len(report["periods"]) == 2
+    # The API's field names (GetLiabilityReport's response), not the domain's.
+    assert set(report) == {f.name for f in member_pb2.LiabilityReport.DESCRIPTOR.fields}
     assert bad.returncode == 2

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import platform
 import socket
 import urllib.request
+from importlib import metadata
 
 import grpc
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from common.metrics import (
+    CAMPAIGN_ID_CHARS,
+    CAMPAIGN_NAME_CHARS,
+    CampaignUnits,
+    Metrics,
+    campaign_label,
+)
 from loyalty.v1 import campaign_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure
@@ -91,14 +101,77 @@ async def test_metrics_count_exactly_what_happened(start_server: StartServer) ->
     assert value(samples, "surge_commit_duration_seconds_count") == 1
     assert value(samples, "surge_redis_script_duration_seconds_count", script="reserve") == 2
     assert value(samples, "surge_redis_script_duration_seconds_count", script="hold") == 1
-    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="committed") == 1
-    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="remaining") == 0
-    assert value(samples, "surge_campaign_units", campaign=campaign.id, state="allotted") == 1
+    label = f"Holiday surge {campaign.id[:8]}"
+    assert value(samples, "surge_campaign_units", campaign=label, state="committed") == 1
+    assert value(samples, "surge_campaign_units", campaign=label, state="remaining") == 0
+    assert value(samples, "surge_campaign_units", campaign=label, state="allotted") == 1
     assert value(samples, "surge_holds_active") == 0
     assert value(samples, "surge_dependency_up", dependency="redis") == 1
     assert value(samples, "surge_dependency_up", dependency="postgresql") == 1
     assert value(samples, "surge_pg_pool_waiting") == 0
     assert not any("member" in dict(labels) for _, labels in samples)
+
+
+async def test_metrics_carry_build_and_process_series_and_no_created(
+    start_server: StartServer,
+) -> None:
+    running = await start_server(metrics_port=_free_port())
+    await running.app.sweeper.stop()
+    campaign = await running.api.campaign(units=3)
+    await running.app.sweeper.refresh_gauges()
+    url = f"http://127.0.0.1:{running.app.metrics_port}/metrics"
+    body = await asyncio.to_thread(lambda: urllib.request.urlopen(url, timeout=5).read().decode())
+    samples = await scrape(running)
+    names = {name for name, _ in samples}
+
+    assert not [line for line in body.splitlines() if line.split("{")[0].endswith("_created")]
+    assert {"process_cpu_seconds_total", "process_resident_memory_bytes"} <= names
+    assert {"process_start_time_seconds", "python_info"} <= names
+    assert any(name.startswith("python_gc_") for name in names)
+    [(_, build)] = [key for key in samples if key[0] == "surge_build_info"]
+    assert samples[("surge_build_info", build)] == 1
+    assert dict(build) == {
+        "version": metadata.version("surge"),
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+    }
+    # The campaign label is the name people gave it plus the id's first 8 characters.
+    labels = {dict(key[1])["campaign"] for key in samples if key[0] == "surge_campaign_units"}
+    assert labels == {f"Holiday surge {campaign.id[:8]}"}
+
+
+def test_campaign_label_is_bounded_and_tells_namesakes_apart() -> None:
+    a = "3f2a9c1e-0000-4000-8000-000000000001"
+    b = "77aa01bc-0000-4000-8000-000000000002"
+    long_name = "Black Friday\n  mega   sale: every item in the mall at half its points price"
+
+    assert campaign_label(a, "Summer sale") == "Summer sale 3f2a9c1e"
+    assert campaign_label(a, "Summer sale") != campaign_label(b, "Summer sale")
+    assert campaign_label(a, long_name) == "Black Friday mega sale: every it 3f2a9c1e"
+    assert len(campaign_label(a, "x" * 10_000)) == CAMPAIGN_NAME_CHARS + 1 + CAMPAIGN_ID_CHARS
+    assert campaign_label(a, "  ") == "3f2a9c1e"
+
+
+def test_set_campaigns_drops_a_gone_campaign_and_a_renamed_ones_old_label() -> None:
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_collectors=False)
+    a, b = "3f2a9c1e-0000-4000-8000-000000000001", "77aa01bc-0000-4000-8000-000000000002"
+
+    metrics.set_campaigns(
+        [CampaignUnits(a, "Summer", 10, 1, 0), CampaignUnits(b, "Winter", 5, 0, 0)]
+    )
+    metrics.set_campaigns([CampaignUnits(a, "Summer sale", 10, 2, 0)])
+
+    shown = {
+        (s.labels["campaign"], s.labels["state"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "surge_campaign_units"
+    }
+    assert set(shown) == {
+        ("Summer sale 3f2a9c1e", st) for st in ("allotted", "remaining", "held", "committed")
+    }
+    assert shown[("Summer sale 3f2a9c1e", "remaining")] == 8
 
 
 async def test_sweeper_metrics_count_released_holds_and_lag(start_server: StartServer) -> None:
@@ -118,7 +191,8 @@ async def test_sweeper_metrics_count_released_holds_and_lag(start_server: StartS
     after = await scrape(running)
 
     assert value(during, "surge_holds_active") == 1
-    assert value(during, "surge_campaign_units", campaign=campaign.id, state="held") == 1
+    label = f"Holiday surge {campaign.id[:8]}"
+    assert value(during, "surge_campaign_units", campaign=label, state="held") == 1
     assert value(after, "surge_sweeper_holds_total", action="released") == 1
     assert value(after, "surge_sweeper_holds_total", action="committed") == 0
     assert 0 < value(after, "surge_sweeper_lag_seconds") < 2

@@ -88,7 +88,13 @@ async def test_two_processes_on_one_port_report_through_one_metrics_endpoint(
         and s.labels.get("grpc_service") == "grpc.health.v1.Health"
         and s.labels.get("grpc_code") == "OK"
     )
+    names = {s.name for family in text_string_to_metric_families(body) for s in family.samples}
     files = sorted(f.name for f in multiproc.iterdir())
     assert codes == [0, 0]
     assert handled >= calls  # + the start-up probes; all counted through one endpoint
     assert sum(name.startswith("counter_") for name in files) == 2  # both processes wrote
+    # prometheus_client cannot add up process collectors across processes: none is served
+    # (docs/metrics-contract.md); the build info is a gauge in the shared files.
+    assert not {n for n in names if n.startswith(("process_", "python_"))}
+    assert "surge_build_info" in names
+    assert not {n for n in names if n.endswith("_created")}
