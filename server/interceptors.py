@@ -2,7 +2,7 @@
 
 - sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
   before anything logs it) for the logs, and echoes it to the client as `x-request-id` in
-  the response's initial metadata, on every answer,
+  the response's trailing metadata, on every answer,
 - skips a call whose deadline passed (or whose client left) while it waited to start,
 - sheds the call when this process already has its limit in flight,
 - checks the caller's credential and that its scopes allow the method (server/scopes.py),
@@ -199,9 +199,11 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     authorization = str(value)
             rid = clean_request_id(rid)
             token = request_id.set(rid)
-            # Echoed first, so every answer carries it (OK, error, shed): the client can
-            # quote the id the logs and the audit trail know the call by.
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+            # Echoed in the trailers of every answer (OK, error, shed): the client can quote
+            # the id the logs and the audit trail know the call by. Trailers, not headers:
+            # they go out with the status at no extra cost, and a call whose deadline passed
+            # before it started is still answered (and counted) like any other.
+            echo = ((REQUEST_ID_HEADER, rid),)
             actor_token = None
             principal = ANONYMOUS
             started = time.perf_counter()
@@ -219,7 +221,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                         code = overloaded.code
                         context.set_code(code)
                         context.set_details(overloaded.details)
-                        context.set_trailing_metadata(overloaded.trailing_metadata)
+                        context.set_trailing_metadata((*overloaded.trailing_metadata, *echo))
                         return None
                     self._in_flight += 1
                     admitted = True
@@ -247,6 +249,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                         "request", "is not a valid message of this method's request type"
                     ) from request.error
                 response = await inner(request, context)
+                context.set_trailing_metadata(echo)
                 sent.inc()
                 return response
             except grpc.aio.AbortError:
@@ -260,12 +263,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 if status is None:
                     code = grpc.StatusCode.INTERNAL
                     log.exception("%s failed", full_method)
-                    await context.abort(code, f"internal error (request id {rid})")
+                    await context.abort(code, f"internal error (request id {rid})", echo)
                     raise  # unreachable: abort raises
                 code = status.code
                 if code == grpc.StatusCode.UNAVAILABLE:
                     log.warning("%s: dependency unavailable: %r", full_method, exc)
-                await context.abort(code, status.details, status.trailing_metadata)
+                await context.abort(code, status.details, (*status.trailing_metadata, *echo))
                 raise
             finally:
                 if admitted:

@@ -1,4 +1,4 @@
-"""The request id comes back to the client as `x-request-id` in the response's initial
+"""The request id comes back to the client as `x-request-id` in the response's trailing
 metadata, on every answer: OK, a domain error, an unauthenticated call, a shed one."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ async def test_ok_answer_echoes_the_clients_request_id(server: Running) -> None:
     await call
 
     assert await call.code() == grpc.StatusCode.OK
-    assert echoed(await call.initial_metadata()) == ["gw-42"]
+    assert echoed(await call.trailing_metadata()) == ["gw-42"]
 
 
 async def test_error_answer_echoes_the_request_id_beside_its_trailers(server: Running) -> None:
@@ -42,7 +42,7 @@ async def test_error_answer_echoes_the_request_id_beside_its_trailers(server: Ru
 
     assert refused.value.code() == grpc.StatusCode.NOT_FOUND
     assert failure(refused.value).reason  # the ErrorInfo trailers are still there
-    assert echoed(await call.initial_metadata()) == ["badid"]  # cleaned, as logged
+    assert echoed(await call.trailing_metadata()) == ["badid"]  # cleaned, as logged
 
 
 async def test_a_made_up_request_id_is_echoed_when_the_client_sent_none(
@@ -55,10 +55,10 @@ async def test_a_made_up_request_id_is_echoed_when_the_client_sent_none(
         )
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await call
-        [rid] = echoed(await call.initial_metadata())
+        [rid] = echoed(await call.trailing_metadata())
         health = HealthStub(bare).Check(HealthCheckRequest())
         await health
-        [health_rid] = echoed(await health.initial_metadata())
+        [health_rid] = echoed(await health.trailing_metadata())
 
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
     assert str(uuid.UUID(rid)) == rid and str(uuid.UUID(health_rid)) == health_rid
@@ -85,4 +85,4 @@ async def test_a_shed_call_echoes_the_request_id_too(start_server: StartServer) 
     await admitted
 
     assert failure(refused.value).reason == "OVERLOADED"
-    assert echoed(await call.initial_metadata()) == ["storm-7"]
+    assert echoed(await call.trailing_metadata()) == ["storm-7"]
