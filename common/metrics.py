@@ -195,6 +195,14 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livemax",
         )
+        self.leader = Gauge(
+            "surge_leader",
+            "1 in the process that runs the cluster-wide background jobs (holds the "
+            "leadership lock), 0 in the others.",
+            registry=registry,
+            # One series per process (a `pid` label) in multiprocess mode: which one leads.
+            multiprocess_mode="liveall",
+        )
         self.commit_batch_size = Histogram(
             "surge_commit_batch_size",
             "Redemptions per group commit.",

@@ -1,10 +1,20 @@
-"""The sweeper: runs inside every server process and keeps invariant 6 (no stuck holds).
+"""The sweeper: keeps invariant 6 (no stuck holds). Its loop runs in every server process;
+part of each pass is cluster-wide and runs in the leader only (common/leader.py).
 
-Each pass: every hold whose deadline has passed is settled from PostgreSQL (committed there:
-marked done; not there: units and points released), and every points + cash redemption past
-its payment window expires. Passes are idempotent, so several processes may sweep at once.
-Each pass also refreshes the gauges SREs watch: pool use, per-campaign
-units, holds in flight, and how late the oldest lapsed hold was.
+Cluster-wide, the leader's alone (`sweep_once`): every hold whose deadline has passed is
+settled from PostgreSQL (committed there: marked done; not there: units and points
+released), and every points + cash redemption past its payment window expires. Those facts
+live in Redis and PostgreSQL, which every process shares, so one process doing them is
+enough; passes are idempotent, so two doing them at once for a moment (a leader that has not
+yet noticed it lost its lock) is harmless.
+
+Per process, in every process, leader or not:
+- reloading the Redis mirrors that missed a commit (`Settler.repair`): the ids are kept in
+  this process's memory (common/mirrors.py), by the process whose write Redis refused, so
+  no other process knows them;
+- refreshing the gauges SREs watch (`refresh_gauges`): pool use is this process's, and every
+  process's /metrics must carry the campaign units and holds in flight, also a follower's
+  (the only one scraped on its host, or the one that bound the multiprocess metrics port).
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -55,7 +66,9 @@ class Sweeper:
         metrics: Metrics,
         interval_s: float,
         watch_ended_within: timedelta,
+        leading: Callable[[], bool] = lambda: True,
     ) -> None:
+        """leading: whether this process runs the cluster-wide part of each pass now."""
         self._pool = pool
         self._redis = redis
         self._campaigns = campaigns
@@ -65,9 +78,11 @@ class Sweeper:
         self._metrics = metrics
         self._interval_s = interval_s
         self._watch = watch_ended_within
+        self._leading = leading
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
+        self.passes = 0  # cluster-wide passes (sweep_once) run by this process
 
     def start(self) -> None:
         self._stopping.clear()
@@ -82,6 +97,8 @@ class Sweeper:
             self._task = None
 
     async def sweep_once(self) -> SweepReport:
+        """Repairs this process's mirrors, then the cluster-wide part: lapsed holds, overdue
+        payments."""
         report = SweepReport()
         # Redis's clock, the one that set the deadlines (reserve.lua).
         now_ms = await redis_now_ms(self._redis)
@@ -102,7 +119,16 @@ class Sweeper:
         report.expired = await self._lifecycle.expire_overdue()
         self._record(report)
         self.last = report
+        self.passes += 1
         return report
+
+    async def follow_once(self) -> None:
+        """A follower's pass: only what is this process's own (see the module docstring)."""
+        await self._settler.repair()
+        self._metrics.sweeper_lag.set(0)  # the leader measures it; 0 here, also after leading
+        # "This process's sweeper loop is alive": the SurgeStuckHolds alert reads it per
+        # instance, so a follower keeps it fresh too; surge_leader says which one sweeps.
+        self._metrics.sweeper_last_run.set(time.time())
 
     def _record(self, report: SweepReport) -> None:
         m = self._metrics
@@ -149,15 +175,21 @@ class Sweeper:
         while not self._stopping.is_set():
             try:
                 await self.refresh_gauges()
-                report = await self.sweep_once()
-                if report.released or report.committed or report.expired:
-                    log.info(
-                        "sweep: released %d holds, settled %d committed, expired %d payments",
-                        report.released,
-                        report.committed,
-                        report.expired,
-                    )
+                if self._leading():
+                    await self._sweep_and_log()
+                else:
+                    await self.follow_once()
             except Exception:
                 log.exception("sweep failed; next pass in %.1fs", self._interval_s)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+
+    async def _sweep_and_log(self) -> None:
+        report = await self.sweep_once()
+        if report.released or report.committed or report.expired:
+            log.info(
+                "sweep: released %d holds, settled %d committed, expired %d payments",
+                report.released,
+                report.committed,
+                report.expired,
+            )

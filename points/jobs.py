@@ -1,4 +1,6 @@
-"""Periodic ledger work, run inside every server process (like flashsale.sweeper):
+"""Periodic ledger work, run by the leader alone (common/leader.py: started when a process
+becomes leader, stopped when it steps down); each job stays safe to run from several
+processes at once, as it was when every process ran them:
 
 - every SURGE_LEDGER_JOB_INTERVAL_SECONDS: expire what remains of lots past their expiry
   (idempotent, each member under its row lock, so several processes may run it at once);

@@ -1,11 +1,11 @@
 """Builds the service from Settings and runs it: stores, domain, gRPC server, background work.
 
-Start: pool and Redis client, then the group committer and sweeper, then the gRPC server
-with health SERVING (the API services only while Redis and PostgreSQL answer: see
+Start: pool and Redis client, then the group committer, leadership (common/leader.py: the
+leader alone runs the cluster-wide jobs) and sweeper, then the gRPC server with health SERVING (the API services only while Redis and PostgreSQL answer: see
 server/readiness.py). Stop (SIGTERM): health NOT_SERVING while calls are still served for
 the drain window (SURGE_DRAIN_SECONDS, so load balancers stop sending), then the server
 refuses new calls and lets in-flight ones finish within the grace period, the committer
-flushes what is queued, the sweeper stops, connections close.
+flushes what is queued, the sweeper stops, the leader steps down, connections close.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from auditlog import AuditTrail
 from common import redis_memory
 from common.autopipeline import AutoPipeline
+from common.leader import Leadership
 from common.metrics import Metrics, build_versions
 from common.ratelimit import TokenBuckets
 from flashsale.admission import Admission
@@ -183,6 +184,14 @@ class App:
             lifecycle=self.lifecycle,
             interval_s=settings.sweep_interval_seconds,
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
+            leading=lambda: self.leadership.leading,
+        )
+        # Once across all processes: the sweeper's cluster-wide part and the ledger jobs.
+        self.leadership = Leadership(
+            stores.database_url,
+            interval_s=settings.sweep_interval_seconds,
+            metrics=self.metrics,
+            on_change=self._leadership_changed,
         )
         self.health = health.aio.HealthServicer()
         self.probe = DependencyProbe(
@@ -228,8 +237,8 @@ class App:
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
         self.committer.start()
+        await self.leadership.start()
         self.sweeper.start()
-        self.ledger_jobs.start()
         server = grpc.aio.server(
             interceptors=[
                 EdgeInterceptor(
@@ -290,6 +299,12 @@ class App:
         log.info("serving on %s (port %d)", self.settings.grpc_address, self.port)
         return self.port
 
+    async def _leadership_changed(self, leading: bool) -> None:
+        if leading:
+            self.ledger_jobs.start()
+        else:
+            await self.ledger_jobs.stop()
+
     def reload_certificates(self) -> None:
         """SIGHUP: the next TLS handshake reads the certificate files again."""
         if self.certificates is None:
@@ -317,7 +332,7 @@ class App:
         await self.probe.stop()
         await self.committer.close()
         await self.sweeper.stop()
-        await self.ledger_jobs.stop()
+        await self.leadership.stop()  # stops the ledger jobs if it led; frees the lock
         await self.calls.aclose()
         await self.redis.aclose()
         await self.pool.close()
