@@ -72,12 +72,19 @@ async def test_a_leader_that_loses_its_lock_connection_steps_down_and_stops_its_
     app = running.app
     interval = app.settings.sweep_interval_seconds
     assert app.leadership.leading
-    # Cut the lock's session from the server side, as a failover or a network cut would.
+    # Cut the lock's session from the server side, as a failover or a network cut would;
+    # found as docs/runbook.md (Which process leads) finds it.
     async with await psycopg.AsyncConnection.connect(clean.database_url, autocommit=True) as c:
-        await c.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'surge-leader'"
-        )
+        holders = await (
+            await c.execute(
+                "SELECT a.pid, a.application_name FROM pg_locks l "
+                "JOIN pg_stat_activity a USING (pid) WHERE l.locktype = 'advisory' "
+                "AND l.granted AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+                (LOCK_KEY,),
+            )
+        ).fetchall()
+        assert [name for _, name in holders] == ["surge-leader"]
+        await c.execute("SELECT pg_terminate_backend(%s)", (holders[0][0],))
     # It notices at its next check, steps down and, the lock being free, takes it again at
     # the check after: the ledger jobs stopped in between and run again.
     deadline = time.monotonic() + 2 * interval + 0.1
