@@ -21,8 +21,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
+from redis.crc import key_slot
 
 PRIMARIES = 3
 REPLICAS_PER_PRIMARY = 1
@@ -113,6 +115,18 @@ class LocalCluster:
                 process.kill()
                 process.wait()
         self._processes.clear()
+
+    def slot_ranges(self) -> list[tuple[int, int, int]]:
+        """(first slot, last slot, primary's port) for every range, from CLUSTER SLOTS."""
+        raw: Any = redis.Redis(port=self.ports[0], socket_timeout=2).cluster("SLOTS")
+        if isinstance(raw, dict):  # parsed: {(first, last): {"primary": (host, port)}}
+            return [(int(a), int(b), int(v["primary"][1])) for (a, b), v in raw.items()]
+        return [(int(r[0]), int(r[1]), int(r[2][1])) for r in raw]
+
+    def primary_of(self, key: str) -> int:
+        """The port of the primary that owns `key`'s hash slot."""
+        slot = key_slot(key.encode())
+        return next(port for a, b, port in self.slot_ranges() if a <= slot <= b)
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes]

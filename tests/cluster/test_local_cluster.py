@@ -12,22 +12,13 @@ from typing import Any
 import pytest
 import redis
 from redis.asyncio import RedisCluster
-from redis.crc import key_slot
 
 from tests import local_cluster
 from tests.local_cluster import PRIMARIES, LocalCluster
 
 
-def _slot_ranges(cluster: LocalCluster) -> list[tuple[int, int, int]]:
-    """(first slot, last slot, primary's port) from CLUSTER SLOTS on a seed node."""
-    raw = redis.Redis(port=cluster.ports[0]).cluster("SLOTS")
-    if isinstance(raw, dict):  # redis-py parses it: {(first, last): {"primary": (host, port)}}
-        return [(a, b, int(v["primary"][1])) for (a, b), v in raw.items()]
-    return [(int(r[0]), int(r[1]), int(r[2][1])) for r in raw]
-
-
 def test_every_slot_is_served(redis_cluster: LocalCluster) -> None:
-    ranges = sorted(_slot_ranges(redis_cluster))
+    ranges = sorted(redis_cluster.slot_ranges())
     covered = sum(b - a + 1 for a, b, _ in ranges)
     assert covered == 16384
     assert ranges[0][0] == 0 and ranges[-1][1] == 16383
@@ -36,15 +27,12 @@ def test_every_slot_is_served(redis_cluster: LocalCluster) -> None:
 
 
 async def test_a_key_on_each_primary_is_reachable(redis_cluster: LocalCluster) -> None:
-    ranges = _slot_ranges(redis_cluster)
     # One hash-tagged key per primary, found by the slot it hashes to.
     wanted: dict[int, str] = {}
     n = 0
     while len(wanted) < PRIMARIES:
         key = "{campaign:" + str(n) + "}"
-        slot = key_slot(key.encode())
-        port = next(p for a, b, p in ranges if a <= slot <= b)
-        wanted.setdefault(port, key)
+        wanted.setdefault(redis_cluster.primary_of(key), key)
         n += 1
     client = RedisCluster.from_url(redis_cluster.url)
     try:
