@@ -17,6 +17,12 @@ from common.env import (
     env_rate,
     env_seconds,
 )
+from common.redis_client import (
+    CLUSTER_SCHEMES,
+    STANDALONE_SCHEMES,
+    is_cluster_url,
+    parse_cluster_url,
+)
 from points.program import Program
 from server.credentials import Keys
 
@@ -150,7 +156,7 @@ class Settings:
         metrics_host, metrics_port = _metrics_address(env)
         return cls(
             database_url=_store_url(env, "DATABASE_URL", ("postgresql", "postgres")),
-            redis_url=_store_url(env, "REDIS_URL", ("redis", "rediss", "unix")),
+            redis_url=_redis_url(env),
             data_dir=Path(env.get("SURGE_DATA_DIR", ".data")),
             embedded_redis_port=env_int(env, "SURGE_EMBEDDED_REDIS_PORT", 16379, 1, 65535),
             embedded_postgres_port=env_int(env, "SURGE_EMBEDDED_POSTGRES_PORT", 15432, 1, 65535),
@@ -294,6 +300,21 @@ def _store_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> s
     if parts.scheme.lower() == "unix" and not parts.path:
         raise ConfigError(f"{name}: a unix:// URL needs the socket's path")
     return raw
+
+
+def _redis_url(env: Mapping[str, str]) -> str | None:
+    """REDIS_URL: one server (redis://, rediss://, unix://) or a Redis Cluster
+    (redis+cluster://host:port,host:port; common/redis_client.py). A cluster URL is parsed,
+    then refused: the service does not run on a cluster yet (issue 14, docs/design.md
+    "Redis Cluster: what is left")."""
+    raw = env.get("REDIS_URL", "").strip()
+    if raw and is_cluster_url(raw):
+        parse_cluster_url(raw, "REDIS_URL")  # a malformed one says what is wrong first
+        raise ConfigError(
+            "REDIS_URL names a Redis Cluster (redis+cluster://): this version serves one Redis "
+            "server only (redis://, rediss:// or unix://); cluster support is in progress"
+        )
+    return _store_url(env, "REDIS_URL", STANDALONE_SCHEMES + CLUSTER_SCHEMES)
 
 
 def _path(env: Mapping[str, str], name: str) -> Path | None:

@@ -25,6 +25,7 @@ from server.migrate import migrate
 from tests import auth
 from tests.auth import TEST_SECRET, TEST_SUBJECT
 from tests.factories import Api
+from tests.local_cluster import LocalCluster, local_cluster
 
 __all__ = ["TEST_SETTINGS", "TEST_SUBJECT", "Running", "StartServer"]
 
@@ -71,6 +72,14 @@ def stores() -> Iterator[Stores]:
     finally:
         stack.stop()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster (3 primaries, 3 replicas) on loopback, started on first use
+    (only tests that ask for it pay for it) and stopped at the end of the session."""
+    with local_cluster() as cluster:
+        yield cluster
 
 
 @pytest.fixture

@@ -101,3 +101,27 @@ def test_drain_window_and_startup_timeout() -> None:
 )
 def test_postgresql_urls_are_accepted(url: str) -> None:
     assert Settings.load({"DATABASE_URL": url}).database_url == url
+
+
+def test_a_cluster_url_is_parsed_then_refused_until_the_service_runs_on_one() -> None:
+    with pytest.raises(ConfigError, match="REDIS_URL names a Redis Cluster"):
+        Settings.load({"REDIS_URL": "redis+cluster://h1:7000,h2:7001"})
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis+cluster://h1:7000,h2:x", "REDIS_URL has a port that is not a number"),
+        ("redis+cluster://h1/2", "REDIS_URL: a Redis Cluster has only database 0"),
+        ("cluster://h1:7000", "REDIS_URL must start with redis://.*redis\\+cluster://"),
+        ("redis://h1:x/0", "REDIS_URL has a port that is not a number"),
+    ],
+)
+def test_a_malformed_redis_url_is_refused_naming_it(url: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        Settings.load({"REDIS_URL": url})
+
+
+@pytest.mark.parametrize("url", ["redis://r:6379/0", "rediss://:pw@r:6380/1", "unix:///run/r.sock"])
+def test_standalone_redis_urls_are_accepted_as_before(url: str) -> None:
+    assert Settings.load({"REDIS_URL": url}).redis_url == url
