@@ -237,8 +237,6 @@ class App:
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
         self.committer.start()
-        await self.leadership.start()
-        self.sweeper.start()
         server = grpc.aio.server(
             interceptors=[
                 EdgeInterceptor(
@@ -291,6 +289,10 @@ class App:
         self.metrics.preinitialise_rpcs(_methods())
         await server.start()
         self._serve_metrics()
+        # Leadership last, once nothing else can fail: a start that failed holding the lock
+        # would keep every other process (or the next test's server) from leading.
+        await self.leadership.start()
+        self.sweeper.start()
         self.server = server
         # "" is liveness: SERVING while the process runs. The API services follow the
         # dependency probe (its first probe runs now, before this returns).
