@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
+from common.intervals import wait_or_stop
 from common.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,7 @@ class Leadership:
             await self._on_change(False)
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
-            if self._stopping.is_set():
-                return
+        while not await wait_or_stop(self._stopping, self._interval_s):
             try:
                 await self.check()
             except Exception:

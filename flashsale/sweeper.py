@@ -20,7 +20,6 @@ Per process, in every process, leader or not:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from common import redis_memory
+from common.intervals import wait_or_stop
 from common.metrics import CampaignUnits, Metrics
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate, redis_now_ms
@@ -181,8 +181,7 @@ class Sweeper:
                     await self.follow_once()
             except Exception:
                 log.exception("sweep failed; next pass in %.1fs", self._interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+            await wait_or_stop(self._stopping, self._interval_s)
 
     async def _sweep_and_log(self) -> None:
         report = await self.sweep_once()

@@ -13,13 +13,13 @@ processes at once, as it was when every process ran them:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from psycopg_pool import AsyncConnectionPool
 
+from common.intervals import wait_or_stop
 from points import PointsLedger
 from points.program import utc_now
 
@@ -113,5 +113,4 @@ class LedgerJobs:
                     )
             except Exception:
                 log.exception("ledger jobs failed; next pass in %.1fs", self._interval_s)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
+            await wait_or_stop(self._stopping, self._interval_s)

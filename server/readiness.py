@@ -26,6 +26,7 @@ import psycopg
 from grpc_health.v1 import health, health_pb2
 from redis.asyncio import Redis
 
+from common.intervals import wait_or_stop
 from common.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,7 @@ class DependencyProbe:
             self._pg = None
 
     async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
-            if self._stopping.is_set():
-                return
+        while not await wait_or_stop(self._stopping, self._interval_s):
             try:
                 await self.probe_once()
             except Exception:  # the probe must outlive anything; next one in a second
