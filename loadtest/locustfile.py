@@ -16,18 +16,16 @@ Every OK received is written to `--surge-records` (one JSON-lines file per proce
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random
-import socket
 import time
 import uuid
 from argparse import ArgumentParser
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import gevent
 import grpc
@@ -38,8 +36,8 @@ from locust.env import Environment
 from flashsale.audit import RecordedOk
 from loadtest import credentials, outcomes
 from loadtest.outcomes import Kind, Verdict
-from loadtest.profiles import Profile, get
-from loadtest.seed import Seed, SeededCampaign, SeededMember, load_seed
+from loadtest.seed import load_seed
+from loadtest.session import Recorder, ReportingInterceptor, Sale
 from loyalty.v1 import (
     campaign_pb2,
     campaign_pb2_grpc,
@@ -73,7 +71,6 @@ CANCEL_SHARE = 0.15
 # Of redeems hit by a transient error: the gateway gives up instead of retrying, leaving a
 # hold (or a commit nobody heard of) for the sweeper to settle.
 ABANDON_SHARE = 0.25
-LOGGED_FAILURES = 20
 ADDRESS = common_pb2.ShippingAddress(
     recipient="Mei Chen", line1="8 Century Avenue", city="Shanghai", postal_code="200120",
     country_code="CN",
@@ -100,44 +97,6 @@ def _options(parser: ArgumentParser, **_: Any) -> None:
     )
 
 
-class Sale:
-    """What this process knows of the seeded sale: campaigns, members, the opening."""
-
-    def __init__(self, seed: Seed) -> None:
-        self.seed = seed
-        self.profile: Profile = get(seed.profile)
-        self._campaigns = list(seed.campaigns)
-        self._weights = [c.weight for c in seed.campaigns]
-
-    def until_open(self) -> float:
-        return self.seed.opens_at - time.time()
-
-    def is_open(self) -> bool:
-        return self.until_open() <= 0
-
-    def campaign(self) -> SeededCampaign:
-        return random.choices(self._campaigns, self._weights)[0]
-
-    def member(self) -> SeededMember:
-        return random.choice(self.seed.members)
-
-
-class Recorder:
-    """Appends every OK this process receives to its own JSON-lines file, a line per write
-    (line-buffered), so the file is complete even if Locust is stopped hard."""
-
-    def __init__(self, folder: Path) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / f"ok-{socket.gethostname()}-{os.getpid()}.jsonl"
-        self._file: IO[str] = self.path.open("a", buffering=1)
-
-    def write(self, record: RecordedOk) -> None:
-        self._file.write(json.dumps(asdict(record)) + "\n")
-
-    def close(self) -> None:
-        self._file.close()
-
-
 _sale: Sale | None = None
 _recorder: Recorder | None = None
 
@@ -162,54 +121,6 @@ def recorder_of(environment: Environment) -> Recorder:
 def _close_recorder(**_: Any) -> None:
     if _recorder is not None:
         _recorder.close()
-
-
-class ReportingInterceptor(grpc.UnaryUnaryClientInterceptor):
-    """Times every unary call and reports it through `events.request` under its outcome's
-    name; only unexpected outcomes count as Locust failures."""
-
-    logged = 0  # unexpected outcomes logged with their details, per process
-
-    def __init__(self, environment: Environment) -> None:
-        self._events = environment.events
-
-    def intercept_unary_unary(
-        self,
-        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
-        client_call_details: grpc.ClientCallDetails,
-        request: Any,
-    ) -> Any:
-        method = outcomes.method_name(client_call_details.method)
-        started = time.perf_counter()
-        call = continuation(client_call_details, request)
-        exception: Exception | None = None
-        length = 0
-        try:
-            response = call.result()
-        except grpc.RpcError as error:
-            verdict = outcomes.classify(method, *outcomes.error_reason(error))
-            if verdict.kind is Kind.FAILURE:
-                exception = outcomes.UnexpectedOutcome(verdict)
-                self._log(verdict, error)
-        else:
-            verdict = outcomes.ok(method, replayed=bool(getattr(response, "replayed", False)))
-            length = response.ByteSize()
-        self._events.request.fire(  # type: ignore[no-untyped-call]
-            request_type="grpc",
-            name=verdict.name,
-            response_time=(time.perf_counter() - started) * 1000,
-            response_length=length,
-            response=None,
-            context={},
-            exception=exception,
-        )
-        return call
-
-    def _log(self, verdict: Verdict, error: grpc.RpcError) -> None:
-        if ReportingInterceptor.logged < LOGGED_FAILURES:
-            ReportingInterceptor.logged += 1
-            details = error.details() if isinstance(error, grpc.Call) else str(error)
-            log.warning("unexpected %s %s: %s", verdict.name, verdict.label, details)
 
 
 @dataclass(frozen=True)
