@@ -2,21 +2,14 @@
 
 DomainError
 ├── InvalidArgument(field, message)          malformed request, names the field
-│   └── UnknownTaskRule(rule)                 field "rule"
 ├── NotFound(resource, resource_id)
-│   └── PurchaseNotFound(member_id, event_id)
 ├── AlreadyExists(resource, field, value)     a unique value taken (e.g. a SKU)
 ├── IdempotencyKeyReused(key)                 same key, different request
 ├── RequestInProgress(key)                    same key, first call still running (retryable)
 ├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
 ├── Unavailable(dependency)                   Redis or PostgreSQL unreachable (retryable)
 ├── Overloaded(limit)                         too many calls in flight here (retryable)
-├── RateLimited(kind, key, rate, retry_after_s)  a caller past its rate (retryable)
 ├── CommitQueueFull(limit)                    redemptions waiting for PostgreSQL (retryable)
-├── DeadlinePassed                            the call's deadline passed before it started
-├── CredentialMissing                         no bearer credential on the call
-├── CredentialInvalid(problem)                expired, bad signature, wrong audience, ...
-├── ScopeMissing(method, needed)              a valid credential without the method's scope
 └── Refusal                                   a business rule said no
     ├── SoldOut(campaign_id, remaining)
     ├── InsufficientPoints(member_id, available, required)
@@ -31,11 +24,10 @@ DomainError
     ├── PaymentNotPending(redemption_id, status)
     ├── PaymentWindowClosed(redemption_id)
     ├── PaymentMismatch(redemption_id, amount_cents, currency)
-    ├── BelowRedemptionThreshold(member_id, threshold)
-    ├── NotABeneficiary(member_id, beneficiary_id)
-    ├── TooManyBeneficiaries(member_id, limit)
-    ├── TaskCapReached(rule, cap)
-    └── PurchaseFullyReversed(event_id)
+    └── BelowRedemptionThreshold(member_id, threshold)
+
+A domain's own errors live with it, as subclasses of these (points/errors.py), and so do
+the edge's (server/edge_errors.py: credentials, scopes, rates, deadlines).
 
 Every error has an UPPER_SNAKE `reason` and `metadata()` of strings, which become a
 google.rpc.ErrorInfo at the edge. Messages never contain exception text from a driver.
@@ -329,18 +321,6 @@ class PaymentMismatch(Refusal):
         }
 
 
-class UnknownTaskRule(InvalidArgument):
-    def __init__(self, rule: str, known: list[str]) -> None:
-        super().__init__("rule", f"unknown task rule {rule!r}; known: {', '.join(known) or 'none'}")
-        self.rule = rule
-
-
-class PurchaseNotFound(NotFound):
-    def __init__(self, member_id: str, event_id: str) -> None:
-        super().__init__("purchase", event_id)
-        self.member_id = member_id
-
-
 class BelowRedemptionThreshold(Refusal):
     reason = "BELOW_REDEMPTION_THRESHOLD"
 
@@ -356,103 +336,6 @@ class BelowRedemptionThreshold(Refusal):
         return data
 
 
-class NotABeneficiary(Refusal):
-    reason = "NOT_A_BENEFICIARY"
-
-    def __init__(self, member_id: str, beneficiary_id: str) -> None:
-        super().__init__(f"member {beneficiary_id} is not a beneficiary of member {member_id}")
-        self.member_id, self.beneficiary_id = member_id, beneficiary_id
-
-    def metadata(self) -> dict[str, str]:
-        return {"member_id": self.member_id, "beneficiary_id": self.beneficiary_id}
-
-
-class TooManyBeneficiaries(Refusal):
-    reason = "TOO_MANY_BENEFICIARIES"
-
-    def __init__(self, member_id: str, limit: int) -> None:
-        super().__init__(f"member {member_id} already has {limit} beneficiaries, the most allowed")
-        self.member_id, self.limit = member_id, limit
-
-    def metadata(self) -> dict[str, str]:
-        return {"member_id": self.member_id, "max_beneficiaries": str(self.limit)}
-
-
-class TaskCapReached(Refusal):
-    reason = "TASK_CAP_REACHED"
-
-    def __init__(self, rule: str, cap: int) -> None:
-        super().__init__(f"task {rule!r} pays at most {cap} times per member")
-        self.rule, self.cap = rule, cap
-
-    def metadata(self) -> dict[str, str]:
-        return {"rule": self.rule, "cap": str(self.cap)}
-
-
-class PurchaseFullyReversed(Refusal):
-    reason = "PURCHASE_FULLY_REVERSED"
-
-    def __init__(self, event_id: str) -> None:
-        super().__init__(f"purchase {event_id!r} has been reversed in full already")
-        self.event_id = event_id
-
-    def metadata(self) -> dict[str, str]:
-        return {"purchase_event_id": self.event_id}
-
-
-class CredentialMissing(DomainError):
-    """The call carries no `authorization: Bearer <token>` metadata."""
-
-    reason = "CREDENTIAL_MISSING"
-
-    def __init__(self) -> None:
-        super().__init__("this call needs a credential: metadata 'authorization: Bearer <token>'")
-
-
-class CredentialInvalid(DomainError):
-    """A credential was sent and refused. `problem` says why in a few words (expired, bad
-    signature, wrong audience, ...): enough for the caller to fix it, nothing of the token."""
-
-    reason = "CREDENTIAL_INVALID"
-
-    def __init__(self, problem: str) -> None:
-        super().__init__(f"the credential was refused: {problem}")
-        self.problem = problem
-
-    def metadata(self) -> dict[str, str]:
-        return {"problem": self.problem}
-
-
-class ScopeMissing(DomainError):
-    """A valid credential whose scopes do not include one the method needs. Decided from the
-    method alone, before any lookup, so it never says whether a resource exists."""
-
-    reason = "SCOPE_MISSING"
-
-    def __init__(self, method: str, needed: frozenset[str]) -> None:
-        wanted = " or ".join(sorted(needed)) or "a scope no credential has"
-        super().__init__(f"{method} needs the scope {wanted}")
-        self.method, self.needed = method, needed
-
-    def metadata(self) -> dict[str, str]:
-        return {"method": self.method, "needed_scopes": " ".join(sorted(self.needed))}
-
-
-class RateLimited(DomainError):
-    """A caller (a credential's subject, or calls naming one member) is past its rate in this
-    process; nothing was started. The edge adds a google.rpc.QuotaFailure and a RetryInfo."""
-
-    reason = "RATE_LIMITED"
-
-    def __init__(self, kind: str, key: str, rate_per_s: float, retry_after_s: float) -> None:
-        super().__init__(f"too many calls for this {kind} ({rate_per_s:g}/s); retry shortly")
-        self.kind, self.key = kind, key
-        self.rate_per_s, self.retry_after_s = rate_per_s, retry_after_s
-
-    def metadata(self) -> dict[str, str]:
-        return {"limit": self.kind, "calls_per_second": f"{self.rate_per_s:g}"}
-
-
 class CommitQueueFull(DomainError):
     """As many redemptions as the group commit takes are already waiting for PostgreSQL;
     this one was refused before it held anything."""
@@ -465,13 +348,3 @@ class CommitQueueFull(DomainError):
 
     def metadata(self) -> dict[str, str]:
         return {"commit_queue_max": str(self.limit)}
-
-
-class DeadlinePassed(DomainError):
-    """The call's deadline had passed (or its client had gone) before any work started: the
-    server skips it. Nobody is waiting for the answer; the status is for the metrics."""
-
-    reason = "DEADLINE_PASSED"
-
-    def __init__(self) -> None:
-        super().__init__("the call's deadline passed before the server could start it")

@@ -12,11 +12,10 @@ from common.errors import (
     IdempotencyKeyReused,
     InsufficientPoints,
     InvalidArgument,
-    PurchaseFullyReversed,
-    PurchaseNotFound,
 )
 from points import context, store
 from points.context import Changed, Context
+from points.errors import PurchaseFullyReversed, PurchaseNotFound
 from points.members import Members
 from points.model import MAX_CENTS, MAX_POINTS, Earned, Reversed
 from points.program import utc_now

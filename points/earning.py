@@ -10,9 +10,10 @@ from datetime import datetime
 from psycopg.rows import dict_row
 
 from common import validation
-from common.errors import IdempotencyKeyReused, InvalidArgument, TaskCapReached, UnknownTaskRule
+from common.errors import IdempotencyKeyReused, InvalidArgument
 from points import context, store, tiers
 from points.context import Changed, Context
+from points.errors import TaskCapReached, UnknownTaskRule
 from points.members import Members
 from points.model import MAX_CENTS, MAX_POINTS, Earned
 from points.program import utc_now

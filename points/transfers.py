@@ -14,11 +14,10 @@ from common.errors import (
     InsufficientPoints,
     InvalidArgument,
     MemberFrozen,
-    NotABeneficiary,
-    TooManyBeneficiaries,
 )
 from points import store
 from points.context import Changed, Context
+from points.errors import NotABeneficiary, TooManyBeneficiaries
 from points.members import Members
 from points.model import MAX_POINTS, Beneficiary, Transferred
 from points.store import Cursor

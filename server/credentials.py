@@ -30,7 +30,7 @@ from typing import Any
 import jwt
 
 from common.env import ConfigError
-from common.errors import CredentialInvalid, CredentialMissing
+from server.edge_errors import CredentialInvalid, CredentialMissing
 
 ASYMMETRIC = ("RS256", "ES256")
 SUBJECT_MAX = 200

@@ -17,6 +17,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from common import dependencies, errors
+from server import edge_errors
 
 ERROR_DOMAIN = "surge.loyalty.v1"
 
@@ -29,12 +30,12 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    edge_errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.CommitQueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.DeadlinePassed: grpc.StatusCode.DEADLINE_EXCEEDED,
-    errors.CredentialMissing: grpc.StatusCode.UNAUTHENTICATED,
-    errors.CredentialInvalid: grpc.StatusCode.UNAUTHENTICATED,
-    errors.ScopeMissing: grpc.StatusCode.PERMISSION_DENIED,
+    edge_errors.DeadlinePassed: grpc.StatusCode.DEADLINE_EXCEEDED,
+    edge_errors.CredentialMissing: grpc.StatusCode.UNAUTHENTICATED,
+    edge_errors.CredentialInvalid: grpc.StatusCode.UNAUTHENTICATED,
+    edge_errors.ScopeMissing: grpc.StatusCode.PERMISSION_DENIED,
     errors.Refusal: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
@@ -73,7 +74,7 @@ def _rich(
 ) -> grpc.Status:
     violation = (exc.field, exc.description) if isinstance(exc, errors.InvalidArgument) else None
     retry = _RETRY_DELAY_S.get(code, 0.0)
-    if isinstance(exc, errors.RateLimited):
+    if isinstance(exc, edge_errors.RateLimited):
         # Its own key and wait each time: packed afresh, not filling the cache.
         quota = (f"{exc.kind}:{exc.key}", exc.message)
         wait = max(exc.retry_after_s, 0.001)

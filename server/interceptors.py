@@ -39,7 +39,7 @@ import grpc
 from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
 from common.ratelimit import TokenBuckets
-from server import scopes
+from server import edge_errors, scopes
 from server.credentials import Principal, Verifier
 from server.errors import status_for
 
@@ -214,7 +214,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             try:
                 remaining = context.time_remaining()
                 if (remaining is not None and remaining <= 0) or context.cancelled():
-                    raise errors.DeadlinePassed()  # nobody waits for it: start nothing
+                    raise edge_errors.DeadlinePassed()  # nobody waits for it: start nothing
                 if limited:
                     if self._in_flight >= self._limit:
                         # Shed before any work, without raising: set the status and return.
@@ -229,20 +229,22 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     try:
                         principal = verifier.principal(authorization)
                         if needed.isdisjoint(principal.scopes):
-                            raise errors.ScopeMissing(full_method, needed)
+                            raise edge_errors.ScopeMissing(full_method, needed)
                     except errors.DomainError as refused:
                         auth_refused.labels(refused.reason).inc()
                         raise
                 if subject_rate is not None:
                     wait = subject_rate.take(principal.subject)
                     if wait:
-                        raise errors.RateLimited(
+                        raise edge_errors.RateLimited(
                             "subject", principal.subject, subject_rate.rate_per_s, wait
                         )
                 if member_rate is not None:
                     member = _member_named(request)
                     if member and (wait := member_rate.take(member)):
-                        raise errors.RateLimited("member", member, member_rate.rate_per_s, wait)
+                        raise edge_errors.RateLimited(
+                            "member", member, member_rate.rate_per_s, wait
+                        )
                 actor_token = actor.enter(actor.Actor(principal.subject, rid))
                 if isinstance(request, _Malformed):
                     raise errors.InvalidArgument(
