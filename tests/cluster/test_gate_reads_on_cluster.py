@@ -20,6 +20,7 @@ from flashsale.gate import CampaignKeys, Reserve
 from points.gate import MemberMirror, member_keys
 from tests.cluster.test_scripts_on_cluster import _gates, _one_id_per_primary, _open_sale
 from tests.local_cluster import PRIMARIES, LocalCluster
+from tests.redis_helpers import flush_all, scan_all
 
 
 @pytest.fixture
@@ -162,3 +163,14 @@ async def test_memory_is_read_and_warned_about_on_every_primary(
         redis.Redis(port=port).config_set("maxmemory-policy", "noeviction")
     assert len(warned) == 1 and warned[0].endswith(f"(Redis node {nodes[1].name})"), warned
     assert "allkeys-lru" in warned[0]
+
+
+async def test_the_test_helpers_reach_every_primary(
+    redis_cluster: LocalCluster, cluster_client: RedisCluster
+) -> None:
+    keys = [CampaignKeys(c).state for c in _one_id_per_primary(redis_cluster, "campaign").values()]
+    for key in keys:
+        await cluster_client.set(key, "1")
+    assert sorted(await scan_all(cluster_client, "{campaign:*")) == sorted(k.encode() for k in keys)
+    flush_all("redis+cluster://" + redis_cluster.url.split("://", 1)[1])
+    assert await scan_all(cluster_client) == []
