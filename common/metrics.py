@@ -256,14 +256,16 @@ class Metrics:
         )
         self.redis_memory = Gauge(
             "surge_redis_memory_bytes",
-            "Redis memory: used, and max (maxmemory; 0 = no limit).",
-            ("kind",),
+            "Redis memory per node (every primary of a cluster): used, and max "
+            "(maxmemory; 0 = no limit).",
+            ("kind", "node"),
             registry=registry,
             multiprocess_mode="livemax",
         )
         self.redis_evicts = Gauge(
             "surge_redis_may_evict",
-            "1 when Redis's maxmemory-policy may evict gate keys (anything but noeviction).",
+            "1 when Redis's maxmemory-policy may evict gate keys (anything but noeviction), "
+            "on any primary.",
             registry=registry,
             multiprocess_mode="livemax",
         )

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+import redis
+import redis.cluster
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
@@ -106,5 +108,22 @@ def client(url: str, **options: Any) -> Redis | RedisCluster:
         username=target.username,
         password=target.password,
         ssl=target.tls,
+        **options,
+    )
+
+
+def sync_client(url: str, **options: Any) -> redis.Redis | redis.cluster.RedisCluster:
+    """The blocking counterpart of `client` (start-up's probe, tests). A cluster client is
+    built without requiring every slot covered, so a probe can say which node lacks them;
+    it asks a seed for the slot map on construction (RedisClusterException if none answers)."""
+    if not is_cluster_url(url):
+        return redis.Redis.from_url(url, **options)
+    target = parse_cluster_url(url)
+    return redis.cluster.RedisCluster(
+        startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in target.seeds],  # type: ignore[no-untyped-call]
+        username=target.username,
+        password=target.password,
+        ssl=target.tls,
+        require_full_coverage=False,
         **options,
     )

@@ -4,13 +4,19 @@ Every gate key has an expiry now (docs/design.md, "Every key has an end"), so an
 policy, volatile-* included, may drop a live counter or hold; only `noeviction` keeps them,
 and answers writes with OOM when full (which Surge turns into UNAVAILABLE, after any commit
 has been answered). Without a maxmemory the kernel's OOM killer decides instead.
+
+On a Redis Cluster every primary holds its own share of the gate, with its own limit and
+policy: `read_all` reads each (INFO memory on that node), and `warnings` names the node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
+
+from common.redis_nodes import AnyRedis, primaries
 
 SAFE_POLICY = "noeviction"
 
@@ -41,7 +47,25 @@ class RedisMemory:
 
 
 async def read(redis: Redis) -> RedisMemory:
-    info = await redis.info("memory")
+    """One server's memory (a standalone client; on a cluster, use `read_all`)."""
+    return _parse(await redis.info("memory"))
+
+
+async def read_all(redis: AnyRedis) -> dict[str, RedisMemory]:
+    """Every primary's memory, by node name (host:port); one entry for a single server."""
+    return {node.name: _parse(await node.run("INFO", "memory")) for node in await primaries(redis)}
+
+
+async def warnings(redis: AnyRedis) -> list[str]:
+    """What is unsafe about any primary's memory settings, each line naming the node."""
+    return [
+        f"{warning} (Redis node {name})"
+        for name, memory in (await read_all(redis)).items()
+        for warning in memory.warnings()
+    ]
+
+
+def _parse(info: dict[str, Any]) -> RedisMemory:
     return RedisMemory(
         used=int(info.get("used_memory", 0)),
         limit=int(info.get("maxmemory", 0)),

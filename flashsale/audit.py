@@ -17,9 +17,9 @@ from typing import Any
 
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
-from flashsale.gate import CampaignKeys, redis_now_ms
+from common.redis_nodes import AnyRedis, RedisClock
+from flashsale.gate import CampaignKeys
 from points.gate import member_keys
 
 
@@ -114,7 +114,7 @@ _PG_CHECKS: list[tuple[str, str]] = [
 
 async def audit(
     pool: AsyncConnectionPool,
-    redis: Redis,
+    redis: AnyRedis,
     *,
     settled: bool,
     stuck_after_ms: int = 0,
@@ -165,7 +165,7 @@ async def audit(
 
 
 async def _audit_campaign(
-    redis: Redis,
+    redis: AnyRedis,
     report: AuditReport,
     pg: dict[str, Any],
     members: list[dict[str, Any]],
@@ -226,11 +226,11 @@ async def _audit_campaign(
 
 
 async def _audit_members(
-    redis: Redis, report: AuditReport, members: list[dict[str, Any]], *, settled: bool
+    redis: AnyRedis, report: AuditReport, members: list[dict[str, Any]], *, settled: bool
 ) -> None:
     for start in range(0, len(members), 500):
         chunk = members[start : start + 500]
-        pipe = redis.pipeline(transaction=False)
+        pipe = redis.pipeline(transaction=False)  # on a cluster: one round trip per primary
         for row in chunk:
             state_key, holds_key, _ = member_keys(row["id"])
             pipe.hgetall(state_key)
@@ -258,12 +258,12 @@ async def _audit_members(
 
 
 async def _audit_points_holds(
-    pool: AsyncConnectionPool, redis: Redis, report: AuditReport, members: list[dict[str, Any]]
+    pool: AsyncConnectionPool, redis: AnyRedis, report: AuditReport, members: list[dict[str, Any]]
 ) -> None:
     """Every points hold still in force has a campaign hold or a committed redemption
     behind it. A lapsed one counts for nothing (hold.lua drops it before it refuses anyone),
     so it is not a violation; one in force with nothing behind it keeps points locked."""
-    now_ms = await redis_now_ms(redis)
+    clock = RedisClock(redis)  # a deadline is by its campaign's primary's clock (hold.lua)
     orphans: list[tuple[str, str, str]] = []  # (member, key, campaign)
     for start in range(0, len(members), 500):
         chunk = members[start : start + 500]
@@ -273,7 +273,7 @@ async def _audit_points_holds(
         for row, info in zip(chunk, await pipe.execute(), strict=True):
             for hold_b, what in info.items():
                 hold, (deadline, campaign_id) = _str(hold_b), _str(what).split(":", 1)
-                if int(deadline) < now_ms:
+                if int(deadline) < await clock.now_ms(CampaignKeys(campaign_id).state):
                     continue
                 state = await redis.hget(CampaignKeys(campaign_id).record(hold), "state")
                 if _str(state) != "held":

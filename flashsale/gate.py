@@ -12,11 +12,9 @@ from enum import IntEnum
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
+from common.redis_nodes import AnyPipeline, AnyRedis
 
 
 class Reserve(IntEnum):
@@ -99,12 +97,6 @@ class CampaignKeys:
         return self.tag + ":h:" + hold_id
 
 
-async def redis_now_ms(redis: Redis) -> int:
-    """Redis's clock, the one reserve.lua sets deadlines by (TIME), in ms."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
-
-
 def hold_id(member_id: str, idempotency_key: str) -> str:
     """Holds are named by the idempotency key, which is scoped to the member."""
     return member_id + ":" + idempotency_key
@@ -123,7 +115,7 @@ def _script(name: str) -> str:
 class CampaignGate:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         calls: AutoPipeline,
         record_ttl_seconds: int,
@@ -263,7 +255,8 @@ class CampaignGate:
 
     async def in_flight_many(self, campaigns: Sequence[tuple[str, int]]) -> list[tuple[int, int]]:
         """For (campaign id, units PostgreSQL counts as taken) pairs: (units held in flight and
-        not yet in PostgreSQL, number of in-flight holds), in one round trip."""
+        not yet in PostgreSQL, number of in-flight holds), in one round trip (one per primary
+        on a cluster, concurrently; the replies come back in command order)."""
         pipe = self.pipeline()
         for campaign_id, _ in campaigns:
             k = CampaignKeys(campaign_id)
@@ -293,5 +286,6 @@ class CampaignGate:
                 result.append(max(0, int(allotted) - int(taken or 0) - int(held or 0)))
         return result
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self) -> AnyPipeline:
+        """Not a transaction: on a cluster, a ClusterPipeline split by node."""
         return self._redis.pipeline(transaction=False)

@@ -46,10 +46,9 @@ async def rebuild_cache(
             "FROM members"
         )
         while rows := await cur.fetchmany(500):
-            pipe = points_gate.pipeline()
-            for member_id, spendable, version, frozen, eligible in rows:
-                mirror = MemberMirror(spendable, version, frozen, eligible)
-                points_gate.queue_settle(pipe, member_id, mirror)
-            await pipe.execute()
+            # One pipeline per chunk (per primary on a cluster); NOSCRIPT redoes the chunk.
+            await points_gate.mirror_many(
+                [(member_id, MemberMirror(*mirror)) for member_id, *mirror in rows]
+            )
             members += len(rows)
     return RebuildReport(created, refreshed, members)

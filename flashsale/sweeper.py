@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import Redis
 
 from common import redis_memory
 from common.intervals import wait_or_stop
 from common.metrics import CampaignUnits, Metrics
+from common.redis_nodes import AnyRedis, RedisClock
 from flashsale.campaigns import Campaigns
-from flashsale.gate import CampaignGate, redis_now_ms
+from flashsale.gate import CampaignGate, CampaignKeys
 from flashsale.lifecycle import Lifecycle
 from flashsale.settle import Settler
 
@@ -58,7 +58,7 @@ class Sweeper:
         self,
         *,
         pool: AsyncConnectionPool,
-        redis: Redis,
+        redis: AnyRedis,
         campaigns: Campaigns,
         gate: CampaignGate,
         settler: Settler,
@@ -100,10 +100,12 @@ class Sweeper:
         """Repairs this process's mirrors, then the cluster-wide part: lapsed holds, overdue
         payments."""
         report = SweepReport()
-        # Redis's clock, the one that set the deadlines (reserve.lua).
-        now_ms = await redis_now_ms(self._redis)
+        # Redis's clock, the one that set the deadlines (reserve.lua): on a cluster, that of
+        # the primary owning the campaign's slot (one TIME per primary per pass).
+        clock = RedisClock(self._redis)
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
+            now_ms = await clock.now_ms(CampaignKeys(campaign_id).state)
             lapsed = await self._gate.expired_holds(
                 campaign_id, now_ms, limit=HOLDS_PER_CAMPAIGN_PER_PASS
             )
@@ -148,10 +150,11 @@ class Sweeper:
         m.pg_waiting.set(stats.get("requests_waiting", 0))
         redis_up = True  # surge_dependency_up is server/readiness.py's: it probes every second
         try:
-            memory = await redis_memory.read(self._redis)
-            m.redis_memory.labels("used").set(memory.used)
-            m.redis_memory.labels("max").set(memory.limit)
-            m.redis_evicts.set(int(memory.evicts))
+            nodes = await redis_memory.read_all(self._redis)  # every primary on a cluster
+            for node, memory in nodes.items():
+                m.redis_memory.labels("used", node).set(memory.used)
+                m.redis_memory.labels("max", node).set(memory.limit)
+            m.redis_evicts.set(int(any(memory.evicts for memory in nodes.values())))
         except Exception:
             redis_up = False
         try:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
 from typing import Any
 
 import redis.exceptions
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 from common.mirrors import StaleMirrors
+from common.redis_nodes import AnyPipeline, AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def _script(name: str) -> str:
 class PointsGate:
     def __init__(
         self,
-        redis: Redis,
+        redis: AnyRedis,
         *,
         calls: AutoPipeline,
         metrics: Metrics,
@@ -150,11 +149,15 @@ class PointsGate:
             self.stale.mark(member_id)
             self._metrics.mirrors_deferred.labels("member").inc()
 
-    def queue_settle(self, pipe: Pipeline, member_id: str, mirror: MemberMirror) -> None:
+    def queue_settle(self, pipe: AnyPipeline, member_id: str, mirror: MemberMirror) -> None:
         """The same as `settle` without a hold, queued in the caller's pipeline (rebuilds).
         Bare EVALSHA: the caller loads the scripts first."""
         keys = member_keys(member_id)
-        pipe.evalsha(self._settle.sha, len(keys), *keys, *_settle_args("", mirror, self._idle))
+        # execute_command: a ClusterPipeline blocks its `evalsha` method, not the command
+        # (which it routes by the keys, all in the member's slot).
+        pipe.execute_command(
+            "EVALSHA", self._settle.sha, len(keys), *keys, *_settle_args("", mirror, self._idle)
+        )
 
     async def load_scripts(self) -> None:
         for script in (self._claim, self._hold, self._settle):
@@ -163,8 +166,27 @@ class PointsGate:
     def count_load(self) -> None:
         self._metrics.cache_loads.labels("member").inc()
 
-    def pipeline(self) -> Pipeline:
+    def pipeline(self) -> AnyPipeline:
         return self._redis.pipeline(transaction=False)
+
+    async def mirror_many(self, mirrors: Sequence[tuple[str, MemberMirror]]) -> None:
+        """`settle` without a hold for many members, in one pipeline (one round trip per
+        primary on a cluster). A primary without the script (NOSCRIPT: restarted, flushed, or
+        a replica promoted mid-rebuild) makes the whole batch go again after SCRIPT LOAD on
+        every primary: a settle with a mirror is versioned, so the members already applied
+        take the repeat as a no-op. Once only: a second NOSCRIPT raises."""
+        for attempt in (1, 2):
+            pipe = self.pipeline()
+            for member_id, mirror in mirrors:
+                self.queue_settle(pipe, member_id, mirror)
+            try:
+                await pipe.execute()
+                return
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                log.warning("NOSCRIPT in a batch of %d mirrors: scripts loaded again", len(mirrors))
+                await self.load_scripts()
 
     async def held(self, member_id: str) -> int:
         """Points in in-flight holds (0 when the member is not loaded)."""

@@ -1,7 +1,8 @@
 """Dependency-aware health: a background probe of Redis and PostgreSQL that the gRPC health
 service reports, so a load balancer stops sending calls this process cannot answer.
 
-Every `interval_s`: Redis `PING` and PostgreSQL `SELECT 1`, each bounded by `timeout_s`.
+Every `interval_s`: Redis `PING` (on a cluster, CLUSTER INFO's cluster_state:ok on every
+primary: common/redis_health.py) and PostgreSQL `SELECT 1`, each bounded by `timeout_s`.
 While either fails, every Surge API service (loyalty.v1.*) is NOT_SERVING; when both answer
 again, SERVING. The overall service "" is left alone: it says the process is alive (a
 liveness check), which it is; restarting it would not bring Redis back. One WARNING per
@@ -28,6 +29,9 @@ from redis.asyncio import Redis
 
 from common.intervals import wait_or_stop
 from common.metrics import Metrics
+from common.redis_client import client, is_cluster_url
+from common.redis_health import acheck
+from common.redis_nodes import AnyRedis
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +52,16 @@ class DependencyProbe:
         interval_s: float = 1.0,
         timeout_s: float = 1.0,
     ) -> None:
-        self._redis = Redis.from_url(
-            redis_url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            single_connection_client=True,
+        # One connection of its own (per node on a cluster: CLUSTER INFO on every primary).
+        self._redis: AnyRedis = (
+            client(redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+            if is_cluster_url(redis_url)
+            else Redis.from_url(
+                redis_url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                single_connection_client=True,
+            )
         )
         self._database_url = database_url
         self._pg: psycopg.AsyncConnection[tuple[object, ...]] | None = None
@@ -121,7 +130,7 @@ class DependencyProbe:
         return None
 
     async def _ping_redis(self) -> None:
-        await self._redis.ping()
+        await acheck(self._redis)
 
     async def _select_one(self) -> None:
         try:

@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 
 import psycopg
 import redis
+import redis.exceptions
+
+from common.redis_client import sync_client
+from common.redis_health import RedisUnhealthy, check
 
 if TYPE_CHECKING:
     from server.app import Stores
@@ -79,12 +83,17 @@ def _probe(stores: Stores, timeout_s: float) -> tuple[str, str] | None:
             c.execute("SELECT 1")
     except psycopg.Error as e:
         return "postgresql", _one_line(e)
-    client = redis.Redis.from_url(
-        stores.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
-    )
+    # On a cluster (redis+cluster://): every primary answers with cluster_state:ok; on any
+    # Redis, every primary accepts SCRIPT LOAD. The reason names the node.
     try:
-        client.ping()
-    except redis.RedisError as e:
+        client = sync_client(
+            stores.redis_url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s
+        )
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as e:
+        return "redis", _one_line(e)
+    try:
+        check(client, script_load=True)
+    except RedisUnhealthy as e:
         return "redis", _one_line(e)
     finally:
         client.close()

@@ -16,7 +16,6 @@ from typing import Any
 import grpc
 import psycopg
 import pytest
-import redis
 
 from server.app import App, Stores
 from server.config import Settings
@@ -26,6 +25,7 @@ from tests import auth
 from tests.auth import TEST_SECRET, TEST_SUBJECT
 from tests.factories import Api
 from tests.local_cluster import LocalCluster, local_cluster
+from tests.redis_helpers import flush_all
 
 __all__ = ["TEST_SETTINGS", "TEST_SUBJECT", "Running", "StartServer"]
 
@@ -90,7 +90,7 @@ def clean(stores: Stores) -> Stores:
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, ledger_jobs, audit_events CASCADE"
         )
-    redis.Redis.from_url(stores.redis_url).flushall()
+    flush_all(stores.redis_url)  # every primary on a cluster
     return stores
 
 

@@ -14,6 +14,7 @@ from loyalty.v1 import common_pb2, redemption_pb2
 from points.gate import claim_key, member_keys
 from tests.conftest import StartServer
 from tests.factories import failure
+from tests.redis_helpers import scan_all
 
 
 async def test_refusals_are_remembered_for_the_retry_window_only(
@@ -73,7 +74,7 @@ async def test_every_key_a_sale_leaves_in_redis_has_an_end(start_server: StartSe
     )
     await server.app.sweeper.sweep_once()
 
-    endless = [k async for k in client.scan_iter(count=1000) if await client.ttl(k) == -1]
+    endless = [k for k in await scan_all(client) if await client.ttl(k) == -1]
     assert endless == []
     ends = (await api.get_campaign(sale.id)).ends_at.ToDatetime().timestamp()
     state_ends = await client.pexpiretime(CampaignKeys(sale.id).state) / 1000

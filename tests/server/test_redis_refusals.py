@@ -8,12 +8,13 @@ import logging
 
 import grpc
 import pytest
-import redis
 
+from common.redis_nodes import standalone_name
 from loyalty.v1 import member_pb2
 from server.app import Stores
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
+from tests.redis_helpers import sync_client
 
 
 async def _earn(server: Running, member_id: str, points: int) -> member_pb2.EarnPointsResponse:
@@ -57,7 +58,7 @@ async def test_a_commit_is_answered_ok_while_redis_refuses_writes(server: Runnin
 async def test_an_evicting_policy_is_warned_at_start_and_shown_in_metrics(
     start_server: StartServer, stores: Stores, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = redis.Redis.from_url(stores.redis_url)
+    client = sync_client(stores.redis_url)
     before: dict[str, str] = client.config_get("maxmemory*")  # type: ignore[assignment]
     client.config_set("maxmemory-policy", "allkeys-lru")
     client.config_set("maxmemory", "512mb")
@@ -73,5 +74,6 @@ async def test_an_evicting_policy_is_warned_at_start_and_shown_in_metrics(
     assert any("allkeys-lru" in w and "noeviction" in w for w in warned)
     m = server.app.metrics
     assert m.redis_evicts._value.get() == 1
-    assert m.redis_memory.labels("max")._value.get() == 512 * 1024 * 1024
-    assert m.redis_memory.labels("used")._value.get() > 0
+    node = standalone_name(server.app.redis)  # the `node` label: host:port
+    assert m.redis_memory.labels("max", node)._value.get() == 512 * 1024 * 1024
+    assert m.redis_memory.labels("used", node)._value.get() > 0
