@@ -141,9 +141,11 @@ class ClusterAutoPipeline(AutoPipeline):
                 )
                 self._wait([call], refresh=True, pause=True)
                 continue
-            entry = self._nodes.get(node.name)
-            if entry is None or entry.node is not node:
+            entry = self._nodes.get(node.name)  # by address: one sender per node
+            if entry is None:
                 entry = self._nodes[node.name] = _Node(node)
+            elif entry.node is not node:
+                entry.node = node  # the same address, forgotten and found again
             entry.pending.append(call)
             started.add(node.name)
         for name in started:

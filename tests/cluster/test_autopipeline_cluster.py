@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import grpc
 import pytest
 import redis
 import redis.exceptions
@@ -27,6 +28,7 @@ from common.autopipeline import AutoPipeline
 from common.autopipeline_cluster import ClusterAutoPipeline
 from common.dependencies import failure_of
 from common.metrics import Metrics
+from server.errors import status_for
 from tests.local_cluster import PRIMARIES, LocalCluster, local_cluster
 
 COUNT = """local n = redis.call('INCRBY', KEYS[1], ARGV[1])
@@ -219,5 +221,7 @@ async def test_clusterdown_fails_the_call_unavailable(own_cluster: LocalCluster)
     assert isinstance(raised.value, redis.exceptions.ClusterDownError), repr(raised.value)
     failure = failure_of(raised.value)
     assert failure is not None and failure.condition == "cluster_down"
+    status = status_for(raised.value)  # what the gRPC edge answers
+    assert status is not None and status.code == grpc.StatusCode.UNAVAILABLE
     assert time.monotonic() - started < 0.5 + 0.5
     await calls.aclose()
