@@ -215,8 +215,13 @@ class ClusterAutoPipeline(AutoPipeline):
             while entry.pending:
                 calls, entry.pending = entry.pending, []
                 self._metrics.redis_pipeline_commands.observe(len(calls))
-                with self._metrics.redis_call("autopipeline"):
-                    await self._node_round_trip(entry, calls)
+                try:
+                    with self._metrics.redis_call("autopipeline"):
+                        await self._node_round_trip(entry, calls)
+                except Exception as e:  # a bug here must not leave callers waiting
+                    for call in calls:
+                        if not call.future.done():
+                            call.future.set_exception(e)
         finally:
             entry.sender = None
 
