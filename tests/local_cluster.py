@@ -52,6 +52,8 @@ def _free_ports(count: int) -> list[int]:
 class LocalCluster:
     folder: Path
     ports: list[int] = field(default_factory=list)
+    # How long a silent node takes to be declared failed (its replica is promoted soon after).
+    node_timeout_ms: int = 5000
     _processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -153,11 +155,15 @@ class LocalCluster:
                 "--cluster-config-file",
                 "nodes.conf",
                 "--cluster-node-timeout",
-                "5000",
+                str(self.node_timeout_ms),
                 "--save",
                 "",
                 "--appendonly",
                 "no",
+                # A replica's first sync starts at once rather than after 5 s: until it is
+                # synced, it would not take over from a failed primary.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--maxmemory",
                 "256mb",
                 "--maxmemory-policy",
@@ -212,11 +218,11 @@ def _cluster_ok(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def local_cluster() -> Iterator[LocalCluster]:
+def local_cluster(node_timeout_ms: int = 5000) -> Iterator[LocalCluster]:
     """A started cluster in a temporary folder; stopped and deleted at the end, whatever
     happens in between."""
     folder = Path(tempfile.mkdtemp(prefix="surge-cluster-"))
-    cluster = LocalCluster(folder)
+    cluster = LocalCluster(folder, node_timeout_ms=node_timeout_ms)
     try:
         cluster.start()
         yield cluster
