@@ -197,7 +197,14 @@ class Campaigns:
         """The campaign's stock shards (fixed at creation: cached with no expiry)."""
         found = self._shards.get(campaign_id)
         if found is None:
-            found = (await self.get(campaign_id)).meta.stock_shards
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT stock_shards FROM campaigns WHERE id = %s", (campaign_id,)
+                )
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound("campaign", campaign_id)
+            found = self._shards[campaign_id] = int(row[0])
         return found
 
     def forget(self, campaign_id: str) -> None:

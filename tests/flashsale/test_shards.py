@@ -18,6 +18,7 @@ from loyalty.v1 import common_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import Api, failure, key
 from tests.flashsale.helpers import outcomes, settled_audit
+from tests.flashsale.test_campaign_changes import end, update
 
 
 async def redeem_retrying(
@@ -70,6 +71,11 @@ async def test_a_race_on_a_split_campaign_sells_exactly_its_allotment(server: Ru
     report = await settled_audit(server)
     assert report.ok, report.violations
     assert report.units_committed == 100
+    # Bounded state: every key of every shard (transfer markers too) has an end.
+    redis = server.app.redis
+    mine = [k async for k in redis.scan_iter(match="{campaign:" + campaign.id + ":*", count=1000)]
+    assert any(b":xin:" in k for k in mine)
+    assert [k for k in mine if await redis.ttl(k) == -1] == []
 
 
 async def test_a_member_whose_home_shard_is_empty_gets_a_unit_while_any_shard_has_one(
@@ -241,6 +247,29 @@ async def test_a_cancelled_redemption_gives_its_units_back_to_a_shard_once(
     others = [await api.member(points=10_000) for _ in range(6)]
     ok, refused = await outcomes(redeem_retrying(api, m.id, campaign.id) for m in others)
     assert len(ok) == 4 and refused == {"SOLD_OUT": 2}
+    report = await settled_audit(server)
+    assert report.ok, report.violations
+
+
+async def test_an_allotment_change_reaches_the_shards(server: Running) -> None:
+    api = server.api
+    item = await api.item(stock=20)
+    campaign = await api.campaign(units=10, item_id=item.id, limit=20, stock_shards=2)
+
+    raised = await api.campaigns.UpdateCampaign(update(campaign.id, units_allotted=14))
+    assert raised.units_remaining == 14
+    assert sum(await free_units(server, campaign.id, 2)) == 14
+    cut = await api.campaigns.UpdateCampaign(update(campaign.id, units_allotted=6))
+    assert cut.units_remaining == 6
+    assert sum(await free_units(server, campaign.id, 2)) == 6
+
+    members = [await api.member(points=10_000) for _ in range(8)]
+    ok, refused = await outcomes(redeem_retrying(api, m.id, campaign.id) for m in members)
+    assert len(ok) == 6 and refused == {"SOLD_OUT": 2}
+    await api.campaigns.EndCampaign(end(campaign.id))
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await api.redeem(members[0].id, campaign.id)
+    assert failure(ended.value).reason == "CAMPAIGN_NOT_ACTIVE"
     report = await settled_audit(server)
     assert report.ok, report.violations
 
