@@ -11,7 +11,7 @@ from datetime import timedelta
 import grpc
 import pytest
 
-from flashsale import shards
+from flashsale import idempotency, shards
 from flashsale.gate import CampaignKeys, Reserve, hold_id
 from flashsale.rebuild import rebuild_cache
 from loyalty.v1 import common_pb2, redemption_pb2
@@ -78,6 +78,30 @@ async def test_a_race_on_a_split_campaign_sells_exactly_its_allotment(server: Ru
     assert [k for k in mine if await redis.ttl(k) == -1] == []
 
 
+async def test_mixed_quantities_on_eight_shards_never_sell_more_than_the_allotment(
+    server: Running,
+) -> None:
+    api = server.api
+    campaign = await api.campaign(units=64, points_price=10, limit=6, stock_shards=8)
+    members = [await api.member(points=10_000) for _ in range(60)]
+    calls = [
+        redeem_retrying(api, m.id, campaign.id, quantity=random.randint(1, 3))
+        for m in members
+        for _ in range(2)
+    ]
+
+    ok, refused = await outcomes(calls)
+
+    sold = sum(r.redemption.quantity for r in ok)
+    left = sum(await free_units(server, campaign.id, 8))
+    assert sold + left == 64 and left < 3  # what is left is less than some refused asked for
+    assert set(refused) <= {"SOLD_OUT"}
+    after = await api.get_campaign(campaign.id)
+    assert after.units_committed == sold and after.units_remaining == left
+    report = await settled_audit(server)
+    assert report.ok, report.violations
+
+
 async def test_a_member_whose_home_shard_is_empty_gets_a_unit_while_any_shard_has_one(
     server: Running,
 ) -> None:
@@ -136,6 +160,43 @@ async def test_a_retry_of_the_same_key_returns_the_same_redemption_or_refusal(
         assert failure(refused.value).reason == "SOLD_OUT"
     after = await api.get_campaign(campaign.id)
     assert after.units_committed == 2
+
+
+async def test_a_retry_after_a_crash_finds_its_hold_on_the_home_shard_and_nowhere_else(
+    server: Running,
+) -> None:
+    api = server.api
+    app = server.app
+    campaign = await api.campaign(units=3, points_price=10, limit=3, stock_shards=3)
+    member = await api.member(points=10_000)
+    idem, where = key(), shards.home(campaign.id, member.id, 3)
+    # A process held units and points for the key on the member's home shard, then died.
+    fingerprint = idempotency.fingerprint(member.id, campaign.id, 1, None)
+    held = await app.campaign_gate.reserve(
+        where,
+        member.id,
+        hold_id(member.id, idem),
+        quantity=1,
+        fingerprint=fingerprint,
+        hold_ttl_ms=60_000,
+    )
+    assert held.code is Reserve.HELD
+    # Every other unit sold, so a retry that looked elsewhere would find none.
+    for other in [await api.member(points=10_000) for _ in range(2)]:
+        await api.redeem(other.id, campaign.id)
+
+    retried = await api.redeem(member.id, campaign.id, idem=idem)
+    again = await api.redeem(member.id, campaign.id, idem=idem)
+
+    assert retried.redemption.id == again.redemption.id
+    records = [
+        k async for k in app.redis.scan_iter(match="*:h:" + member.id + ":" + idem, count=1000)
+    ]
+    assert records == [CampaignKeys(where).record(hold_id(member.id, idem)).encode()]
+    after = await api.get_campaign(campaign.id)
+    assert (after.units_committed, after.units_remaining) == (3, 0)
+    report = await settled_audit(server)
+    assert report.ok, report.violations
 
 
 async def test_the_per_member_limit_holds_on_a_split_campaign(server: Running) -> None:
