@@ -40,7 +40,7 @@ from common.errors import (
     Unavailable,
 )
 from common.metrics import Metrics
-from flashsale import idempotency
+from flashsale import idempotency, shards
 from flashsale.campaigns import CampaignMeta, Campaigns
 from flashsale.committer import REFUSALS, CommitEntry, CommitResult, GroupCommitter
 from flashsale.gate import CampaignGate, Outcome, Reserve, hold_id
@@ -170,18 +170,21 @@ class Admission:
         """Steps 2-4: units and points held in Redis; the entry to commit (step 5), or None
         when the key is already done. Raises the refusal otherwise."""
         hold = hold_id(member_id, key)
+        k = meta.stock_shards  # > 1: a split campaign, held on the member's home shard
+        where = shards.home(meta.id, member_id, k)
         requested_at = datetime.now(UTC)
         deadline_ms = 0  # Redis's clock sets it: the reply of a held reserve carries it
 
         # Step 2: units, on the campaign's slot.
-        async def reserve() -> Any:
+        async def reserve(remember_sold_out: bool = k <= 1) -> Any:
             return await self._cgate.reserve(
-                meta.id,
+                where,
                 member_id,
                 hold,
                 quantity=quantity,
                 fingerprint=fingerprint,
                 hold_ttl_ms=int(self._timing.hold_ttl_s * 1000),
+                remember_sold_out=remember_sold_out,
             )
 
         # The key's binding on the member's slot goes in the same round trip: one key, one
@@ -191,7 +194,7 @@ class Admission:
         )
         if claim is Claim.KEY_REUSED:
             if units.code is Reserve.HELD:  # this call's own new hold: give it back
-                await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
+                await self._give_back(where, member_id, hold, fingerprint, Outcome.RELEASE)
             raise IdempotencyKeyReused(key)
         if units.code is Reserve.NOT_LOADED:
             await self._campaigns.load_into_gate(meta.id)
@@ -200,8 +203,15 @@ class Admission:
             # This key's earlier hold lapsed unswept: settle it as the sweeper would (done
             # if PostgreSQL has the key, else released), then ask again.
             lapsed_before_ms = int(units.values[0]) + 1
-            await self._settler.settle_lapsed_holds(meta.id, [hold], lapsed_before_ms)
+            await self._settler.settle_lapsed_holds(meta.id, [hold], lapsed_before_ms, slot=where)
             units = await reserve()
+        if units.code is Reserve.SOLD_OUT and k > 1:  # move units in from the other shards
+            spread = await self._cgate.shards.reserve_spread(
+                meta.id, k, member_id, quantity, reserve
+            )
+            if spread is None:
+                raise RequestInProgress(key)
+            units = spread
         match units.code:
             case Reserve.KEY_REUSED:
                 raise IdempotencyKeyReused(key)
@@ -227,14 +237,14 @@ class Admission:
         )
         if held.code is Hold.NOT_LOADED:
             if not await self._members.load_into_gate(member_id):
-                await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
+                await self._give_back(where, member_id, hold, fingerprint, Outcome.RELEASE)
                 raise NotFound("member", member_id)
             held = await self._pgate.hold(
                 member_id, hold, points, deadline_ms=deadline_ms, campaign_id=meta.id
             )
         if held.code is Hold.INSUFFICIENT:
             await self._give_back(
-                meta.id,
+                where,
                 member_id,
                 hold,
                 fingerprint,
@@ -244,12 +254,12 @@ class Admission:
             raise InsufficientPoints(member_id, held.available, points)
         if held.code is Hold.FROZEN:
             await self._give_back(
-                meta.id, member_id, hold, fingerprint, Outcome.REFUSED, ("MEMBER_FROZEN", 0, 0)
+                where, member_id, hold, fingerprint, Outcome.REFUSED, ("MEMBER_FROZEN", 0, 0)
             )
             raise MemberFrozen(member_id)
         if held.code is Hold.BELOW_THRESHOLD:
             await self._give_back(
-                meta.id,
+                where,
                 member_id,
                 hold,
                 fingerprint,
@@ -258,7 +268,7 @@ class Admission:
             )
             raise BelowRedemptionThreshold(member_id)
         if held.code is Hold.NOT_LOADED:
-            await self._give_back(meta.id, member_id, hold, fingerprint, Outcome.RELEASE)
+            await self._give_back(where, member_id, hold, fingerprint, Outcome.RELEASE)
             raise RequestInProgress(key)
 
         # Step 5 (by the caller): PostgreSQL, shared with every redemption waiting then.

@@ -19,7 +19,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from common.redis_nodes import AnyRedis, RedisClock
+from flashsale import shards
 from flashsale.gate import CampaignKeys
+from flashsale.shard_audit import audit_split_campaign
 from points.gate import member_keys
 
 
@@ -128,7 +130,7 @@ async def audit(
         cur = conn.cursor(row_factory=dict_row)
         await cur.execute(
             "SELECT id::text, units_allotted, units_committed, units_held, version, "
-            "per_member_limit FROM campaigns"
+            "per_member_limit, stock_shards FROM campaigns"
         )
         campaigns = await cur.fetchall()
         await cur.execute(
@@ -150,7 +152,8 @@ async def audit(
         per_campaign.setdefault(row["campaign_id"], []).append(row)
     now_ms = int(time.time() * 1000)
     for campaign in campaigns:
-        await _audit_campaign(
+        check = audit_split_campaign if campaign["stock_shards"] > 1 else _audit_campaign
+        await check(
             redis,
             report,
             campaign,
@@ -160,7 +163,8 @@ async def audit(
             stuck_after_ms=stuck_after_ms,
         )
     await _audit_members(redis, report, members, settled=settled)
-    await _audit_points_holds(pool, redis, report, members)
+    split = {c["id"]: c["stock_shards"] for c in campaigns}
+    await _audit_points_holds(pool, redis, report, members, split)
     return report
 
 
@@ -258,7 +262,11 @@ async def _audit_members(
 
 
 async def _audit_points_holds(
-    pool: AsyncConnectionPool, redis: AnyRedis, report: AuditReport, members: list[dict[str, Any]]
+    pool: AsyncConnectionPool,
+    redis: AnyRedis,
+    report: AuditReport,
+    members: list[dict[str, Any]],
+    split: dict[str, int],  # campaign id -> stock shards
 ) -> None:
     """Every points hold still in force has a campaign hold or a committed redemption
     behind it. A lapsed one counts for nothing (hold.lua drops it before it refuses anyone),
@@ -275,7 +283,8 @@ async def _audit_points_holds(
                 hold, (deadline, campaign_id) = _str(hold_b), _str(what).split(":", 1)
                 if int(deadline) < await clock.now_ms(CampaignKeys(campaign_id).state):
                     continue
-                state = await redis.hget(CampaignKeys(campaign_id).record(hold), "state")
+                where = shards.home(campaign_id, row["id"], split.get(campaign_id, 1))
+                state = await redis.hget(CampaignKeys(where).record(hold), "state")
                 if _str(state) != "held":
                     orphans.append((row["id"], hold.split(":", 1)[1], campaign_id))
     if not orphans:

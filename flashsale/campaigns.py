@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
+from flashsale import shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
 from inventory.items import ItemKind
 
@@ -47,6 +48,7 @@ class CampaignMeta:
     starts_at: datetime
     ends_at: datetime
     created_at: datetime
+    stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -73,6 +75,7 @@ class ActiveUnits:
     allotted: int
     committed: int
     held: int
+    stock_shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -84,8 +87,9 @@ class CampaignPage:
 _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
-    "c.created_at, c.units_committed, c.units_held, c.version"
+    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
 )
+MAX_STOCK_SHARDS = 64
 
 
 class Campaigns:
@@ -94,6 +98,8 @@ class Campaigns:
         self._gate = gate
         self._record_ttl_s = record_ttl_s
         self._meta: dict[str, tuple[CampaignMeta, float]] = {}  # id -> (terms, read at)
+        # id -> stock shards: fixed at creation, so never stale (kept with no expiry).
+        self._shards: dict[str, int] = {}
 
     async def create(
         self,
@@ -106,6 +112,7 @@ class Campaigns:
         per_member_limit: int,
         starts_at: datetime,
         ends_at: datetime,
+        stock_shards: int = 1,
     ) -> Campaign:
         item_id = validation.uuid_id("item_id", item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
@@ -117,6 +124,7 @@ class Campaigns:
         validation.int_range("per_member_limit", per_member_limit, minimum=1, maximum=MAX_UNITS)
         if ends_at <= starts_at:
             raise InvalidArgument("ends_at", "must be after starts_at")
+        validation.int_range("stock_shards", stock_shards, minimum=1, maximum=MAX_STOCK_SHARDS)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -138,8 +146,8 @@ class Campaigns:
             )
             await cur.execute(
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
-                "cash_price_cents, per_member_limit, starts_at, ends_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
                 (
                     item_id,
                     name,
@@ -149,6 +157,7 @@ class Campaigns:
                     per_member_limit,
                     starts_at,
                     ends_at,
+                    stock_shards,
                 ),
             )
             created = await cur.fetchone()
@@ -167,6 +176,7 @@ class Campaigns:
                     "per_member_limit": per_member_limit,
                     "starts_at": starts_at,
                     "ends_at": ends_at,
+                    "stock_shards": stock_shards,
                 },
             )
         try:
@@ -182,6 +192,20 @@ class Campaigns:
         if cached is not None and time.monotonic() - cached[1] < META_TTL_S:
             return cached[0]
         return (await self.get(campaign_id)).meta
+
+    async def stock_shards(self, campaign_id: str) -> int:
+        """The campaign's stock shards (fixed at creation: cached with no expiry)."""
+        found = self._shards.get(campaign_id)
+        if found is None:
+            async with self._pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT stock_shards FROM campaigns WHERE id = %s", (campaign_id,)
+                )
+                row = await cur.fetchone()
+            if row is None:
+                raise NotFound("campaign", campaign_id)
+            found = self._shards[campaign_id] = int(row[0])
+        return found
 
     def forget(self, campaign_id: str) -> None:
         """Drops the cached terms: the next redemption reads them again."""
@@ -238,8 +262,8 @@ class Campaigns:
         """Units of the campaigns open now or ended recently (their metrics' label set)."""
         async with self._pool.connection() as conn:
             cur = await conn.execute(
-                "SELECT id::text, name, units_allotted, units_committed, units_held "
-                "FROM campaigns WHERE starts_at <= now() AND ends_at > now() - %s",
+                "SELECT id::text, name, units_allotted, units_committed, units_held, "
+                "stock_shards FROM campaigns WHERE starts_at <= now() AND ends_at > now() - %s",
                 (ended_within,),
             )
             return [ActiveUnits(*r) for r in await cur.fetchall()]
@@ -252,7 +276,7 @@ class Campaigns:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "SELECT units_allotted, per_member_limit, starts_at, ends_at, "
-                "units_committed + units_held AS taken, version, meta_version "
+                "units_committed + units_held AS taken, version, meta_version, stock_shards "
                 "FROM campaigns WHERE id = %s",
                 (campaign_id,),
             )
@@ -276,29 +300,40 @@ class Campaigns:
                 (hold_id(r["member_id"], r["idempotency_key"]), r["request_hash"])
                 for r in await cur.fetchall()
             ]
-        await self._gate.restore_records(campaign_id, records)
-        return await self._gate.load(
-            campaign_id,
-            CampaignLoad(
-                allotted=row["units_allotted"],
-                limit=row["per_member_limit"],
-                starts_ms=_ms(row["starts_at"]),
-                ends_ms=_ms(row["ends_at"]),
-                taken=row["taken"],
-                version=row["version"],
-                members=members,
-                meta_version=row["meta_version"],
-            ),
+        k = self._shards[campaign_id] = row["stock_shards"]
+        if k > 1:  # each record on its member's home shard
+            homes: dict[str, list[tuple[str, str]]] = {}
+            for hold, fingerprint in records:
+                member = hold.split(":", 1)[0]
+                homes.setdefault(shards.home(campaign_id, member, k), []).append(
+                    (hold, fingerprint)
+                )
+            for shard, done in homes.items():
+                await self._gate.restore_records(shard, done)
+        else:
+            await self._gate.restore_records(campaign_id, records)
+        state = CampaignLoad(
+            allotted=row["units_allotted"],
+            limit=row["per_member_limit"],
+            starts_ms=_ms(row["starts_at"]),
+            ends_ms=_ms(row["ends_at"]),
+            taken=row["taken"],
+            version=row["version"],
+            members=members,
+            meta_version=row["meta_version"],
         )
+        if k > 1:
+            return await self._gate.shards.load(campaign_id, k, state)
+        return await self._gate.load(campaign_id, state)
 
     async def _campaigns(self, rows: list[dict[str, Any]]) -> list[Campaign]:
         """Rows to campaigns, with the units held in flight read in one Redis round trip."""
         metas = [self._cache_meta(row) for row in rows]
         taken = [
-            (m.id, row["units_committed"] + row["units_held"])
+            (m.id, m.stock_shards, row["units_committed"] + row["units_held"])
             for m, row in zip(metas, rows, strict=True)
         ]
-        in_flight = await self._gate.in_flight_many(taken)
+        in_flight = await self._gate.shards.in_flight_many(taken)
         return [
             Campaign(
                 meta, units_committed=row["units_committed"], units_held=row["units_held"] + held
@@ -319,8 +354,10 @@ class Campaigns:
             starts_at=row["starts_at"],
             ends_at=row["ends_at"],
             created_at=row["created_at"],
+            stock_shards=int(row["stock_shards"]),
         )
         self._meta[meta.id] = (meta, time.monotonic())
+        self._shards[meta.id] = meta.stock_shards
         return meta
 
 

@@ -133,6 +133,10 @@ class CampaignGate:
         self._resolve = redis.register_script(_script("resolve.lua"))
         self._load = redis.register_script(_script("load.lua"))
         self._restore = redis.register_script(_script("restore_records.lua"))
+        # Split campaigns' stock shards (flashsale/shards.py imports this module).
+        from flashsale.shards import ShardGate
+
+        self.shards = ShardGate(self, redis, metrics=metrics, retention_ms=self._retention_ms)
 
     async def reserve(
         self,
@@ -143,14 +147,25 @@ class CampaignGate:
         quantity: int,
         fingerprint: str,
         hold_ttl_ms: int,
+        remember_sold_out: bool = True,
     ) -> ReserveReply:
-        """Holds units until Redis's clock + `hold_ttl_ms` (the reply carries the deadline)."""
+        """Holds units until Redis's clock + `hold_ttl_ms` (the reply carries the deadline).
+        `campaign_id` may name a stock shard (flashsale/shards.py), whose SOLD_OUT is not
+        remembered unless `remember_sold_out`."""
         k = CampaignKeys(campaign_id)
         with self._metrics.redis_call("reserve"):
             reply = await self._calls.call(
                 self._reserve,
                 [k.state, k.record(hold), k.deadlines, k.mheld, k.taken],
-                [member_id, hold, quantity, fingerprint, 0, hold_ttl_ms, self._refusal_ttl],
+                [
+                    member_id,
+                    hold,
+                    quantity,
+                    fingerprint,
+                    0 if remember_sold_out else 1,
+                    hold_ttl_ms,
+                    self._refusal_ttl,
+                ],
             )
         values = tuple(v.decode() if isinstance(v, bytes) else v for v in reply[1:])
         return ReserveReply(Reserve(int(reply[0])), values)
@@ -208,6 +223,7 @@ class CampaignGate:
         (calls send bare EVALSHA; the auto-pipeline reloads on NOSCRIPT by itself)."""
         for script in (self._reserve, self._resolve, self._load, self._restore):
             await self._redis.script_load(script.script)
+        await self.shards.load_scripts()
 
     async def load(self, campaign_id: str, state: CampaignLoad) -> bool:
         """Creates the campaign's state if absent, else applies newer mirror values only."""

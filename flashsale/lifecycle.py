@@ -58,7 +58,7 @@ class Lifecycle:
         assert after is not None
         # Re-applied on a repeated cancel too: the mirrors are versioned, so this is a no-op
         # unless the first cancel died between PostgreSQL and Redis.
-        await self._settler.apply_mirrors(row, *mirrors)
+        await self._settler.apply_mirrors(row, *mirrors, units_returned=True)
         return store.redemption_from_row(after)
 
     async def confirm_payment(
@@ -111,7 +111,7 @@ class Lifecycle:
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)
         assert after is not None
-        await self._settler.apply_mirrors(row, *mirrors)
+        await self._settler.apply_mirrors(row, *mirrors, units_returned=window_closed)
         if window_closed:
             raise PaymentWindowClosed(redemption_id)
         return store.redemption_from_row(after)
@@ -129,6 +129,6 @@ class Lifecycle:
                     continue
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
                 mirrors = await store.mirrors(conn, row)
-            await self._settler.apply_mirrors(row, *mirrors)
+            await self._settler.apply_mirrors(row, *mirrors, units_returned=True)
             expired += 1
         return expired

@@ -49,7 +49,7 @@ class OfferPage:
 
 _SELECT = (
     "SELECT c.id::text AS campaign_id, c.name, c.starts_at, c.ends_at, c.points_price, "
-    "c.cash_price_cents, c.per_member_limit, "
+    "c.cash_price_cents, c.per_member_limit, c.stock_shards, "
     "c.units_allotted - c.units_committed - c.units_held AS pg_remaining, "
     "i.id::text AS item_id, i.sku AS item_sku, i.name AS item_name, i.kind AS item_kind, "
     "now() AS now FROM campaigns c JOIN items i ON i.id = c.item_id"
@@ -111,7 +111,9 @@ class Offers:
 
     async def _offers(self, rows: list[dict[str, Any]]) -> list[Offer]:
         """Rows to offers, the units left read from the gate in one round trip."""
-        in_gate = await self._gate.remaining_many([r["campaign_id"] for r in rows])
+        in_gate = await self._gate.shards.remaining_many(
+            [(r["campaign_id"], r["stock_shards"]) for r in rows]
+        )
         return [
             Offer(
                 campaign_id=row["campaign_id"],

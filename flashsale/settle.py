@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.metrics import Metrics
 from common.mirrors import StaleMirrors
-from flashsale import store
+from flashsale import shards, store
 from flashsale.campaigns import Campaigns
 from flashsale.committer import SAVED_REFUSALS, CommitEntry, CommitResult
 from flashsale.gate import CampaignGate, CampaignMirror, Outcome, Resolution, hold_id
@@ -76,6 +76,10 @@ class Settler:
             member_calls.append(self._pgate.settle(entry.member_id, hold_id=hold, mirror=mirror))
         campaign_calls: list[Awaitable[Any]] = []
         for campaign_id, group in campaigns.items():
+            k = await self._campaigns.stock_shards(campaign_id)
+            if k > 1:  # each hold on its member's home shard
+                campaign_calls += self._resolve_on_shards(campaign_id, k, group)
+                continue
             mirrors = [r.campaign for _, r in group if r.campaign is not None]
             newest = max(mirrors, key=lambda m: m.version, default=None)
             campaign_calls.append(
@@ -93,12 +97,28 @@ class Settler:
                 if failed:  # the sweeper settles what is left, from PostgreSQL
                     raise failed[0]
 
+    def _resolve_on_shards(
+        self, campaign_id: str, k: int, group: list[tuple[CommitEntry, CommitResult]]
+    ) -> list[Awaitable[Any]]:
+        """A split campaign's part of a batch: one resolve per home shard, counting done
+        units into the shard's own taken (flashsale/shards.py)."""
+        homes: dict[str, list[Resolution]] = {}
+        for entry, result in group:
+            where = shards.home(campaign_id, entry.member_id, k)
+            homes.setdefault(where, []).append(resolution(entry, result))
+        return [
+            self._cgate.resolve_many(where, todo, taken=0, version=shards.SHARD_TAKEN)
+            for where, todo in homes.items()
+        ]
+
     async def settle_lapsed_holds(
-        self, campaign_id: str, holds: list[str], now_ms: int
+        self, campaign_id: str, holds: list[str], now_ms: int, *, slot: str | None = None
     ) -> tuple[int, int]:
         """The sweeper's step for a campaign's holds past their deadline: one PostgreSQL
         query finds which of them this campaign committed (settled as done); the rest
-        release units and points. Returns (committed, released)."""
+        release units and points. `slot`: the stock shard holding them, if the campaign is
+        split. Returns (committed, released)."""
+        where = slot or campaign_id
         keys = [_member_and_key(hold) for hold in holds]
         async with self._pool.connection() as conn:
             found = await store.by_keys(conn, campaign_id, keys)
@@ -110,17 +130,17 @@ class Settler:
                 campaign, member = mirrors[(member_id, key)]
                 await self._pgate.settle(member_id, hold_id=hold, mirror=member)
                 await self._cgate.resolve(
-                    campaign_id,
+                    where,
                     member_id,
                     hold,
                     fingerprint=row["request_hash"],
                     outcome=Outcome.DONE,
-                    mirror=campaign,
+                    mirror=shards.shard_mirror(campaign, split=where != campaign_id),
                 )
                 committed += 1
                 continue
             resolved = await self._cgate.resolve(
-                campaign_id,
+                where,
                 member_id,
                 hold,
                 fingerprint="",
@@ -133,18 +153,30 @@ class Settler:
         return committed, released
 
     async def apply_mirrors(
-        self, row: dict[str, Any], campaign: CampaignMirror, member: MemberMirror
+        self,
+        row: dict[str, Any],
+        campaign: CampaignMirror,
+        member: MemberMirror,
+        *,
+        units_returned: bool = False,
     ) -> None:
+        """units_returned: the change gave the redemption's units back (cancel, expiry),
+        which a split campaign's home shard counts itself (flashsale/shards.py)."""
         hold = hold_id(row["member_id"], row["idempotency_key"])
         try:
+            k = await self._campaigns.stock_shards(row["campaign_id"])
             await self._cgate.resolve(
-                row["campaign_id"],
+                shards.home(row["campaign_id"], row["member_id"], k),
                 row["member_id"],
                 hold,
                 fingerprint=row["request_hash"],
                 outcome=Outcome.DONE,
-                mirror=campaign,
+                mirror=shards.shard_mirror(campaign, split=k > 1),
             )
+            if k > 1 and units_returned:
+                await self._cgate.shards.return_units(
+                    row["campaign_id"], k, row["member_id"], row["id"], row["quantity"]
+                )
         except redis.exceptions.RedisError as e:
             log.warning(
                 "campaign %s: mirror of a committed change not applied (%s); the sweeper "

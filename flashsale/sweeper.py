@@ -32,6 +32,7 @@ from common import redis_memory
 from common.intervals import wait_or_stop
 from common.metrics import CampaignUnits, Metrics
 from common.redis_nodes import AnyRedis, RedisClock
+from flashsale import shards
 from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate, CampaignKeys
 from flashsale.lifecycle import Lifecycle
@@ -41,6 +42,9 @@ log = logging.getLogger(__name__)
 # A pass settles at most this many lapsed holds of one campaign (one PostgreSQL query for
 # them all); more wait for the next pass, a sweep interval later, oldest first.
 HOLDS_PER_CAMPAIGN_PER_PASS = 500
+# A transfer between stock shards not done this long after it started was interrupted by a
+# crash: the sweeper finishes it (a live one finishes in a few round trips; both is harmless).
+TRANSFER_GRACE_MS = 2000
 # Campaigns stay on the dashboard this long after they end.
 _SHOWN_AFTER_END = timedelta(hours=1)
 
@@ -105,24 +109,35 @@ class Sweeper:
         clock = RedisClock(self._redis)
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
-            now_ms = await clock.now_ms(CampaignKeys(campaign_id).state)
-            lapsed = await self._gate.expired_holds(
-                campaign_id, now_ms, limit=HOLDS_PER_CAMPAIGN_PER_PASS
-            )
-            if not lapsed:
-                continue
-            oldest_ms = min(deadline_ms for _, deadline_ms in lapsed)
-            report.lag_seconds = max(report.lag_seconds, (now_ms - oldest_ms) / 1000)
-            committed, released = await self._settler.settle_lapsed_holds(
-                campaign_id, [hold for hold, _ in lapsed], now_ms
-            )
-            report.committed += committed
-            report.released += released
+            k = await self._campaigns.stock_shards(campaign_id)
+            if k > 1:  # transfers between its shards a crash interrupted, then its holds
+                now_ms = await clock.now_ms(CampaignKeys(campaign_id).state)
+                await self._gate.shards.complete_transfers(
+                    campaign_id, k, now_ms - TRANSFER_GRACE_MS
+                )
+            for slot in shards.slots(campaign_id, k):
+                now_ms = await clock.now_ms(CampaignKeys(slot).state)
+                await self._sweep_slot(report, campaign_id, slot, now_ms)
         report.expired = await self._lifecycle.expire_overdue()
         self._record(report)
         self.last = report
         self.passes += 1
         return report
+
+    async def _sweep_slot(
+        self, report: SweepReport, campaign_id: str, slot: str, now_ms: int
+    ) -> None:
+        """Lapsed holds of one slot: the campaign's, or one of its stock shards."""
+        lapsed = await self._gate.expired_holds(slot, now_ms, limit=HOLDS_PER_CAMPAIGN_PER_PASS)
+        if not lapsed:
+            return
+        oldest_ms = min(deadline_ms for _, deadline_ms in lapsed)
+        report.lag_seconds = max(report.lag_seconds, (now_ms - oldest_ms) / 1000)
+        committed, released = await self._settler.settle_lapsed_holds(
+            campaign_id, [hold for hold, _ in lapsed], now_ms, slot=slot
+        )
+        report.committed += committed
+        report.released += released
 
     async def follow_once(self) -> None:
         """A follower's pass: only what is this process's own (see the module docstring)."""
@@ -163,8 +178,8 @@ class Sweeper:
             rows = []
         in_flight = [(0, 0)] * len(rows)
         if redis_up and rows:
-            in_flight = await self._gate.in_flight_many(
-                [(r.campaign_id, r.committed + r.held) for r in rows]
+            in_flight = await self._gate.shards.in_flight_many(
+                [(r.campaign_id, r.stock_shards, r.committed + r.held) for r in rows]
             )
         m.set_campaigns(
             [

@@ -104,6 +104,7 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         units_held=value.units_held,
         units_committed=value.units_committed,
         create_time=timestamp(m.created_at),
+        stock_shards=m.stock_shards,
     )
 
 

@@ -120,6 +120,7 @@ class Api:
         starts_in: timedelta = timedelta(seconds=-60),
         lasts: timedelta = timedelta(hours=1),
         item_id: str | None = None,
+        stock_shards: int | None = None,
     ) -> campaign_pb2.Campaign:
         if item_id is None:
             item_id = (await self.item(kind=kind, stock=max(units, 1))).id
@@ -134,6 +135,7 @@ class Api:
                 per_member_limit=limit,
                 starts_at=ts(starts),
                 ends_at=ts(starts + lasts),
+                stock_shards=stock_shards,
             )
         )
 

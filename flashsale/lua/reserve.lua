@@ -9,7 +9,10 @@
 -- KEYS[4] mheld     hash: member -> units in in-flight holds
 -- KEYS[5] taken     hash: member -> units taken in PostgreSQL (mirror)
 -- ARGV[1] member id      ARGV[2] hold id ("member:key")   ARGV[3] quantity
--- ARGV[4] request fingerprint   ARGV[5] (unused, was the caller's clock)
+-- ARGV[4] request fingerprint
+-- ARGV[5] 1: answer SOLD_OUT without remembering it (a stock shard of a split campaign,
+--         flashsale/shards.py: units may still be moved in from the other shards, and the
+--         key must stay free for the call that follows); anything else: remember it
 -- ARGV[6] how long a new hold lives, ms   ARGV[7] how long a refusal is remembered, s
 --
 -- Time is Redis's own (TIME), for the sale window and the hold's deadline alike: every
@@ -82,7 +85,9 @@ end
 
 local remaining = allotted - tonumber(s[5]) - tonumber(s[6])
 if remaining < qty then
-  refuse('SOLD_OUT', remaining, 0)
+  if ARGV[5] ~= '1' then
+    refuse('SOLD_OUT', remaining, 0)
+  end
   return {9, remaining}
 end
 

@@ -8,7 +8,9 @@
 -- KEYS[5] tver   hash: member -> version of that member's taken mirror
 -- KEYS[5 + i]    record of the i-th hold
 -- ARGV[1] how long a done/refused record is remembered, s
--- ARGV[2] campaign taken  ARGV[3] its version (0 = no mirror)
+-- ARGV[2] campaign taken  ARGV[3] its version (0 = no mirror; -1 = a stock shard of a
+--         split campaign, flashsale/shards.py: its taken is its own, not PostgreSQL's
+--         campaign total, and a held hold resolved done moves its units to it)
 -- ARGV[4] expired-before ms: only resolve a hold whose deadline is before this (the
 --         sweeper's guard against a retry that renewed it); 0 = unconditional
 -- ARGV[5] how long a refused record is remembered, s (ARGV[1] is for done records)
@@ -25,6 +27,7 @@
 local state, deadlines, mheld, taken, tver = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local ttl, expired_before, refusal_ttl = tonumber(ARGV[1]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local loaded = redis.call('EXISTS', state) == 1
+local shard_taken = tonumber(ARGV[3]) < 0
 local replies = {}
 
 for i = 1, #KEYS - 5 do
@@ -46,6 +49,9 @@ for i = 1, #KEYS - 5 do
         end
       end
       redis.call('ZREM', deadlines, hold_id)
+      if shard_taken and loaded and outcome == 'done' then
+        redis.call('HINCRBY', state, 'taken', qty)
+      end
       replies[i] = 1
     end
     if outcome == 'release' then

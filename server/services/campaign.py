@@ -30,6 +30,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             per_member_limit=request.per_member_limit,
             starts_at=convert.required_time("starts_at", request, "starts_at"),
             ends_at=convert.required_time("ends_at", request, "ends_at"),
+            stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
         )
         return convert.campaign(created)
 

@@ -120,7 +120,7 @@ async def test_the_audit_reads_members_on_every_primary(
         assert held.code.name == "HELD"
     report = AuditReport()
     # No orphan: PostgreSQL (the pool) is never asked.
-    await _audit_points_holds(cast(Any, None), cast(Any, cluster_client), report, rows)
+    await _audit_points_holds(cast(Any, None), cast(Any, cluster_client), report, rows, {})
     assert report.violations == []
 
 
