@@ -55,8 +55,9 @@ rebuild-cache: setup ## Rebuild Redis from PostgreSQL without overwriting live c
 
 PROFILE ?= ci
 .PHONY: loadtest loadtest-chaos
-loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the server mid-surge
-	$(BIN)/python -m loadtest.run --profile $(PROFILE) $(if $(filter 1,$(CHAOS)),--chaos) $(LOADTEST_ARGS)
+loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the server mid-surge, REDIS=cluster
+	$(BIN)/python -m loadtest.run --profile $(PROFILE) $(if $(filter 1,$(CHAOS)),--chaos) \
+		$(if $(filter cluster,$(REDIS)),--redis cluster) $(LOADTEST_ARGS)
 
 loadtest-chaos: setup ## The load test with the server SIGKILLed and restarted mid-surge
 	$(BIN)/python -m loadtest.run --profile $(PROFILE) --chaos $(LOADTEST_ARGS)
@@ -68,15 +69,25 @@ soak: setup ## Redis memory under a steady surge: keys and bytes per 10k calls (
 
 # Its own variable: PROFILE belongs to the load test (ci|surge).
 BENCH_PROFILE ?= full
-.PHONY: bench bench-quick
+.PHONY: bench bench-quick bench-cluster
 bench: setup ## Benchmarks side by side: floor, redeem, hot item, refusals, naive peer (full profile, ~6 min)
 	$(BIN)/python -m bench.run --profile $(BENCH_PROFILE) --out results/bench $(BENCH_ARGS)
+
+bench-cluster: setup ## Surge on one Redis vs a local 3+3 Redis Cluster, side by side, and the capacity ceilings (not in CI)
+	$(BIN)/python -m bench.cluster --profile $(if $(filter full,$(BENCH_PROFILE)),full,quick) --out results/bench $(BENCH_ARGS)
 
 bench-quick: setup ## The quick benchmark profile (under a minute of load; what CI runs)
 	$(BIN)/python -m bench.run --profile quick --out results/bench $(BENCH_ARGS)
 
 test: setup rules-check ## Run the whole test suite against real Redis and PostgreSQL
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The redemption, idempotency, sweeper, rebuild and ledger tests again, with the service's
+# Redis a real Redis Cluster (3 primaries + 3 replicas on loopback, tests/local_cluster.py).
+CLUSTER_TESTS ?= tests/cluster tests/flashsale tests/points
+.PHONY: test-cluster
+test-cluster: setup ## The redemption and ledger tests with Redis a real local Redis Cluster
+	SURGE_TEST_REDIS=cluster $(BIN)/pytest -q $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 rules-check: system-deps ## Validate and unit-test the Prometheus rules with promtool
 	promtool check rules ops/prometheus/surge-rules.yml

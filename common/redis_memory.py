@@ -14,8 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
-
 from common.redis_nodes import AnyRedis, primaries
 
 SAFE_POLICY = "noeviction"
@@ -44,11 +42,6 @@ class RedisMemory:
                 "maxmemory (with noeviction) and watch surge_redis_memory_bytes"
             )
         return found
-
-
-async def read(redis: Redis) -> RedisMemory:
-    """One server's memory (a standalone client; on a cluster, use `read_all`)."""
-    return _parse(await redis.info("memory"))
 
 
 async def read_all(redis: AnyRedis) -> dict[str, RedisMemory]:

@@ -29,6 +29,7 @@ from datetime import timedelta
 from psycopg_pool import AsyncConnectionPool
 
 from common import redis_memory
+from common.dependencies import failure_of
 from common.intervals import wait_or_stop
 from common.metrics import CampaignUnits, Metrics
 from common.redis_nodes import AnyRedis, RedisClock
@@ -87,6 +88,7 @@ class Sweeper:
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
         self.passes = 0  # cluster-wide passes (sweep_once) run by this process
+        self._failing = False  # the last pass failed on a dependency (said once)
 
     def start(self) -> None:
         self._stopping.clear()
@@ -197,9 +199,29 @@ class Sweeper:
                     await self._sweep_and_log()
                 else:
                     await self.follow_once()
-            except Exception:
-                log.exception("sweep failed; next pass in %.1fs", self._interval_s)
+            except Exception as e:
+                self._failed(e)
+            else:
+                if self._failing:
+                    log.info("sweep: passes succeed again")
+                self._failing = False
             await wait_or_stop(self._stopping, self._interval_s)
+
+    def _failed(self, exc: Exception) -> None:
+        """A dependency that is down (a Redis failover, PostgreSQL restarting) is said once,
+        in one line, until a pass succeeds; anything else is a bug, with its traceback."""
+        failure = failure_of(exc)
+        if failure is None:
+            log.exception("sweep failed; next pass in %.1fs", self._interval_s)
+        elif not self._failing:
+            log.warning(
+                "sweep failed: %s %s (%s); retrying every %.1fs until it answers",
+                failure.dependency,
+                failure.condition,
+                type(exc).__name__,
+                self._interval_s,
+            )
+        self._failing = failure is not None
 
     async def _sweep_and_log(self) -> None:
         report = await self.sweep_once()

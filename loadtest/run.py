@@ -12,7 +12,7 @@
    `surge audit --settled --recorded <records>` as its own command, prints the summary,
    and exits 1 on an audit violation or too many unexpected outcomes.
 
-    python -m loadtest.run --profile ci [--chaos] [--processes N]
+    python -m loadtest.run --profile ci [--chaos] [--processes N] [--redis cluster]
 """
 
 from __future__ import annotations
@@ -70,14 +70,17 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def stores() -> Iterator[dict[str, str]]:
-    """The configured stores, or a private embedded stack that lives as long as the run."""
+def stores(redis_kind: str = "server") -> Iterator[dict[str, str]]:
+    """The configured stores, or a private embedded stack that lives as long as the run;
+    with `redis_kind` "cluster", its Redis is a private Redis Cluster (3 primaries, 3
+    replicas) instead of one server."""
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if database_url and redis_url:
         say("using the configured DATABASE_URL and REDIS_URL")
         yield {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
         return
     from server.embedded import LocalStack
+    from tests.local_cluster import local_cluster
 
     folder = Path(tempfile.mkdtemp(prefix="surge-loadtest-"))
     folder.chmod(0o755)  # the postgres user must reach its data directory inside
@@ -85,7 +88,12 @@ def stores() -> Iterator[dict[str, str]]:
     say(f"starting a private Redis + PostgreSQL in {folder}")
     try:
         stack.start()
-        yield {"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url}
+        if redis_kind == "cluster":
+            with local_cluster() as cluster:
+                say(f"Redis is a private Redis Cluster: {cluster.service_url}")
+                yield {"DATABASE_URL": stack.database_url, "REDIS_URL": cluster.service_url}
+        else:
+            yield {"DATABASE_URL": stack.database_url, "REDIS_URL": stack.redis_url}
     finally:
         stack.stop()
         shutil.rmtree(folder, ignore_errors=True)
@@ -248,19 +256,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--processes", type=int, default=1, help="Locust processes (-1: a core each)"
     )
+    parser.add_argument(
+        "--redis",
+        choices=("server", "cluster"),
+        default="server",
+        help="the private stack's Redis: one server, or a 3+3 Redis Cluster",
+    )
     parser.add_argument("--results", type=Path, default=Path("results/loadtest"))
     parser.add_argument("--max-failure-ratio", type=float, default=0.01)
     args = parser.parse_args(argv)
     profile = get(args.profile)
     began = time.monotonic()
-    name = f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}" + ("-chaos" if args.chaos else "")
+    name = (
+        f"{datetime.now():%Y%m%d-%H%M%S}-{profile.name}"
+        + ("-cluster" if args.redis == "cluster" else "")
+        + ("-chaos" if args.chaos else "")
+    )
     run_dir = args.results / name
     records = run_dir / "records"
     records.mkdir(parents=True)
     report = summaries.Summary(profile.name, args.chaos, wall_s=0.0)
     say(f"{profile.description}; results in {run_dir}")
 
-    with stores() as urls:
+    with stores(args.redis) as urls:
         address = f"127.0.0.1:{free_port()}"
         env = with_credentials(
             {

@@ -304,16 +304,11 @@ def _store_url(env: Mapping[str, str], name: str, schemes: tuple[str, ...]) -> s
 
 def _redis_url(env: Mapping[str, str]) -> str | None:
     """REDIS_URL: one server (redis://, rediss://, unix://) or a Redis Cluster
-    (redis+cluster://host:port,host:port; common/redis_client.py). A cluster URL is parsed,
-    then refused: the service does not run on a cluster yet (issue 14, docs/design.md
-    "Redis Cluster: what is left")."""
+    (redis+cluster://host:port,host:port; common/redis_client.py)."""
     raw = env.get("REDIS_URL", "").strip()
     if raw and is_cluster_url(raw):
-        parse_cluster_url(raw, "REDIS_URL")  # a malformed one says what is wrong first
-        raise ConfigError(
-            "REDIS_URL names a Redis Cluster (redis+cluster://): this version serves one Redis "
-            "server only (redis://, rediss:// or unix://); cluster support is in progress"
-        )
+        parse_cluster_url(raw, "REDIS_URL")  # a malformed one says what is wrong
+        return raw
     return _store_url(env, "REDIS_URL", STANDALONE_SCHEMES + CLUSTER_SCHEMES)
 
 

@@ -54,8 +54,13 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# `make test-cluster` sets this: the same tests, with the service's Redis a real Redis
+# Cluster (3 primaries + 3 replicas) instead of one server.
+CLUSTER_PROFILE = os.environ.get("SURGE_TEST_REDIS", "") == "cluster"
+
+
 @pytest.fixture(scope="session")
-def stores() -> Iterator[Stores]:
+def stores(request: pytest.FixtureRequest) -> Iterator[Stores]:
     database_url = os.environ.get("TEST_DATABASE_URL")
     redis_url = os.environ.get("TEST_REDIS_URL")
     if database_url and redis_url:
@@ -68,7 +73,11 @@ def stores() -> Iterator[Stores]:
     stack.start()
     try:
         migrate(stack.database_url)
-        yield Stores(stack.database_url, stack.redis_url)
+        if CLUSTER_PROFILE:
+            cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+            yield Stores(stack.database_url, cluster.service_url)
+        else:
+            yield Stores(stack.database_url, stack.redis_url)
     finally:
         stack.stop()
         shutil.rmtree(folder, ignore_errors=True)

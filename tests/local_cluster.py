@@ -65,6 +65,11 @@ class LocalCluster:
         """A seed node's URL, as redis-py's RedisCluster.from_url takes it."""
         return f"redis://127.0.0.1:{self.ports[0]}"
 
+    @property
+    def service_url(self) -> str:
+        """The URL the service takes (REDIS_URL): every node a seed."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
     def start(self, timeout_s: float = 60.0) -> None:
         server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
         if server is None or cli is None:
@@ -120,7 +125,13 @@ class LocalCluster:
 
     def slot_ranges(self) -> list[tuple[int, int, int]]:
         """(first slot, last slot, primary's port) for every range, from CLUSTER SLOTS."""
-        raw: Any = redis.Redis(port=self.ports[0], socket_timeout=2).cluster("SLOTS")
+        raw: Any = None
+        for port in self.ports:  # the first node that answers (a test may have killed one)
+            with contextlib.suppress(redis.RedisError):
+                raw = redis.Redis(port=port, socket_timeout=2).cluster("SLOTS")
+                break
+        if raw is None:
+            raise ClusterError("no node of the cluster answers")
         if isinstance(raw, dict):  # parsed: {(first, last): {"primary": (host, port)}}
             return [(int(a), int(b), int(v["primary"][1])) for (a, b), v in raw.items()]
         return [(int(r[0]), int(r[1]), int(r[2][1])) for r in raw]
@@ -132,6 +143,12 @@ class LocalCluster:
 
     def pids(self) -> list[int]:
         return [p.pid for p in self._processes]
+
+    def kill(self, port: int) -> None:
+        """SIGKILLs the node on `port` (no shutdown, no save): a primary that dies."""
+        process = self._processes[self.ports.index(port)]
+        process.kill()
+        process.wait()
 
     def _spawn(self, server: str, port: int, bus: int) -> subprocess.Popen[bytes]:
         node_dir = self.folder / str(port)

@@ -91,6 +91,7 @@ async def create_campaign(api: Api, sent: Metadata) -> Expected:
             "per_member_limit": 2,
             "starts_at": starts.isoformat(),
             "ends_at": ends.isoformat(),
+            "stock_shards": 1,  # the default, recorded as decided
         },
     )
 

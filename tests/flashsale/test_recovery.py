@@ -7,7 +7,6 @@ import time
 
 import grpc
 import pytest
-import redis.asyncio
 
 from flashsale import idempotency
 from flashsale.audit import audit
@@ -174,7 +173,7 @@ async def test_postgresql_guards_hold_when_redis_is_wrong(server: Running) -> No
     campaign = await api.campaign(units=3, points_price=100, limit=10)
     member = await api.member(points=10_000)
     await api.redeem(member.id, campaign.id, quantity=3)
-    client: redis.asyncio.Redis = server.app.redis
+    client = server.app.redis
     tag = "{campaign:" + campaign.id + "}"
     await client.hset(tag, mapping={"taken": 0, "tver": 10**9})  # a lying mirror, "newest"
 

@@ -103,9 +103,9 @@ def test_postgresql_urls_are_accepted(url: str) -> None:
     assert Settings.load({"DATABASE_URL": url}).database_url == url
 
 
-def test_a_cluster_url_is_parsed_then_refused_until_the_service_runs_on_one() -> None:
-    with pytest.raises(ConfigError, match="REDIS_URL names a Redis Cluster"):
-        Settings.load({"REDIS_URL": "redis+cluster://h1:7000,h2:7001"})
+def test_a_cluster_url_is_accepted() -> None:
+    url = "redis+cluster://h1:7000,h2:7001"
+    assert Settings.load({"REDIS_URL": url}).redis_url == url
 
 
 @pytest.mark.parametrize(

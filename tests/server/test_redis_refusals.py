@@ -8,6 +8,7 @@ import logging
 
 import grpc
 import pytest
+from redis.asyncio import Redis
 
 from common.redis_nodes import standalone_name
 from loyalty.v1 import member_pb2
@@ -74,6 +75,7 @@ async def test_an_evicting_policy_is_warned_at_start_and_shown_in_metrics(
     assert any("allkeys-lru" in w and "noeviction" in w for w in warned)
     m = server.app.metrics
     assert m.redis_evicts._value.get() == 1
+    assert isinstance(server.app.redis, Redis)  # this test's Redis: one server
     node = standalone_name(server.app.redis)  # the `node` label: host:port
     assert m.redis_memory.labels("max", node)._value.get() == 512 * 1024 * 1024
     assert m.redis_memory.labels("used", node)._value.get() > 0
