@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
+import psycopg
 import redis
 from rich.console import Console
 from rich.table import Table
@@ -64,6 +65,7 @@ class Measured:
     answers: int
     cpu_us: dict[str, float]  # process -> CPU µs per answer
     commits: int | None = None  # group commits during the load (pg_stat_statements)
+    commit_ms: float = 0.0  # PostgreSQL time those commits took
     oversold: bool = False
     internal: int = 0
 
@@ -126,7 +128,7 @@ def _measure(
     system: str,
     samples: Samples,
     cpu: dict[str, float],
-    commits: int | None,
+    commits: tuple[int, float] | None,
     hot_stock: int,
 ) -> Measured:
     counted = outcomes(samples)
@@ -147,7 +149,8 @@ def _measure(
         p99_ms=stats.p99_ms,
         answers=samples.calls_total,
         cpu_us={k: v * 1e6 / answers for k, v in cpu.items()},
-        commits=commits,
+        commits=commits[0] if commits else None,
+        commit_ms=commits[1] if commits else 0.0,
         oversold=key == "hot" and counted[OK] > hot_stock,
         internal=counted["INTERNAL"],
     )
@@ -186,11 +189,17 @@ def lua_ceiling(port: int, data: Dataset, console: Console) -> dict[str, float]:
     return out
 
 
-def _commit_calls(statements: StatementStats) -> int | None:
+def _commit_calls(statements: StatementStats, url: str) -> tuple[int, float] | None:
+    """Group commits during the load and the PostgreSQL time they took (ms), from
+    pg_stat_statements (reset before each load)."""
     if not statements.available:
         return None
-    found = statements.read().get("surge", {})
-    return sum(n for q, n in found.items() if "commit_redemptions" in q)
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0) "
+            "FROM pg_stat_statements WHERE query LIKE '%commit_redemptions%'"
+        ).fetchone()
+    return (int(row[0]), float(row[1])) if row else None
 
 
 def run(profile: Profile, out: Path, console: Console) -> int:
@@ -231,7 +240,12 @@ def run(profile: Profile, out: Path, console: Console) -> int:
                             "postgresql": _pg_cpu(postmaster) - before["postgresql"],
                         }
                         m = _measure(
-                            key, system, samples, cpu, _commit_calls(statements), profile.hot_stock
+                            key,
+                            system,
+                            samples,
+                            cpu,
+                            _commit_calls(statements, stack.database_url),
+                            profile.hot_stock,
                         )
                         results.append(m)
                         say(
@@ -269,22 +283,21 @@ def run(profile: Profile, out: Path, console: Console) -> int:
 
 def _start(stack: LocalStack, cluster: LocalCluster, folder: Path) -> dict[str, ServerProcess]:
     servers: dict[str, ServerProcess] = {}
+    # One secret for both servers, so the loads' one token is good on either.
+    base = with_credentials(dict(os.environ))
+    os.environ["SURGE_TOKEN"] = base["SURGE_TOKEN"]
     try:
         for system, url in (("server", stack.redis_url), ("cluster", cluster.service_url)):
             port = free_port()
-            env = with_credentials(
-                dict(os.environ)
-                | {
-                    "BENCH_PORT": str(port),
-                    "DATABASE_URL": stack.database_url,
-                    "REDIS_URL": url,
-                    "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
-                    "SURGE_DATA_DIR": str(folder / "unused-data"),
-                    "SURGE_METRICS_PORT": "0",
-                    "SURGE_DRAIN_SECONDS": "0",
-                }
-            )
-            os.environ["SURGE_TOKEN"] = env["SURGE_TOKEN"]  # both share the secret
+            env = base | {
+                "BENCH_PORT": str(port),
+                "DATABASE_URL": stack.database_url,
+                "REDIS_URL": url,
+                "SURGE_GRPC_ADDRESS": f"127.0.0.1:{port}",
+                "SURGE_DATA_DIR": str(folder / "unused-data"),
+                "SURGE_METRICS_PORT": "0",
+                "SURGE_DRAIN_SECONDS": "0",
+            }
             servers[system] = ServerProcess(
                 f"surge-{system}",
                 [sys.executable, "-m", "server.cli", "serve"],
@@ -328,9 +341,13 @@ def _print(results: list[Measured], lua: dict[str, float], profile: Profile, c: 
         m = by.get(("redeem", system))
         if m and m.commits:
             per_s = m.commits / (profile.redeem_s + profile.warmup_s)
+            ms = m.commit_ms / m.commits
+            batch = m.answers / m.commits
             c.print(
-                f"PostgreSQL, success path on {system}: {per_s:,.0f} group commits/s, "
-                f"{m.answers / m.commits:.1f} redemptions per commit"
+                f"PostgreSQL, success path on {system}: {per_s:,.0f} group commits/s of "
+                f"{batch:.1f} redemptions, {ms:.2f} ms each in PostgreSQL: one commit worker "
+                f"could take {1000 / ms:,.0f} commits/s, {batch * 1000 / ms:,.0f} redemptions/s "
+                "at this batch size"
             )
 
 

@@ -115,6 +115,9 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
     settings = Settings(grpc_address="127.0.0.1:0", pg_pool_min=2, pg_pool_max=10)
     app = App(settings, stores)
     await app.pool.open(wait=True, timeout=30)
+    # As App.start does: the scripts on every primary before the first concurrent call.
+    await app.campaign_gate.load_scripts()
+    await app.points_gate.load_scripts()
     app.committer.start()
     try:
         starts = datetime.now(UTC) - timedelta(minutes=1)
