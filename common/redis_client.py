@@ -25,6 +25,7 @@ import redis.cluster
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
+from common import redis_cluster_fixes
 from common.env import ConfigError
 
 STANDALONE_SCHEMES = ("redis", "rediss", "unix")
@@ -103,6 +104,7 @@ def client(url: str, **options: Any) -> Redis | RedisCluster:
     if not is_cluster_url(url):
         return Redis.from_url(url, **options)
     target = parse_cluster_url(url)
+    redis_cluster_fixes.apply()
     return RedisCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.seeds],
         username=target.username,

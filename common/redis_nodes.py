@@ -11,13 +11,16 @@ nothing about the others. Here:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterNode, ClusterPipeline
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 # The service's Redis client, whichever the URL named (common/redis_client.client).
 AnyRedis: TypeAlias = Redis | RedisCluster
@@ -95,3 +98,42 @@ class RedisClock:
     def reads(self) -> int:
         """TIME commands sent so far (one per primary at most)."""
         return len(self._read)
+
+
+class Script(AsyncScript):
+    """redis-py's script object, but NOSCRIPT (a restarted Redis, a promoted replica's empty
+    cache: Redis 7 does not replicate SCRIPT LOAD) is answered by loading the script on the
+    node that owns the call's slot, one load at a time, then calling again.
+
+    redis-py's own fallback sends SCRIPT LOAD to every primary at once from every caller
+    that met NOSCRIPT; on a cluster client, dozens of callers doing so together broke
+    connections other callers were using (AttributeError inside redis-py, measured with the
+    bench's concurrent seeding). Same interface as AsyncScript (`sha`, `script`, awaited
+    with keys and args), so the auto-pipelines take it unchanged."""
+
+    def __init__(self, redis: AnyRedis, source: str) -> None:
+        super().__init__(redis, source)
+        self._loading = asyncio.Lock()
+
+    async def __call__(  # type: ignore[override]
+        self,
+        keys: Sequence[Any] | None = None,
+        args: Sequence[Any] | None = None,
+        client: AnyRedis | None = None,
+    ) -> Any:
+        redis: AnyRedis = client or self.registered_client
+        words = [*(keys or ()), *(args or ())]
+        try:
+            return await redis.evalsha(self.sha, len(keys or ()), *words)
+        except NoScriptError:
+            async with self._loading:
+                if isinstance(redis, RedisCluster) and keys:
+                    node = redis.get_node_from_key(keys[0])
+                    await redis.execute_command("SCRIPT LOAD", self.script, target_nodes=node)
+                else:
+                    await redis.script_load(self.script)
+            return await redis.evalsha(self.sha, len(keys or ()), *words)
+
+
+def register_script(redis: AnyRedis, source: str) -> Script:
+    return Script(redis, source)

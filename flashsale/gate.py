@@ -14,7 +14,7 @@ from typing import Any
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
-from common.redis_nodes import AnyPipeline, AnyRedis
+from common.redis_nodes import AnyPipeline, AnyRedis, register_script
 
 
 class Reserve(IntEnum):
@@ -129,10 +129,10 @@ class CampaignGate:
         self._ttl = record_ttl_seconds  # a done record: the key redeemed
         self._refusal_ttl = refusal_ttl_seconds  # a refused record
         self._retention_ms = retention_after_end_seconds * 1000  # campaign keys, after the end
-        self._reserve = redis.register_script(_script("reserve.lua"))
-        self._resolve = redis.register_script(_script("resolve.lua"))
-        self._load = redis.register_script(_script("load.lua"))
-        self._restore = redis.register_script(_script("restore_records.lua"))
+        self._reserve = register_script(redis, _script("reserve.lua"))
+        self._resolve = register_script(redis, _script("resolve.lua"))
+        self._load = register_script(redis, _script("load.lua"))
+        self._restore = register_script(redis, _script("restore_records.lua"))
         # Split campaigns' stock shards (flashsale/shards.py imports this module).
         from flashsale.shards import ShardGate
 

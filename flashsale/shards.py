@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from importlib import resources
 
 from common.metrics import Metrics
-from common.redis_nodes import AnyRedis
+from common.redis_nodes import AnyRedis, register_script
 from flashsale.gate import (
     CampaignGate,
     CampaignKeys,
@@ -130,11 +130,11 @@ class ShardGate:
         self._redis = redis
         self._metrics = metrics
         self._retention_ms = retention_ms
-        self._load = redis.register_script(_script("shard_load.lua"))
-        self._take = redis.register_script(_script("transfer_take.lua"))
-        self._give = redis.register_script(_script("transfer_give.lua"))
-        self._done = redis.register_script(_script("transfer_done.lua"))
-        self._return = redis.register_script(_script("shard_return.lua"))
+        self._load = register_script(redis, _script("shard_load.lua"))
+        self._take = register_script(redis, _script("transfer_take.lua"))
+        self._give = register_script(redis, _script("transfer_give.lua"))
+        self._done = register_script(redis, _script("transfer_done.lua"))
+        self._return = register_script(redis, _script("shard_return.lua"))
 
     async def load_scripts(self) -> None:
         for script in (self._load, self._take, self._give, self._done, self._return):

@@ -14,7 +14,7 @@ import redis.exceptions
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
 from common.mirrors import StaleMirrors
-from common.redis_nodes import AnyPipeline, AnyRedis
+from common.redis_nodes import AnyPipeline, AnyRedis, register_script
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +93,9 @@ class PointsGate:
         self._metrics = metrics
         self._key_ttl = key_ttl_seconds  # a key's binding (claim.lua)
         self._idle = idle_seconds  # the member's state and holds, after the last use
-        self._claim = redis.register_script(_script("claim.lua"))
-        self._hold = redis.register_script(_script("hold.lua"))
-        self._settle = redis.register_script(_script("settle.lua"))
+        self._claim = register_script(redis, _script("claim.lua"))
+        self._hold = register_script(redis, _script("hold.lua"))
+        self._settle = register_script(redis, _script("settle.lua"))
         # Members whose mirror missed a commit: Members.repair_mirrors reloads them (each sweep).
         self.stale = StaleMirrors()
 

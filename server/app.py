@@ -242,6 +242,10 @@ class App:
         await self.pool.open(wait=True, timeout=30)
         for warning in await redis_memory.warnings(self.redis):
             log.warning("%s", warning)
+        if isinstance(self.redis, RedisCluster):
+            # The slot map before the first concurrent call: an uninitialised client sends
+            # commands to random primaries (MOVED storms) while it learns it.
+            await self.redis.initialize()
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
         self.committer.start()
