@@ -22,7 +22,7 @@ from urllib.parse import unquote
 
 import redis
 import redis.cluster
-from redis.asyncio import Redis, RedisCluster
+from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 
 from common import redis_cluster_fixes
@@ -111,6 +111,20 @@ def client(url: str, **options: Any) -> Redis | RedisCluster:
         password=target.password,
         ssl=target.tls,
         **options,
+    )
+
+
+def service_client(url: str, *, max_connections: int) -> Redis | RedisCluster:
+    """The App's shared client. One server: a blocking pool, so a burst beyond
+    `max_connections` waits for a connection instead of failing. A cluster: redis-py's
+    cluster client has no blocking pool, so `max_connections` is per node and a burst beyond
+    it fails (UNAVAILABLE); redemptions do not use this client (they go through the
+    auto-pipeline's own connections)."""
+    if is_cluster_url(url):
+        return client(url, max_connections=max_connections)
+    # from_pool: closing the client closes the pool.
+    return Redis.from_pool(
+        BlockingConnectionPool.from_url(url, max_connections=max_connections, timeout=5)
     )
 
 

@@ -25,7 +25,7 @@ import prometheus_client
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry, multiprocess
 from psycopg_pool import AsyncConnectionPool
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+from redis.asyncio import RedisCluster
 
 from auditlog import AuditTrail
 from common import redis_client, redis_memory
@@ -104,20 +104,9 @@ class App:
             },
             open=False,
         )
-        self.redis: Redis | RedisCluster
-        if redis_client.is_cluster_url(stores.redis_url):
-            # Per node; redis-py's cluster client has no blocking pool, so a burst beyond it
-            # fails (UNAVAILABLE) instead of waiting. Redemptions go through self.calls.
-            self.redis = redis_client.client(
-                stores.redis_url, max_connections=settings.redis_max_connections
-            )
-        else:
-            # Blocking pool: a burst beyond max connections waits for one instead of failing.
-            self.redis = Redis.from_pool(  # from_pool: closing the client closes the pool
-                BlockingConnectionPool.from_url(
-                    stores.redis_url, max_connections=settings.redis_max_connections, timeout=5
-                )
-            )
+        self.redis = redis_client.service_client(
+            stores.redis_url, max_connections=settings.redis_max_connections
+        )
         # One auto-pipeline for both gates: a redemption's reserve and another's hold share
         # a round trip.
         self.calls = AutoPipeline.connect(stores.redis_url, metrics=self.metrics)
