@@ -1,5 +1,6 @@
 """A workaround for redis-py 8.1's asyncio RedisCluster closing connections other tasks are
-using (no redis-py file is edited; two `ClusterNode` methods are replaced, once).
+using, and leaving them open on close (no redis-py file is edited; two `ClusterNode` methods
+and `RedisCluster.aclose` are replaced, once).
 
 What goes wrong (redis/asyncio/cluster.py, 8.1.0):
 - `ClusterNode.disconnect` closes every connection of the node, busy ones included. redis-py
@@ -20,13 +21,19 @@ The replacements never close a connection another task holds: free connections a
 out of the free list while they close (so no task can take one meanwhile), busy ones are marked (`mark_for_reconnect`) so
 that their holder closes them when it releases them, as redis-py already does for its own
 maintenance notifications. A real `aclose()` therefore lets in-flight commands finish.
+
+`RedisCluster.aclose` itself did nothing while the client was flagged for re-initialisation,
+which a command failing on a connection error sets: a server shut down after a Redis hiccup
+left every connection open for the garbage collector (a ResourceWarning that failed CI once
+in five runs of tests/cluster/test_redis_py_races.py). The replacement closes the nodes then
+too.
 """
 
 from __future__ import annotations
 
 import asyncio
 
-from redis.asyncio.cluster import ClusterNode
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 
 _applied = False
 
@@ -56,6 +63,17 @@ async def _disconnect_idle_mark_busy(self: ClusterNode) -> None:
         raise failed
 
 
+_cluster_aclose = RedisCluster.aclose
+
+
+async def _aclose_even_when_flagged(self: RedisCluster) -> None:
+    if self._initialize:  # flagged after a connection error: redis-py would skip the close
+        await self.nodes_manager.aclose()
+        await self.nodes_manager.aclose("startup_nodes")
+        return
+    await _cluster_aclose(self)
+
+
 def apply() -> None:
     """Idempotent; called before the first cluster client is built."""
     global _applied
@@ -63,4 +81,5 @@ def apply() -> None:
         return
     ClusterNode.disconnect_free_connections = _disconnect_free_connections  # type: ignore[method-assign]
     ClusterNode.disconnect = _disconnect_idle_mark_busy  # type: ignore[method-assign]
+    RedisCluster.aclose = _aclose_even_when_flagged  # type: ignore[method-assign]
     _applied = True
