@@ -32,9 +32,10 @@ _LOCK_ID = 0x5375726765  # "Surge"
 # resolves the functions it calls only when it runs, so today the order matters for
 # nothing but reproducibility; it follows the calls (flashsale's commit_redemptions calls
 # the points ledger's functions) so a LANGUAGE sql body, which is checked when created,
-# finds what it calls. auditlog calls nothing and nothing calls it (its trigger guards
+# finds what it calls. events and auditlog call nothing (events.append_event is called by
+# every domain that records a change; auditlog's trigger guards
 # audit_events).
-REPEATABLE_DOMAINS = ("auditlog", "points", "flashsale")
+REPEATABLE_DOMAINS = ("events", "auditlog", "points", "flashsale")
 
 
 @dataclass(frozen=True)

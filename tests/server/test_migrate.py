@@ -17,6 +17,7 @@ from server.migrate import Applied, checksum, function_files, migrate, migration
 from tests.server.databases import scratch_database
 
 FUNCTIONS = {
+    "append_event",
     "audit_events_refuse_change",
     "commit_redemptions",
     "expire_due_lots",
@@ -26,6 +27,7 @@ FUNCTIONS = {
     "spend_lots",
 }
 FILES = [
+    "events/events.sql",
     "auditlog/audit_events.sql",
     "points/debt.sql",
     "points/entries.sql",
