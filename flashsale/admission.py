@@ -364,6 +364,8 @@ def _refusal(meta: CampaignMeta, member_id: str, reason: Any, n1: Any, n2: Any) 
 
 def _pg_refusal(meta: CampaignMeta, member_id: str, result: CommitResult) -> DomainError:
     if result.outcome == "SOLD_OUT" and result.campaign is not None:
+        if meta.code_pool:  # units may be left with no code to give them: none to sell
+            return SoldOut(meta.id, 0)
         return SoldOut(meta.id, max(0, meta.units_allotted - result.campaign.taken))
     if result.outcome == "LIMIT_EXCEEDED" and result.campaign is not None:
         return LimitExceeded(meta.id, meta.per_member_limit, result.campaign.member_taken)

@@ -109,6 +109,12 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "AND NOT EXISTS (SELECT 1 FROM item_codes ic WHERE ic.redemption_id = r.id)",
     ),
     (
+        "pool code whose state disagrees with its redemption's",
+        "SELECT ic.id::text, ic.status, r.status FROM item_codes ic "
+        "JOIN redemptions r ON r.id = ic.redemption_id WHERE (ic.status = 'REVOKED') "
+        "= (r.status = 'COMMITTED')",
+    ),
+    (
         "negative stock on hand",
         "SELECT id::text, stock_on_hand FROM items WHERE stock_on_hand < 0",
     ),

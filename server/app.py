@@ -391,7 +391,13 @@ def _methods() -> list[tuple[str, str]]:
     names = []
     for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2, codes_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
-            names += [split_method(f"/{service.full_name}/{m.name}") for m in service.methods]
+            # Unary only: their series are labelled grpc_type="unary" (a client stream,
+            # ImportCodes, gets its "client_stream" series on its first call).
+            names += [
+                split_method(f"/{service.full_name}/{m.name}")
+                for m in service.methods
+                if not m.client_streaming
+            ]
     return names
 
 

@@ -124,6 +124,11 @@ async def test_cancel_revokes_an_unconsumed_code_and_refuses_a_consumed_one(
     assert (counts.available, counts.issued, counts.consumed, counts.revoked) == (0, 1, 1, 1)
     report = await settled_audit(server)
     assert report.ok, report.violations
+    # The audit notices a cancelled redemption whose code came back to life.
+    async with server.app.pool.connection() as conn:
+        await conn.execute("UPDATE item_codes SET status = 'ISSUED' WHERE code = 'K-2'")
+    broken = await settled_audit(server)
+    assert any("pool code whose state disagrees" in v for v in broken.violations)
 
 
 async def test_generated_codes_are_unchanged_and_a_pool_item_redeems_one_unit(

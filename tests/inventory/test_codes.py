@@ -4,6 +4,7 @@ nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
@@ -220,6 +221,26 @@ async def test_a_merchant_consumes_an_issued_code_once(server: Running) -> None:
     ]
     counts = await pool(server, item.id)
     assert (counts.available, counts.issued, counts.consumed) == (1, 0, 1)
+
+
+async def test_concurrent_consumes_of_one_code_let_exactly_one_through(server: Running) -> None:
+    api = server.api
+    item = await pool_item(api)
+    await upload(server, item.id, ["RACE-1"])
+    campaign = await api.campaign(item_id=item.id, units=1)
+    member = await api.member(points=1000)
+    await api.redeem(member.id, campaign.id)
+
+    results = await asyncio.gather(
+        *(consume(server, item.id, "RACE-1", f"till-{i}") for i in range(8)),
+        return_exceptions=True,
+    )
+
+    won = [r for r in results if isinstance(r, R.ConsumeCodeResponse)]
+    lost = [failure(r).reason for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(won) == 1 and not won[0].replayed
+    assert lost == ["ALREADY_CONSUMED"] * 7
+    assert (await verify(server, item.id, "RACE-1")).merchant_id == "shop-1"
 
 
 async def test_scopes_keep_merchants_and_operators_apart(server: Running) -> None:
