@@ -11,7 +11,7 @@ import grpc
 import pytest
 
 from loyalty.v1 import catalog_pb2, codes_pb2, redemption_pb2
-from tests.conftest import Running
+from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 from tests.flashsale.helpers import outcomes, settled_audit
 from tests.inventory.codes_helpers import consume, pool, pool_item, upload, verify
@@ -69,6 +69,40 @@ async def test_a_surge_takes_every_code_once_then_sells_out(server: Running) -> 
         await api.redeem((await api.member(points=1_000)).id, campaign.id)
     assert failure(fresh.value).reason == "SOLD_OUT"
     assert (await api.get_campaign(campaign.id)).units_committed == 30
+    report = await settled_audit(server)
+    assert report.ok, report.violations
+
+
+async def test_two_campaigns_of_one_pool_share_its_codes_without_sharing_one(
+    start_server: StartServer,
+) -> None:
+    # Two commit workers: batches of the two campaigns run at once (campaign locks differ),
+    # and a batch may hold entries of both (two campaigns, one pool index).
+    server = await start_server(commit_workers=2)
+    api = server.api
+    item = await pool_item(api)
+    loaded = [f"TWO-{i:02d}" for i in range(10)]
+    await upload(server, item.id, loaded)
+    first = await api.campaign(item_id=item.id, units=5, limit=1)
+    second = await api.campaign(item_id=item.id, units=5, limit=1)
+    members = [await api.member(points=1_000) for _ in range(20)]
+    calls = [api.redeem(m.id, c.id) for m in members for c in (first, second)]
+    random.shuffle(calls)
+
+    ok, refused = await outcomes(calls)
+
+    assert sorted(r.redemption.redemption_code for r in ok) == loaded
+    assert {r.redemption.campaign_id for r in ok} == {first.id, second.id}
+    assert set(refused) == {"SOLD_OUT"} and refused["SOLD_OUT"] == 30
+    async with server.app.pool.connection() as conn:
+        issued = await (
+            await conn.execute(
+                "SELECT count(DISTINCT redemption_id), count(*) FROM item_codes "
+                "WHERE item_id = %s AND status = 'ISSUED'",
+                (item.id,),
+            )
+        ).fetchone()
+    assert issued == (10, 10)
     report = await settled_audit(server)
     assert report.ok, report.violations
 
