@@ -11,6 +11,7 @@ from typing import Any
 # added here (ListAuditEvents refuses to filter by an action it does not know).
 CREATE_ITEM = "catalog.create_item"
 ADJUST_STOCK = "catalog.adjust_stock"
+IMPORT_CODES = "codes.import_codes"
 CREATE_CAMPAIGN = "campaign.create_campaign"
 UPDATE_CAMPAIGN = "campaign.update_campaign"
 END_CAMPAIGN = "campaign.end_campaign"
@@ -22,6 +23,7 @@ EVALUATE_TIER = "member.evaluate_tier"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
+    IMPORT_CODES,
     CREATE_CAMPAIGN,
     UPDATE_CAMPAIGN,
     END_CAMPAIGN,

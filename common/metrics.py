@@ -283,6 +283,16 @@ class Metrics:
             ("reason",),
             registry=registry,
         )
+        # Label: the item id, only for pool items with a campaign not yet ended (the sweeper
+        # refreshes it each pass), so the series are bounded by the pool items on sale.
+        self.code_pool_available = Gauge(
+            "surge_code_pool_available",
+            "Codes left in the pool of each code-pool item on sale (not yet given out).",
+            ("item_id",),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._code_pools: set[str] = set()
         self._campaigns: set[str] = set()
         self._outcome_children: dict[str, Any] = {}
         self._redis_children: dict[str, Any] = {}
@@ -335,6 +345,14 @@ class Metrics:
             self.campaign_units.labels(label, "held").set(c.held)
             self.campaign_units.labels(label, "committed").set(c.committed)
         self._campaigns = current
+
+    def set_code_pools(self, available: dict[str, int]) -> None:
+        """Replaces the per-pool gauges: items no longer on sale lose their series."""
+        for gone in self._code_pools - available.keys():
+            self.code_pool_available.remove(gone)
+        for item_id, n in available.items():
+            self.code_pool_available.labels(item_id).set(n)
+        self._code_pools = set(available)
 
 
 class _Timer:

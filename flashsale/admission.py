@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,6 +109,9 @@ class Admission:
         validation.int_range("quantity", request.quantity, minimum=1, maximum=MAX_QUANTITY)
         key = validation.idempotency_key("idempotency_key", request.idempotency_key)
         meta = await self._campaigns.meta(campaign_id)
+        if meta.code_pool and request.quantity != 1:
+            # One code per redemption: a pool's code is one unit (docs/design.md, code pools).
+            raise InvalidArgument("quantity", "must be 1 for an item whose codes come from a pool")
         address = None
         if meta.item_kind is ItemKind.PHYSICAL:
             if request.shipping_address is None:
@@ -144,7 +147,10 @@ class Admission:
         # Step 6 ran in the committer (Settler.settle_batch); here the answer.
         if result.outcome in ("COMMITTED", "PENDING_PAYMENT"):
             status = RedemptionStatus(result.outcome)
-            return Redeemed(_from_entry(entry, meta, status), replayed=False)
+            made = _from_entry(entry, meta, status)
+            if result.redemption_code != made.redemption_code:  # taken from the item's pool
+                made = replace(made, redemption_code=result.redemption_code)
+            return Redeemed(made, replayed=False)
         if result.outcome == "EXISTING":
             if result.request_hash != fingerprint:
                 raise IdempotencyKeyReused(key)
@@ -276,8 +282,8 @@ class Admission:
         payment_due = None
         if meta.needs_payment:
             payment_due = requested_at + timedelta(seconds=self._timing.payment_window_s)
-        code = None
-        if meta.item_kind is ItemKind.VIRTUAL and payment_due is None:
+        code = None  # a pool item's code is taken by the commit (commit_redemptions.sql)
+        if meta.item_kind is ItemKind.VIRTUAL and payment_due is None and not meta.code_pool:
             code = new_redemption_code()
         deadline = datetime.fromtimestamp(deadline_ms / 1000, UTC)
         return CommitEntry(
@@ -358,6 +364,8 @@ def _refusal(meta: CampaignMeta, member_id: str, reason: Any, n1: Any, n2: Any) 
 
 def _pg_refusal(meta: CampaignMeta, member_id: str, result: CommitResult) -> DomainError:
     if result.outcome == "SOLD_OUT" and result.campaign is not None:
+        if meta.code_pool:  # units may be left with no code to give them: none to sell
+            return SoldOut(meta.id, 0)
         return SoldOut(meta.id, max(0, meta.units_allotted - result.campaign.taken))
     if result.outcome == "LIMIT_EXCEEDED" and result.campaign is not None:
         return LimitExceeded(meta.id, meta.per_member_limit, result.campaign.member_taken)

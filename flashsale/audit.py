@@ -105,7 +105,14 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "committed redemption of a virtual item without a code",
         "SELECT r.id::text FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
         "JOIN items i ON i.id = c.item_id WHERE i.kind = 'VIRTUAL' AND r.status = 'COMMITTED' "
-        "AND r.redemption_code IS NULL",
+        "AND r.redemption_code IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM item_codes ic WHERE ic.redemption_id = r.id)",
+    ),
+    (
+        "pool code whose state disagrees with its redemption's",
+        "SELECT ic.id::text, ic.status, r.status FROM item_codes ic "
+        "JOIN redemptions r ON r.id = ic.redemption_id WHERE (ic.status = 'REVOKED') "
+        "= (r.status = 'COMMITTED')",
     ),
     (
         "negative stock on hand",

@@ -19,7 +19,8 @@ from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale import shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
-from inventory.items import ItemKind
+from inventory import codes
+from inventory.items import CodeSource, ItemKind
 
 MAX_UNITS = 10**7
 MAX_PRICE = 10**12
@@ -49,6 +50,7 @@ class CampaignMeta:
     ends_at: datetime
     created_at: datetime
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
+    code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -85,7 +87,7 @@ class CampaignPage:
 
 
 _COLUMNS = (
-    "c.id::text, c.item_id::text, i.kind AS item_kind, c.name, c.units_allotted, "
+    "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
     "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
 )
@@ -128,11 +130,19 @@ class Campaigns:
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                "SELECT stock_on_hand FROM items WHERE id = %s FOR UPDATE", (item_id,)
+                "SELECT stock_on_hand, code_source FROM items WHERE id = %s FOR UPDATE", (item_id,)
             )
             item = await cur.fetchone()
             if item is None:
                 raise NotFound("item", item_id)
+            if item["code_source"] == CodeSource.POOL.value:
+                # A pool's code is given in the commit; a pending payment has no commit to
+                # give it in (not supported yet). The allotment is bounded by the codes.
+                if cash_price_cents:
+                    raise InvalidArgument("cash_price_cents", "must be 0 for a code-pool item")
+                await codes.check_promise(
+                    conn, item_id, field="units_allotted", units=units_allotted
+                )
             # PostgreSQL's clock, the one the commit guards use: a window already over would
             # take the item's stock for a sale that can never open.
             await cur.execute("SELECT %s::timestamptz <= now() AS over", (ends_at,))
@@ -355,6 +365,7 @@ class Campaigns:
             ends_at=row["ends_at"],
             created_at=row["created_at"],
             stock_shards=int(row["stock_shards"]),
+            code_pool=row["code_source"] == CodeSource.POOL.value,
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

@@ -38,6 +38,8 @@ from common.errors import (
 )
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
+from inventory import codes
+from inventory.items import CodeSource
 
 log = logging.getLogger(__name__)
 
@@ -187,12 +189,24 @@ class CampaignChanges:
         taken = row["units_committed"] + row["units_held"]
         if new["units_allotted"] < taken:
             raise AllotmentBelowTaken(row["id"], taken, new["units_allotted"])
-        if delta:
+        if delta or new["cash_price_cents"] != row["cash_price_cents"]:
             await cur.execute(
-                "SELECT stock_on_hand FROM items WHERE id = %s FOR UPDATE", (row["item_id"],)
+                "SELECT stock_on_hand, code_source FROM items WHERE id = %s FOR UPDATE",
+                (row["item_id"],),
             )
             item = await cur.fetchone()
             assert item is not None  # campaigns.item_id is a foreign key
+            if item["code_source"] == CodeSource.POOL.value:  # as Campaigns.create checks
+                if new["cash_price_cents"]:
+                    raise InvalidArgument("cash_price_cents", "must be 0 for a code-pool item")
+                if delta > 0:
+                    await codes.check_promise(
+                        cur.connection,
+                        row["item_id"],
+                        field="units_allotted",
+                        units=new["units_allotted"] - taken,
+                        other_than_campaign=row["id"],
+                    )
             if delta > item["stock_on_hand"]:
                 raise InsufficientStock(row["item_id"], item["stock_on_hand"], delta)
             await cur.execute(

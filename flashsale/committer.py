@@ -79,6 +79,9 @@ class CommitResult:
     request_hash: str | None
     campaign: CampaignMirror | None
     member: MemberMirror | None
+    # The code an accepted entry was given: the entry's own (generated) or, for an item
+    # whose codes come from a pool, the one commit_redemptions() took from it.
+    redemption_code: str | None = None
 
 
 # Outcomes that are business refusals: PostgreSQL's guards said no (Redis was behind).
@@ -257,5 +260,10 @@ def _result(row: dict[str, Any]) -> CommitResult:
         member = MemberMirror(row["member_spendable"], row["member_version"], row["member_frozen"])
     rid = row["redemption_id"]
     return CommitResult(
-        row["outcome"], str(rid) if rid else None, row["request_hash"], campaign, member
+        row["outcome"],
+        str(rid) if rid else None,
+        row["request_hash"],
+        campaign,
+        member,
+        row["redemption_code"],
     )

@@ -26,6 +26,7 @@ from common.errors import (
 from flashsale import store
 from flashsale.model import Redemption, RedemptionStatus
 from flashsale.settle import Settler
+from inventory import codes
 
 
 class Lifecycle:
@@ -52,6 +53,9 @@ class Lifecycle:
                 # refunding the points would leave the member with both.
                 raise NotCancellable(redemption_id, status.value, "its code is issued")
             if status is not RedemptionStatus.CANCELLED:
+                # A pool code (inventory/codes.py): revoked with the cancel, or the cancel
+                # is refused (CODE_CONSUMED) once a merchant consumed it.
+                await codes.revoke_for_cancel(conn, redemption_id)
                 await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)

@@ -21,7 +21,10 @@ PAYMENT_REFERENCE_INDEX = "redemptions_payment_reference"
 
 SELECT = (
     "SELECT r.id::text, r.member_id::text, r.campaign_id::text, c.item_id::text, r.quantity, "
-    "r.points_total, r.cash_total_cents, r.status, r.redemption_code, r.shipping_address, "
+    "r.points_total, r.cash_total_cents, r.status, "
+    # A pool item's code lives in item_codes (codes are unique per item only).
+    "coalesce(r.redemption_code, (SELECT ic.code FROM item_codes ic "
+    "WHERE ic.redemption_id = r.id)) AS redemption_code, r.shipping_address, "
     "r.idempotency_key, r.request_hash, r.created_at, r.updated_at, r.payment_due_at, "
     "r.payment_reference FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )

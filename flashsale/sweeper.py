@@ -20,6 +20,7 @@ Per process, in every process, leader or not:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from flashsale.campaigns import Campaigns
 from flashsale.gate import CampaignGate, CampaignKeys
 from flashsale.lifecycle import Lifecycle
 from flashsale.settle import Settler
+from inventory.codes import CodePools
 
 log = logging.getLogger(__name__)
 # A pass settles at most this many lapsed holds of one campaign (one PostgreSQL query for
@@ -72,6 +74,7 @@ class Sweeper:
         interval_s: float,
         watch_ended_within: timedelta,
         leading: Callable[[], bool] = lambda: True,
+        code_pools: CodePools | None = None,
     ) -> None:
         """leading: whether this process runs the cluster-wide part of each pass now."""
         self._pool = pool
@@ -84,6 +87,7 @@ class Sweeper:
         self._interval_s = interval_s
         self._watch = watch_ended_within
         self._leading = leading
+        self._code_pools = code_pools
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
@@ -190,6 +194,11 @@ class Sweeper:
             ]
         )
         m.holds_active.set(sum(holds for _, holds in in_flight))
+        if self._code_pools is not None:
+            # One indexed count per pool item on sale. PostgreSQL down: the last values
+            # stay (surge_dependency_up says so).
+            with contextlib.suppress(Exception):
+                m.set_code_pools(await self._code_pools.available_by_item())
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

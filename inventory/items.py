@@ -33,6 +33,14 @@ class ItemKind(StrEnum):
     SERVICE = "SERVICE"
 
 
+class CodeSource(StrEnum):
+    """Where a virtual item's redemption codes come from: made at commit, or taken from the
+    pool the operator loaded (inventory/codes.py)."""
+
+    GENERATED = "GENERATED"
+    POOL = "POOL"
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -41,6 +49,7 @@ class Item:
     kind: ItemKind
     stock_on_hand: int
     created_at: datetime
+    code_source: CodeSource = CodeSource.GENERATED
 
 
 @dataclass(frozen=True)
@@ -50,24 +59,34 @@ class Adjusted:
     replayed: bool
 
 
-_COLUMNS = "id::text, sku, name, kind, stock_on_hand, created_at"
+_COLUMNS = "id::text, sku, name, kind, stock_on_hand, created_at, code_source"
 
 
 class Catalog:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def create_item(self, *, sku: str, name: str, kind: ItemKind, initial_stock: int) -> Item:
+    async def create_item(
+        self,
+        *,
+        sku: str,
+        name: str,
+        kind: ItemKind,
+        initial_stock: int,
+        code_source: CodeSource = CodeSource.GENERATED,
+    ) -> Item:
         if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         validation.int_range("initial_stock", initial_stock, minimum=0, maximum=MAX_STOCK)
+        if code_source is CodeSource.POOL and kind is not ItemKind.VIRTUAL:
+            raise InvalidArgument("code_source", "CODE_SOURCE_POOL is for ITEM_KIND_VIRTUAL items")
         async with self._pool.connection() as conn, conn.transaction():
             try:
                 cur = await conn.cursor(row_factory=dict_row).execute(
-                    f"INSERT INTO items (sku, name, kind, stock_on_hand) VALUES (%s, %s, %s, %s) "
-                    f"RETURNING {_COLUMNS}",
-                    (sku, name, kind.value, initial_stock),
+                    "INSERT INTO items (sku, name, kind, stock_on_hand, code_source) "
+                    f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+                    (sku, name, kind.value, initial_stock, code_source.value),
                 )
             except psycopg.errors.UniqueViolation as e:
                 raise AlreadyExists("item", "sku", sku) from e
@@ -83,6 +102,7 @@ class Catalog:
                     "name": name,
                     "kind": kind.value,
                     "initial_stock": initial_stock,
+                    "code_source": code_source.value,
                 },
             )
         return _item(row)
@@ -164,4 +184,5 @@ def _item(row: dict[str, object]) -> Item:
         kind=ItemKind(str(row["kind"])),
         stock_on_hand=int(row["stock_on_hand"]),  # type: ignore[call-overload]
         created_at=row["created_at"],  # type: ignore[arg-type]
+        code_source=CodeSource(str(row["code_source"])),
     )

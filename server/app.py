@@ -44,6 +44,7 @@ from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
+from inventory.codes import CodePools
 from inventory.items import Catalog
 from loyalty.v1 import (
     audit_pb2,
@@ -52,6 +53,8 @@ from loyalty.v1 import (
     campaign_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    codes_pb2,
+    codes_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     redemption_pb2,
@@ -66,7 +69,7 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, member, redemption
+from server.services import audit, campaign, catalog, codes, member, redemption
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,7 @@ SERVICE_NAMES = (
     member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
     redemption_pb2.DESCRIPTOR.services_by_name["RedemptionService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
+    codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
 )
 
 
@@ -126,6 +130,7 @@ class App:
             idle_seconds=settings.member_key_idle_seconds,
         )
         self.catalog = Catalog(self.pool)
+        self.code_pools = CodePools(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
@@ -182,6 +187,7 @@ class App:
             interval_s=settings.sweep_interval_seconds,
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
             leading=lambda: self.leadership.leading,
+            code_pools=self.code_pools,
         )
         # Once across all processes: the sweeper's cluster-wide part and the ledger jobs.
         self.leadership = Leadership(
@@ -283,6 +289,7 @@ class App:
         audit_pb2_grpc.add_AuditServiceServicer_to_server(
             audit.AuditService(self.audit_trail), server
         )
+        codes_pb2_grpc.add_CodeServiceServicer_to_server(codes.CodeService(self.code_pools), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -382,9 +389,15 @@ def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
 def _methods() -> list[tuple[str, str]]:
     """(service, method) of every Surge RPC, for pre-initialising the gRPC metrics."""
     names = []
-    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2):
+    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2, codes_pb2):
         for service in module.DESCRIPTOR.services_by_name.values():
-            names += [split_method(f"/{service.full_name}/{m.name}") for m in service.methods]
+            # Unary only: their series are labelled grpc_type="unary" (a client stream,
+            # ImportCodes, gets its "client_stream" series on its first call).
+            names += [
+                split_method(f"/{service.full_name}/{m.name}")
+                for m in service.methods
+                if not m.client_streaming
+            ]
     return names
 
 

@@ -16,7 +16,7 @@ from auditlog import AuditEvent, AuditPage, AuditQuery
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.model import Address, Redemption, RedemptionStatus
-from inventory.items import Item, ItemKind
+from inventory.items import CodeSource, Item, ItemKind
 from loyalty.v1 import (
     audit_pb2,
     campaign_pb2,
@@ -85,7 +85,23 @@ def item(value: Item) -> catalog_pb2.Item:
         kind=_KIND_TO_PB[value.kind],
         stock_on_hand=value.stock_on_hand,
         create_time=timestamp(value.created_at),
+        code_source=_SOURCE_TO_PB[value.code_source],
     )
+
+
+_SOURCE_TO_PB = {
+    CodeSource.GENERATED: catalog_pb2.CODE_SOURCE_GENERATED,
+    CodeSource.POOL: catalog_pb2.CODE_SOURCE_POOL,
+}
+
+
+def code_source(value: int) -> CodeSource:
+    """CreateItemRequest.code_source: unset is GENERATED (today's behaviour)."""
+    if value in (catalog_pb2.CODE_SOURCE_UNSPECIFIED, catalog_pb2.CODE_SOURCE_GENERATED):
+        return CodeSource.GENERATED
+    if value == catalog_pb2.CODE_SOURCE_POOL:
+        return CodeSource.POOL
+    raise InvalidArgument("code_source", "must be CODE_SOURCE_GENERATED or CODE_SOURCE_POOL")
 
 
 def campaign(value: Campaign) -> campaign_pb2.Campaign:

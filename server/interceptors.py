@@ -1,4 +1,5 @@
-"""The edge: one interceptor around every unary call that
+"""The edge: one interceptor around every unary call (and client-streaming call, whose
+request is then the stream of messages: CodeService.ImportCodes) that
 
 - sets the request id (the gateway's `x-request-id` when it sends one, capped and cleaned
   before anything logs it) for the logs, and echoes it to the client as `x-request-id` in
@@ -30,7 +31,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -93,6 +94,16 @@ def _decoder(deserialize: Callable[[bytes], Any] | None) -> Callable[[bytes], An
     return decode
 
 
+async def _checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """A client stream's messages, a malformed one raised as INVALID_ARGUMENT."""
+    async for message in requests:
+        if isinstance(message, _Malformed):
+            raise errors.InvalidArgument(
+                "request", "is not a valid message of this method's request type"
+            ) from message.error
+        yield message
+
+
 def split_method(full: str) -> tuple[str, str]:
     """'/loyalty.v1.RedemptionService/Redeem' -> ('loyalty.v1.RedemptionService', 'Redeem')."""
     service, _, method = full.lstrip("/").partition("/")
@@ -152,7 +163,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        if handler.unary_unary is None:
+        if handler.unary_unary is None and handler.stream_unary is None:
             # Health Watch, reflection: streams, nothing of ours to map; reflection may still
             # need a credential (any scope: it shows the schema, not data).
             service, _ = split_method(full_method)
@@ -164,9 +175,14 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         return wrapped
 
     def _wrap(self, full_method: str, handler: Handler) -> Handler:
-        inner: Callable[..., Awaitable[Any]] = handler.unary_unary  # type: ignore[assignment]
+        # A client stream (ImportCodes) goes through the same checks: its request is the
+        # stream of messages, each decoded by the edge (a malformed one is INVALID_ARGUMENT).
+        streaming = handler.unary_unary is None
+        inner: Callable[..., Awaitable[Any]] = (
+            handler.stream_unary if streaming else handler.unary_unary  # type: ignore[assignment]
+        )
         service, method = split_method(full_method)
-        labels = ("unary", service, method)
+        labels = ("client_stream" if streaming else "unary", service, method)
         m = self._metrics
         started_total = m.rpc_started.labels(*labels)
         received = m.msg_received.labels(*labels)
@@ -250,7 +266,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     raise errors.InvalidArgument(
                         "request", "is not a valid message of this method's request type"
                     ) from request.error
-                response = await inner(request, context)
+                response = await inner(_checked(request) if streaming else request, context)
                 context.set_trailing_metadata(echo)
                 sent.inc()
                 return response
@@ -296,7 +312,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     actor.leave(actor_token)
                 request_id.reset(token)
 
-        return grpc.unary_unary_rpc_method_handler(
+        make = (
+            grpc.stream_unary_rpc_method_handler
+            if streaming
+            else grpc.unary_unary_rpc_method_handler
+        )
+        return make(
             wrapper,
             request_deserializer=_decoder(handler.request_deserializer),
             response_serializer=handler.response_serializer,

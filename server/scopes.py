@@ -10,8 +10,11 @@ checks that every RPC in protos/ has one).
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
 - fulfilment: the warehouse moving redemptions on after COMMITTED (nothing yet).
-- operator:   the mall's staff: catalogue, stock, campaigns, members, corrections, tiers,
-              and everything the reads and reports show.
+- merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
+              (CodeService.VerifyCode, ConsumeCode); nothing else.
+- operator:   the mall's staff: catalogue, stock, code pools (ImportCodes, GetCodePool),
+              campaigns, members, corrections, tiers, and everything the reads and reports
+              show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail.
 """
 
@@ -21,15 +24,17 @@ STOREFRONT = "storefront"
 PAYMENTS = "payments"
 EARNING = "earning"
 FULFILMENT = "fulfilment"
+MERCHANT = "merchant"
 OPERATOR = "operator"
 REPORTS = "reports"
-ALL = (STOREFRONT, PAYMENTS, EARNING, FULFILMENT, OPERATOR, REPORTS)
+ALL = (STOREFRONT, PAYMENTS, EARNING, FULFILMENT, MERCHANT, OPERATOR, REPORTS)
 
 _CATALOG = "/loyalty.v1.CatalogService/"
 _CAMPAIGN = "/loyalty.v1.CampaignService/"
 _MEMBER = "/loyalty.v1.MemberService/"
 _REDEMPTION = "/loyalty.v1.RedemptionService/"
 _AUDIT = "/loyalty.v1.AuditService/"
+_CODE = "/loyalty.v1.CodeService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -73,6 +78,10 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "GetOffer": _BROWSE,
     _REDEMPTION + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
+    _CODE + "ImportCodes": _OPERATOR,
+    _CODE + "GetCodePool": _OPERATOR,
+    _CODE + "VerifyCode": frozenset({MERCHANT}),
+    _CODE + "ConsumeCode": frozenset({MERCHANT}),
 }
 
 

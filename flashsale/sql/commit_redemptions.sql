@@ -15,7 +15,19 @@
 -- Outcomes: COMMITTED, PENDING_PAYMENT, EXISTING (the key is taken: see request_hash),
 -- NOT_FOUND, HOLD_EXPIRED (past the fence: the sweeper may release the hold),
 -- CAMPAIGN_NOT_ACTIVE, MEMBER_FROZEN, BELOW_REDEMPTION_THRESHOLD, SOLD_OUT, LIMIT_EXCEEDED,
--- INSUFFICIENT_POINTS. Every row also returns the versioned counters Redis mirrors.
+-- INSUFFICIENT_POINTS. Every row also returns the versioned counters Redis mirrors, and
+-- an accepted entry the code it was given (see "Code pools" below).
+--
+-- Code pools (issue 15 item 2, migration 0011): an entry whose item takes its codes from a
+-- pool (items.code_source = 'POOL') is given one code of the pool (item_codes) in this
+-- transaction: 2b locks up to one free code per such entry of the batch (FOR UPDATE SKIP
+-- LOCKED, oldest loaded first: another batch's locked codes are its own, so two batches
+-- never share one), 3 refuses SOLD_OUT an entry the locked codes cannot cover, 4b gives
+-- the k-th accepted entry of an item its k-th locked code. Codes locked and not given
+-- stay AVAILABLE (their locks end with the transaction). The entry's redemption_code is
+-- NULL for a pool item (the code lives in item_codes.redemption_id: codes are unique per
+-- item, redemptions.redemption_code across the table). One code per redemption: the
+-- redeem path refuses quantity > 1 for a pool item (flashsale/admission.py).
 --
 -- Set-based: same signature, output columns and per-entry decisions as the per-entry
 -- definition it replaced, for a fraction of the CPU per entry. "0003" below names that
@@ -49,7 +61,11 @@
 -- in one transaction. CREATE OR REPLACE cannot change a function's arguments or output
 -- columns: such a change needs a DROP FUNCTION first. The batch entry type below has no
 -- OR REPLACE, so it is dropped and created again each time (nothing depends on it in the
--- catalog: only this function's body uses it).
+-- catalog: only this function's body uses it). The function itself is dropped first too,
+-- since its output columns changed (redemption_code, for code pools); the DROP is a no-op
+-- once it is gone, and the whole file runs in one transaction, so no caller sees it missing.
+
+DROP FUNCTION IF EXISTS commit_redemptions(jsonb);
 
 -- One parsed batch entry. pos is the entry's place in the batch (the decision order);
 -- ci, mi, pi and ki index the batch's distinct campaigns, members, (campaign, member)
@@ -83,7 +99,8 @@ RETURNS TABLE (
     ord integer, outcome text, redemption_id uuid, request_hash text,
     campaign_taken integer, campaign_version bigint,
     member_units integer, member_units_version bigint,
-    member_spendable bigint, member_version bigint, member_frozen boolean
+    member_spendable bigint, member_version bigint, member_frozen boolean,
+    redemption_code text
 )
 LANGUAGE plpgsql
 -- The statements below take the batch as array parameters. With custom plans (the default
@@ -131,6 +148,16 @@ DECLARE
     v_mf members[];
     v_pf campaign_members[];
     v_missing bigint;
+    -- Code pools: by campaign index, its item's index among the batch's pool items (0: the
+    -- item's codes are generated); by pool index, the item, the codes locked for it and
+    -- how many accepted entries use them; the locked codes' ids; by pos, the code given.
+    v_c_pool integer[];
+    v_pool_item uuid[];
+    v_pool_codes integer[];
+    v_pool_used integer[];
+    v_code_ids bigint[];
+    v_code text[];
+    v_uncoded bigint;
 BEGIN
     -- 1. Parse once. shipping_address is taken with -> as 0003 did, so a JSON null stays
     -- a jsonb null (jsonb_to_record would make it SQL NULL).
@@ -197,6 +224,45 @@ BEGIN
     v_outcome := array_fill(NULL::text, ARRAY[v_n]);
     v_rid := array_fill(NULL::uuid, ARRAY[v_n]);
     v_rhash := array_fill(NULL::text, ARRAY[v_n]);
+    v_code := array_fill(NULL::text, ARRAY[v_n]);
+
+    -- 2b. Code pools: which campaigns sell a pool item, and up to one free code per entry
+    -- of each such item, locked now (under the campaign locks, before any decision). SKIP
+    -- LOCKED: codes another batch locked (a batch of another campaign of the same item)
+    -- are not waited for; if too few are left, this batch's extra entries are SOLD_OUT.
+    WITH pool AS (
+        SELECT i.id, row_number() OVER (ORDER BY i.id)::integer AS pi
+          FROM items i
+         WHERE i.id IN (SELECT cc.item_id FROM unnest(v_c) cc) AND i.code_source = 'POOL')
+    SELECT array_agg(coalesce(p.pi, 0) ORDER BY u.ci),
+           (SELECT array_agg(p2.id ORDER BY p2.pi) FROM pool p2)
+      INTO v_c_pool, v_pool_item
+      FROM generate_subscripts(v_c, 1) AS u(ci)
+      LEFT JOIN pool p ON p.id = (v_c[u.ci]).item_id;
+    IF v_pool_item IS NOT NULL THEN
+        WITH need AS (
+            SELECT p.pi::integer AS pi, p.item_id, count(*) AS n
+              FROM unnest(v_entries) x
+              JOIN unnest(v_pool_item) WITH ORDINALITY AS p(item_id, pi)
+                ON p.pi = v_c_pool[x.ci]
+             GROUP BY p.pi, p.item_id
+        ), locked AS MATERIALIZED (
+            SELECT n.pi, l.id
+              FROM need n
+             CROSS JOIN LATERAL (
+                   SELECT ic.id FROM item_codes ic
+                    WHERE ic.item_id = n.item_id AND ic.status = 'AVAILABLE'
+                    ORDER BY ic.id LIMIT n.n
+                      FOR UPDATE SKIP LOCKED) l
+        )
+        SELECT (SELECT array_agg(l.id ORDER BY l.pi, l.id) FROM locked l),
+               array_agg(coalesce(k.n, 0) ORDER BY g.pi)
+          INTO v_code_ids, v_pool_codes
+          FROM generate_subscripts(v_pool_item, 1) AS g(pi)
+          LEFT JOIN (SELECT l.pi, count(*)::integer AS n FROM locked l GROUP BY l.pi) k
+            ON k.pi = g.pi;
+        v_pool_used := array_fill(0, ARRAY[array_length(v_pool_item, 1)]);
+    END IF;
 
     -- 3. Decide, in batch order, with the checks of 0003 in the same order. The running
     -- totals make each entry see the entries accepted before it, as 0003's re-reads did;
@@ -227,6 +293,10 @@ BEGIN
         ELSIF c.units_committed + c.units_held + v_c_units[e.ci] + e.quantity
               > c.units_allotted THEN
             v_outcome[i] := 'SOLD_OUT';
+        ELSIF v_c_pool[e.ci] > 0
+              AND v_pool_used[v_c_pool[e.ci]] >= v_pool_codes[v_c_pool[e.ci]] THEN
+            -- Code pools: no locked code left for this entry (the pool ran dry).
+            v_outcome[i] := 'SOLD_OUT';
         ELSIF v_p_taken[e.pi] + e.quantity > c.per_member_limit THEN
             v_outcome[i] := 'LIMIT_EXCEEDED';
         ELSIF m.points_balance - m.points_held - v_m_points[e.mi] < e.points_total THEN
@@ -243,6 +313,9 @@ BEGIN
             v_m_points[e.mi] := v_m_points[e.mi] + e.points_total;
             v_k_id[e.ki] := e.id;
             v_k_hash[e.ki] := e.request_hash;
+            IF v_c_pool[e.ci] > 0 THEN  -- code pools: one of the item's locked codes
+                v_pool_used[v_c_pool[e.ci]] := v_pool_used[v_c_pool[e.ci]] + 1;
+            END IF;
             v_rid[i] := e.id;
             v_rhash[i] := e.request_hash;
             v_accepted := v_accepted + 1;
@@ -262,6 +335,44 @@ BEGIN
           FROM unnest(v_entries) x
          WHERE v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
          ORDER BY x.pos;
+
+        -- 4b. Code pools: the k-th accepted entry of a pool item (batch order) takes the
+        -- k-th code locked for that item in 2b; the UNIQUE (redemption_id) and the status
+        -- CHECK stay the last word. Every such entry must get one: the loop counted them.
+        IF v_code_ids IS NOT NULL THEN
+            WITH want AS (
+                SELECT x.pos, x.id, v_c_pool[x.ci] AS pi,
+                       row_number() OVER (PARTITION BY v_c_pool[x.ci] ORDER BY x.pos) AS k
+                  FROM unnest(v_entries) x
+                 WHERE v_c_pool[x.ci] > 0
+                   AND v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
+            ), have AS (
+                SELECT ic.id, p.pi::integer AS pi,
+                       row_number() OVER (PARTITION BY p.pi ORDER BY ic.id) AS k
+                  FROM item_codes ic
+                  JOIN unnest(v_pool_item) WITH ORDINALITY AS p(item_id, pi)
+                    ON p.item_id = ic.item_id
+                 WHERE ic.id = ANY (v_code_ids)
+            ), taken AS (
+                UPDATE item_codes ic
+                   SET status = 'ISSUED', redemption_id = w.id, issued_at = v_now
+                  FROM want w JOIN have h ON h.pi = w.pi AND h.k = w.k
+                 WHERE ic.id = h.id
+                RETURNING w.pos, ic.code
+            )
+            SELECT array_agg(t.code ORDER BY g.pos)
+              INTO v_code
+              FROM generate_series(1, v_n) AS g(pos)
+              LEFT JOIN taken t ON t.pos = g.pos;
+            SELECT count(*) INTO v_uncoded
+              FROM unnest(v_entries) x
+             WHERE v_c_pool[x.ci] > 0
+               AND v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
+               AND v_code[x.pos] IS NULL;
+            IF v_uncoded <> 0 THEN
+                RAISE EXCEPTION '% accepted entries of a code pool got no code', v_uncoded;
+            END IF;
+        END IF;
 
         -- Pending entries hold units (and points) until the payment resolves; the others
         -- commit them. One update per row, its version bumped once per batch.
@@ -389,7 +500,9 @@ BEGIN
            CASE WHEN f.known THEN coalesce((v_pf[x.pi]).version, 0) END,
            CASE WHEN f.known THEN (v_mf[x.mi]).points_balance - (v_mf[x.mi]).points_held END,
            CASE WHEN f.known THEN (v_mf[x.mi]).version END,
-           CASE WHEN f.known THEN (v_mf[x.mi]).frozen END
+           CASE WHEN f.known THEN (v_mf[x.mi]).frozen END,
+           CASE WHEN v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
+                THEN coalesce(v_code[x.pos], x.redemption_code) END
       FROM unnest(v_entries) x
      CROSS JOIN LATERAL (SELECT v_outcome[x.pos] <> 'NOT_FOUND' AS known) f
      ORDER BY x.pos;

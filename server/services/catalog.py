@@ -24,6 +24,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             name=request.name,
             kind=convert.item_kind(request.kind),
             initial_stock=request.initial_stock,
+            code_source=convert.code_source(request.code_source),
         )
         return convert.item(created)
 

@@ -40,7 +40,13 @@ async def create_item(api: Api, sent: Metadata) -> Expected:
         "catalog.create_item",
         "item",
         item.id,
-        {"sku": sku, "name": "Mug", "kind": "PHYSICAL", "initial_stock": 7},
+        {
+            "sku": sku,
+            "name": "Mug",
+            "kind": "PHYSICAL",
+            "initial_stock": 7,
+            "code_source": "GENERATED",
+        },
     )
 
 

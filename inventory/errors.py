@@ -1,0 +1,96 @@
+"""The code pools' refusals (inventory/codes.py), as subclasses of common.errors.Refusal: the
+edge answers them FAILED_PRECONDITION with their reason in the ErrorInfo.
+
+Refusal
+├── NotAPoolItem(item_id)                       codes loaded into a GENERATED item
+├── CodePoolTooSmall(item_id, field, ...)       a campaign would sell more than the pool has
+├── CodeAlreadyConsumed(item_id, consumed_at)   a second consume, by another request
+├── CodeNotIssued(item_id)                      a consume of a code still in the pool
+├── CodeRevoked(item_id)                        a consume of a cancelled redemption's code
+└── CodeConsumed(redemption_id)                 a cancel of a redemption whose code is used
+"""
+
+from __future__ import annotations
+
+from common.errors import Refusal
+
+
+class NotAPoolItem(Refusal):
+    reason = "NOT_A_POOL_ITEM"
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"item {item_id} does not take its codes from a pool")
+        self.item_id = item_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "field": "item_id"}
+
+
+class CodePoolTooSmall(Refusal):
+    """A campaign's unsold units would exceed the pool's codes not promised to its other
+    campaigns: the Redis gate would admit redemptions PostgreSQL must refuse."""
+
+    reason = "CODE_POOL_TOO_SMALL"
+
+    def __init__(self, item_id: str, field: str, available: int, requested: int) -> None:
+        super().__init__(
+            f"item {item_id} has {available} codes not promised to other campaigns; "
+            f"{field} asks for {requested}"
+        )
+        self.item_id, self.field = item_id, field
+        self.available, self.requested = available, requested
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "item_id": self.item_id,
+            "field": self.field,
+            "codes_available": str(self.available),
+            "requested": str(self.requested),
+        }
+
+
+class CodeAlreadyConsumed(Refusal):
+    reason = "ALREADY_CONSUMED"
+
+    def __init__(self, item_id: str, consumed_at: str) -> None:
+        super().__init__(f"this code of item {item_id} was consumed at {consumed_at}")
+        self.item_id, self.consumed_at = item_id, consumed_at
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "consumed_at": self.consumed_at}
+
+
+class CodeNotIssued(Refusal):
+    reason = "CODE_NOT_ISSUED"
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"this code of item {item_id} was not given to any redemption")
+        self.item_id = item_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id}
+
+
+class CodeRevoked(Refusal):
+    reason = "CODE_REVOKED"
+
+    def __init__(self, item_id: str) -> None:
+        super().__init__(f"this code of item {item_id} was revoked: its redemption was cancelled")
+        self.item_id = item_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id}
+
+
+class CodeConsumed(Refusal):
+    """A redemption whose code a merchant consumed: the good was used, so it cannot be
+    cancelled (nor its points refunded)."""
+
+    reason = "CODE_CONSUMED"
+
+    def __init__(self, redemption_id: str) -> None:
+        super().__init__(f"redemption {redemption_id}'s code was consumed: it cannot be cancelled")
+        self.redemption_id = redemption_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"redemption_id": self.redemption_id}
