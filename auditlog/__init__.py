@@ -15,6 +15,7 @@ Calls go down: inventory, points and flashsale call this package; it calls only 
 from __future__ import annotations
 
 from auditlog.model import (
+    ACCEPT_RETURN,
     ACTIONS,
     ADJUST_POINTS,
     ADJUST_STOCK,
@@ -25,8 +26,13 @@ from auditlog.model import (
     EVALUATE_TIER,
     FREEZE_MEMBER,
     ITEM,
+    MARK_DELIVERED,
+    MARK_SHIPPED,
     MEMBER,
+    REDEMPTION,
+    REJECT_RETURN,
     SET_MANUAL_TIER,
+    START_PACKING,
     TARGET_KINDS,
     UNFREEZE_MEMBER,
     UPDATE_CAMPAIGN,
@@ -39,6 +45,7 @@ from auditlog.store import record
 from auditlog.trail import AuditTrail
 
 __all__ = [
+    "ACCEPT_RETURN",
     "ACTIONS",
     "ADJUST_POINTS",
     "ADJUST_STOCK",
@@ -49,9 +56,14 @@ __all__ = [
     "EVALUATE_TIER",
     "FREEZE_MEMBER",
     "ITEM",
+    "MARK_DELIVERED",
+    "MARK_SHIPPED",
     "MEMBER",
     "REDACTED",
+    "REDEMPTION",
+    "REJECT_RETURN",
     "SET_MANUAL_TIER",
+    "START_PACKING",
     "TARGET_KINDS",
     "UNFREEZE_MEMBER",
     "UPDATE_CAMPAIGN",

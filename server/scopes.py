@@ -9,7 +9,9 @@ checks that every RPC in protos/ has one).
   read and cancel the member's own redemptions, balances, statements, transfers.
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
-- fulfilment: the warehouse moving redemptions on after COMMITTED (nothing yet).
+- fulfilment: the warehouse moving physical redemptions on after COMMITTED: packing,
+              shipped, delivered. Returns are decided by the operator only (they refund
+              points and money: the mall's staff, not the warehouse, decide that).
 - operator:   the mall's staff: catalogue, stock, campaigns, members, corrections, tiers,
               and everything the reads and reports show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail.
@@ -30,11 +32,13 @@ _CAMPAIGN = "/loyalty.v1.CampaignService/"
 _MEMBER = "/loyalty.v1.MemberService/"
 _REDEMPTION = "/loyalty.v1.RedemptionService/"
 _AUDIT = "/loyalty.v1.AuditService/"
+_FULFILMENT = "/loyalty.v1.FulfilmentService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
 _OPERATOR = frozenset({OPERATOR})
 _EARN = frozenset({EARNING, OPERATOR})
+_WAREHOUSE = frozenset({FULFILMENT, OPERATOR})
 
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
@@ -73,6 +77,12 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "GetOffer": _BROWSE,
     _REDEMPTION + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
+    _FULFILMENT + "StartPacking": _WAREHOUSE,
+    _FULFILMENT + "MarkShipped": _WAREHOUSE,
+    _FULFILMENT + "MarkDelivered": _WAREHOUSE,
+    _FULFILMENT + "RequestReturn": _MEMBER_SELF,
+    _FULFILMENT + "AcceptReturn": _OPERATOR,
+    _FULFILMENT + "RejectReturn": _OPERATOR,
 }
 
 

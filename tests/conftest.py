@@ -97,7 +97,8 @@ def clean(stores: Stores) -> Stores:
     with psycopg.connect(stores.database_url, autocommit=True) as conn:
         conn.execute(
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
-            "stock_adjustments, members, items, ledger_jobs, audit_events, events CASCADE"
+            "stock_adjustments, members, items, ledger_jobs, audit_events, events, "
+            "redemption_history CASCADE"
         )
     flush_all(stores.redis_url)  # every primary on a cluster
     return stores
