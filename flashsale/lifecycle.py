@@ -25,7 +25,7 @@ from common.errors import (
     PaymentWindowClosed,
 )
 from flashsale import history, store
-from flashsale.model import Redemption, RedemptionStatus
+from flashsale.model import SOLD, Redemption, RedemptionStatus
 from flashsale.settle import Settler
 
 # Cancel: before shipping only; a cancelled one again returns it as it is.
@@ -106,7 +106,8 @@ class Lifecycle:
             # The same confirmation again (same reference) returns the redemption; any other
             # confirmation of a redemption not waiting for payment is refused, whatever it
             # says it paid (a paid one is not paid twice, under another reference).
-            again = status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference
+            # Paid ones move on (fulfilment): any sold state is "already confirmed".
+            again = status in SOLD and row["payment_reference"] == reference
             if not again and status is not RedemptionStatus.PENDING_PAYMENT:
                 raise PaymentNotPending(redemption_id, status.value)
             if (amount_cents, currency) != (row["cash_total_cents"], self._currency):

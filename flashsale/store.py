@@ -293,18 +293,20 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         updated_at=row["updated_at"],
         payment_due_at=row["payment_due_at"],
         payment_reference=row["payment_reference"],
+        # .get: the fulfilment columns are absent from rows read by other SELECTs (the
+        # bench's naive peer), where the redemption has not moved on.
         shipment=Shipment(row["carrier"], row["tracking_number"], row["shipped_at"])
-        if row["shipped_at"] is not None
+        if row.get("shipped_at") is not None
         else None,
-        delivered_at=row["delivered_at"],
+        delivered_at=row.get("delivered_at"),
         return_info=_return_info(row),
-        replacement_of=row["replacement_of"],
-        replaced_by=row["replaced_by"],
+        replacement_of=row.get("replacement_of"),
+        replaced_by=row.get("replaced_by"),
     )
 
 
 def _return_info(row: dict[str, Any]) -> ReturnInfo | None:
-    if row["return_requested_at"] is None:
+    if row.get("return_requested_at") is None:
         return None
     disposition = row["return_disposition"]
     return ReturnInfo(

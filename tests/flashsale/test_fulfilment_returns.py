@@ -157,6 +157,17 @@ async def test_accepted_with_write_off_keeps_stock_and_records_the_cash_refund(
         "RETURN_REQUESTED",
         "RETURNED",
     ]
+    # The payment service retrying its confirmation gets the redemption as it is now.
+    again = await api.redemptions.ConfirmPayment(
+        R.ConfirmPaymentRequest(
+            redemption_id=pending.id,
+            member_id=member.id,
+            payment_reference="pay-ret-1",
+            amount_cents=999,
+            currency="CNY",
+        )
+    )
+    assert again == await fulfil.get(r)
     # Other terms after the fact are refused, naming the state.
     with pytest.raises(grpc.aio.AioRpcError) as other:
         await fulfil.accept(r, R.RETURN_DISPOSITION_RESTOCK, cash_refund_cents=500)
