@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -200,10 +200,8 @@ class Fulfilment:
         if exchange and cash_refund_cents:
             raise InvalidArgument("cash_refund_cents", "an exchange refunds nothing: must be 0")
         note = _note(note)
-        refunded = False
 
         async def step(conn: AsyncConnection[Any], row: dict[str, Any]) -> dict[str, Any] | None:
-            nonlocal refunded
             if row["status"] == S.RETURNED.value:
                 asked = (disposition.value, cash_refund_cents, exchange)
                 done = (
@@ -241,7 +239,6 @@ class Fulfilment:
                 details["replaced_by"] = replacement
             else:
                 await store.refund_points(conn, row, "returned")
-                refunded = row["points_total"] > 0
                 details["points_refunded"] = row["points_total"]
             await store.advance(
                 conn,
@@ -253,14 +250,7 @@ class Fulfilment:
             )
             return details
 
-        return await self._step(
-            redemption_id,
-            None,
-            S.RETURNED,
-            auditlog.ACCEPT_RETURN,
-            step,
-            mirror=lambda: refunded,
-        )
+        return await self._step(redemption_id, None, S.RETURNED, auditlog.ACCEPT_RETURN, step)
 
     async def reject_return(self, *, redemption_id: str, reason: str) -> Redemption:
         reason = validation.text(
@@ -289,7 +279,8 @@ class Fulfilment:
         )
 
     async def _replace(self, conn: AsyncConnection[Any], row: dict[str, Any]) -> str:
-        """The exchange's replacement redemption, its history and its committed event."""
+        """The exchange's replacement redemption and its committed event (its history's
+        first entry is synthesized, as every redemption's)."""
         replacement_id = str(uuid.uuid4())
         await store.insert_replacement(conn, row, replacement_id, _EXCHANGE_KEY.format(row["id"]))
         await events.append(
@@ -315,9 +306,7 @@ class Fulfilment:
         member_id: str | None,
         target: RedemptionStatus,
         audit_action: str | None,
-        step: Callable[[AsyncConnection[Any], dict[str, Any]], Any],
-        *,
-        mirror: Callable[[], bool] = lambda: False,
+        step: Callable[[AsyncConnection[Any], dict[str, Any]], Awaitable[dict[str, Any] | None]],
     ) -> Redemption:
         """Runs one step in one transaction: lock, the step's checks and writes, then (unless
         it had already happened) the history entry, the event and the audit event."""
@@ -355,7 +344,8 @@ class Fulfilment:
                     )
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             steps = await history.entries(conn, after) if after is not None else ()
-            mirrors = await store.mirrors(conn, row) if mirror() else None
+            refunded = details is not None and details.get("points_refunded", 0) > 0
+            mirrors = await store.mirrors(conn, row) if refunded else None
         assert after is not None
         if mirrors is not None:
             # The member's points came back: Redis learns the new available balance.

@@ -13,7 +13,7 @@ from loyalty.v1 import fulfilment_pb2, redemption_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import ADDRESS, failure, ts
 from tests.flashsale.fulfilment_helpers import PHYSICAL, REJECTION, Fulfil, status_name
-from tests.flashsale.helpers import settled_audit
+from tests.flashsale.helpers import outcomes, settled_audit
 
 R = redemption_pb2
 
@@ -262,3 +262,33 @@ async def test_a_return_request_is_the_members_own(fulfil: Fulfil) -> None:
     )
     assert requested.return_info.reason == "too small"
     assert requested.history[-1].actor == f"member:{r.member_id}"
+
+
+async def test_concurrent_exchanges_make_one_replacement(fulfil: Fulfil) -> None:
+    """The row lock serializes them: the first exchanges, the rest find it done."""
+    r = await fulfil.request_return(await delivered(fulfil))
+    stock_before = await fulfil.stock(r.item_id)
+    ok, refused = await outcomes(
+        fulfil.accept(r, R.RETURN_DISPOSITION_RESTOCK, exchange=True) for _ in range(8)
+    )
+    assert not refused
+    assert len({o.replaced_by for o in ok}) == 1 and ok[0].replaced_by
+    # The returned unit restocked, then taken by the one replacement: net zero.
+    assert await fulfil.stock(r.item_id) == stock_before == 0
+    assert [t for t, _ in await fulfil.events_of(r.id)].count("redemption.returned") == 1
+    assert (await settled_audit(fulfil.running)).ok
+
+
+async def test_concurrent_shipments_with_other_details_keep_the_first(fulfil: Fulfil) -> None:
+    packing = await fulfil.pack(await fulfil.physical())
+    ok, refused = await outcomes(
+        fulfil.warehouse.MarkShipped(
+            fulfilment_pb2.MarkShippedRequest(
+                redemption_id=packing.id, carrier=f"carrier-{i}", tracking_number="T1"
+            )
+        )
+        for i in range(6)
+    )
+    assert len(ok) == 1 and refused == {"INVALID_TRANSITION": 5}
+    assert (await fulfil.get(packing)).shipment.carrier == ok[0].shipment.carrier
+    assert [t for t, _ in await fulfil.events_of(packing.id)].count("redemption.shipped") == 1
