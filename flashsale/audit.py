@@ -114,6 +114,14 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "AND r.redemption_code IS NULL",
     ),
     (
+        "exchange links disagree (a replacement of a redemption not RETURNED with it as "
+        "replaced_by, or one that cost points or cash)",
+        "SELECT r.id::text, r.replacement_of::text FROM redemptions r "
+        "LEFT JOIN redemptions o ON o.id = r.replacement_of WHERE r.replacement_of IS NOT NULL "
+        "AND (o.status IS DISTINCT FROM 'RETURNED' OR o.replaced_by IS DISTINCT FROM r.id "
+        "OR r.points_total <> 0 OR r.cash_total_cents <> 0)",
+    ),
+    (
         "negative stock on hand",
         "SELECT id::text, stock_on_hand FROM items WHERE stock_on_hand < 0",
     ),

@@ -292,3 +292,15 @@ async def test_concurrent_shipments_with_other_details_keep_the_first(fulfil: Fu
     assert len(ok) == 1 and refused == {"INVALID_TRANSITION": 5}
     assert (await fulfil.get(packing)).shipment.carrier == ok[0].shipment.carrier
     assert [t for t, _ in await fulfil.events_of(packing.id)].count("redemption.shipped") == 1
+
+
+async def test_the_audit_finds_a_broken_exchange_link(fulfil: Fulfil) -> None:
+    r = await fulfil.request_return(await delivered(fulfil))
+    await fulfil.accept(r, R.RETURN_DISPOSITION_RESTOCK, exchange=True)
+    assert (await settled_audit(fulfil.running)).ok
+    async with fulfil.running.app.pool.connection() as conn:
+        await conn.execute("UPDATE redemptions SET replaced_by = NULL WHERE id = %s", (r.id,))
+
+    report = await settled_audit(fulfil.running)
+
+    assert [v for v in report.violations if v.startswith("exchange links disagree")]
