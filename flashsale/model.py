@@ -134,7 +134,8 @@ class Redemption:
     return_info: ReturnInfo | None = None
     replacement_of: str | None = None
     replaced_by: str | None = None
-    history: tuple[HistoryEntry, ...] = ()  # oldest first; read by GetRedemption only
+    # Oldest first; filled where it is read (GetRedemption, a change to one redemption).
+    history: tuple[HistoryEntry, ...] = ()
 
 
 @dataclass(frozen=True)
