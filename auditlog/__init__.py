@@ -15,6 +15,7 @@ Calls go down: inventory, points and flashsale call this package; it calls only 
 from __future__ import annotations
 
 from auditlog.model import (
+    ACCEPT_RETURN,
     ACTIONS,
     ADJUST_POINTS,
     ADJUST_STOCK,
@@ -26,8 +27,13 @@ from auditlog.model import (
     FREEZE_MEMBER,
     IMPORT_CODES,
     ITEM,
+    MARK_DELIVERED,
+    MARK_SHIPPED,
     MEMBER,
+    REDEMPTION,
+    REJECT_RETURN,
     SET_MANUAL_TIER,
+    START_PACKING,
     TARGET_KINDS,
     UNFREEZE_MEMBER,
     UPDATE_CAMPAIGN,
@@ -40,6 +46,7 @@ from auditlog.store import record
 from auditlog.trail import AuditTrail
 
 __all__ = [
+    "ACCEPT_RETURN",
     "ACTIONS",
     "ADJUST_POINTS",
     "ADJUST_STOCK",
@@ -51,9 +58,14 @@ __all__ = [
     "FREEZE_MEMBER",
     "IMPORT_CODES",
     "ITEM",
+    "MARK_DELIVERED",
+    "MARK_SHIPPED",
     "MEMBER",
     "REDACTED",
+    "REDEMPTION",
+    "REJECT_RETURN",
     "SET_MANUAL_TIER",
+    "START_PACKING",
     "TARGET_KINDS",
     "UNFREEZE_MEMBER",
     "UPDATE_CAMPAIGN",

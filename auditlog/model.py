@@ -20,6 +20,13 @@ FREEZE_MEMBER = "member.freeze_member"
 UNFREEZE_MEMBER = "member.unfreeze_member"
 SET_MANUAL_TIER = "member.set_manual_tier"
 EVALUATE_TIER = "member.evaluate_tier"
+# The warehouse's and the operator's steps of a redemption (flashsale/fulfilment.py); a
+# member's RequestReturn is not an operator change and writes none.
+START_PACKING = "fulfilment.start_packing"
+MARK_SHIPPED = "fulfilment.mark_shipped"
+MARK_DELIVERED = "fulfilment.mark_delivered"
+ACCEPT_RETURN = "fulfilment.accept_return"
+REJECT_RETURN = "fulfilment.reject_return"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -32,13 +39,19 @@ ACTIONS = (
     UNFREEZE_MEMBER,
     SET_MANUAL_TIER,
     EVALUATE_TIER,
+    START_PACKING,
+    MARK_SHIPPED,
+    MARK_DELIVERED,
+    ACCEPT_RETURN,
+    REJECT_RETURN,
 )
 
 # What an event's target_id names.
 ITEM = "item"
 CAMPAIGN = "campaign"
 MEMBER = "member"
-TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER)
+REDEMPTION = "redemption"
+TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION)
 
 
 @dataclass(frozen=True)

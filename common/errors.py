@@ -24,6 +24,8 @@ DomainError
     ├── PaymentNotPending(redemption_id, status)
     ├── PaymentWindowClosed(redemption_id)
     ├── PaymentMismatch(redemption_id, amount_cents, currency)
+    ├── InvalidTransition(redemption_id, status, transition)   a fulfilment step out of order
+    ├── ReturnWindowClosed(redemption_id, closed_at)
     └── BelowRedemptionThreshold(member_id, threshold)
 
 A domain's own errors live with it, as subclasses of these (points/errors.py), and so do
@@ -319,6 +321,40 @@ class PaymentMismatch(Refusal):
             "amount_cents": str(self.amount_cents),
             "currency": self.currency,
         }
+
+
+class InvalidTransition(Refusal):
+    """A fulfilment step (flashsale/fulfilment.py) from a state that does not lead to it, or
+    a repeat of one that happened with other arguments. The metadata names the current state."""
+
+    reason = "INVALID_TRANSITION"
+
+    def __init__(self, redemption_id: str, status: str, transition: str, because: str = "") -> None:
+        why = f": {because}" if because else ""
+        super().__init__(
+            f"redemption {redemption_id} is {status}: {transition} is not allowed{why}"
+        )
+        self.redemption_id, self.status, self.transition = redemption_id, status, transition
+        self.because = because
+
+    def metadata(self) -> dict[str, str]:
+        found = {
+            "redemption_id": self.redemption_id,
+            "status": self.status,
+            "transition": self.transition,
+        }
+        return found | ({"because": self.because} if self.because else {})
+
+
+class ReturnWindowClosed(Refusal):
+    reason = "RETURN_WINDOW_CLOSED"
+
+    def __init__(self, redemption_id: str, closed_at: str) -> None:
+        super().__init__(f"the return window of redemption {redemption_id} closed at {closed_at}")
+        self.redemption_id, self.closed_at = redemption_id, closed_at
+
+    def metadata(self) -> dict[str, str]:
+        return {"redemption_id": self.redemption_id, "closed_at": self.closed_at}
 
 
 class BelowRedemptionThreshold(Refusal):

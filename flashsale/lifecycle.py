@@ -9,6 +9,7 @@ reference confirms one redemption only, by a unique index on redemptions."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 
 import psycopg
@@ -23,10 +24,20 @@ from common.errors import (
     PaymentNotPending,
     PaymentWindowClosed,
 )
-from flashsale import store
-from flashsale.model import Redemption, RedemptionStatus
+from flashsale import history, store
+from flashsale.model import SOLD, Redemption, RedemptionStatus
 from flashsale.settle import Settler
 from inventory import codes
+
+# Cancel: before shipping only; a cancelled one again returns it as it is.
+_CANCELLABLE = frozenset(
+    {
+        RedemptionStatus.PENDING_PAYMENT,
+        RedemptionStatus.COMMITTED,
+        RedemptionStatus.PACKING,
+        RedemptionStatus.CANCELLED,
+    }
+)
 
 
 class Lifecycle:
@@ -46,8 +57,13 @@ class Lifecycle:
             if row is None or row["member_id"] != member_id:
                 raise NotFound("redemption", redemption_id)
             status = RedemptionStatus(row["status"])
-            if status is RedemptionStatus.EXPIRED:
+            if status not in _CANCELLABLE:
+                # Shipped goods come back by a return (flashsale/fulfilment.py), not a cancel.
                 raise NotCancellable(redemption_id, status.value)
+            if row["replacement_of"] is not None and status is not RedemptionStatus.CANCELLED:
+                # An exchange's replacement took no units from the campaign and no points:
+                # give_back would return what it never took.
+                raise NotCancellable(redemption_id, status.value, "it replaces a returned one")
             if status is RedemptionStatus.COMMITTED and row["redemption_code"] is not None:
                 # A virtual good's code is the good: once issued it may be used at once, so
                 # refunding the points would leave the member with both.
@@ -58,12 +74,13 @@ class Lifecycle:
                 await codes.revoke_for_cancel(conn, redemption_id)
                 await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
+            steps = await history.entries(conn, after) if after is not None else ()
             mirrors = await store.mirrors(conn, row)
         assert after is not None
         # Re-applied on a repeated cancel too: the mirrors are versioned, so this is a no-op
         # unless the first cancel died between PostgreSQL and Redis.
         await self._settler.apply_mirrors(row, *mirrors, units_returned=True)
-        return store.redemption_from_row(after)
+        return dataclasses.replace(store.redemption_from_row(after), history=steps)
 
     async def confirm_payment(
         self,
@@ -93,7 +110,8 @@ class Lifecycle:
             # The same confirmation again (same reference) returns the redemption; any other
             # confirmation of a redemption not waiting for payment is refused, whatever it
             # says it paid (a paid one is not paid twice, under another reference).
-            again = status is RedemptionStatus.COMMITTED and row["payment_reference"] == reference
+            # Paid ones move on (fulfilment): any sold state is "already confirmed".
+            again = status in SOLD and row["payment_reference"] == reference
             if not again and status is not RedemptionStatus.PENDING_PAYMENT:
                 raise PaymentNotPending(redemption_id, status.value)
             if (amount_cents, currency) != (row["cash_total_cents"], self._currency):
@@ -113,12 +131,13 @@ class Lifecycle:
                         raise
                     raise AlreadyExists("redemption", "payment_reference", reference) from e
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
+            steps = await history.entries(conn, after) if after is not None else ()
             mirrors = await store.mirrors(conn, row)
         assert after is not None
         await self._settler.apply_mirrors(row, *mirrors, units_returned=window_closed)
         if window_closed:
             raise PaymentWindowClosed(redemption_id)
-        return store.redemption_from_row(after)
+        return dataclasses.replace(store.redemption_from_row(after), history=steps)
 
     async def expire_overdue(self, limit: int = 200) -> int:
         """Expires points + cash redemptions whose payment window has passed; units and

@@ -21,6 +21,36 @@ class RedemptionStatus(StrEnum):
     COMMITTED = "COMMITTED"
     CANCELLED = "CANCELLED"
     EXPIRED = "EXPIRED"
+    # Physical items after COMMITTED (flashsale/fulfilment.py, docs/fulfilment.md).
+    PACKING = "PACKING"
+    SHIPPED = "SHIPPED"
+    DELIVERED = "DELIVERED"
+    RETURN_REQUESTED = "RETURN_REQUESTED"
+    RETURNED = "RETURNED"
+    RETURN_REJECTED = "RETURN_REJECTED"
+
+
+# The states whose units are sold: the campaign's units_committed and the member's
+# units_taken count them. A return does not unsell (restocked units go to the item's stock,
+# not back to a campaign that may have ended), so RETURNED stays sold.
+SOLD = frozenset(
+    {
+        RedemptionStatus.COMMITTED,
+        RedemptionStatus.PACKING,
+        RedemptionStatus.SHIPPED,
+        RedemptionStatus.DELIVERED,
+        RedemptionStatus.RETURN_REQUESTED,
+        RedemptionStatus.RETURNED,
+        RedemptionStatus.RETURN_REJECTED,
+    }
+)
+# The same, for SQL: `status IN SOLD_SQL`.
+SOLD_SQL = "(" + ", ".join(f"'{s.value}'" for s in sorted(SOLD)) + ")"
+
+
+class ReturnDisposition(StrEnum):
+    RESTOCK = "RESTOCK"  # the units go back to the item's stock on hand
+    WRITE_OFF = "WRITE_OFF"  # the units leave the stock for good
 
 
 @dataclass(frozen=True)
@@ -58,6 +88,31 @@ class RedeemRequest:
 
 
 @dataclass(frozen=True)
+class HistoryEntry:
+    status: RedemptionStatus
+    at: datetime
+    actor: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Shipment:
+    carrier: str
+    tracking_number: str
+    shipped_at: datetime
+
+
+@dataclass(frozen=True)
+class ReturnInfo:
+    reason: str
+    requested_at: datetime
+    resolved_at: datetime | None = None
+    disposition: ReturnDisposition | None = None
+    cash_refund_cents: int = 0
+    rejection_reason: str = ""
+
+
+@dataclass(frozen=True)
 class Redemption:
     id: str
     member_id: str
@@ -74,6 +129,13 @@ class Redemption:
     updated_at: datetime
     payment_due_at: datetime | None
     payment_reference: str | None
+    shipment: Shipment | None = None
+    delivered_at: datetime | None = None
+    return_info: ReturnInfo | None = None
+    replacement_of: str | None = None
+    replaced_by: str | None = None
+    # Oldest first; filled where it is read (GetRedemption, a change to one redemption).
+    history: tuple[HistoryEntry, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,14 @@
-"""Reading redemptions: one by id, a member's newest first (paged)."""
+"""Reading redemptions: one by id (with its history), a member's newest first (paged)."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from psycopg_pool import AsyncConnectionPool
 
 from common import paging, validation
 from common.errors import NotFound
-from flashsale import store
+from flashsale import history, store
 from flashsale.model import Redemption, RedemptionPage
 
 
@@ -22,9 +24,10 @@ class RedemptionReads:
             row = await store.select_one(
                 conn, "r.id = %s AND r.member_id = %s", (redemption_id, member_id)
             )
-        if row is None:
-            raise NotFound("redemption", redemption_id)
-        return store.redemption_from_row(row)
+            if row is None:
+                raise NotFound("redemption", redemption_id)
+            steps = await history.entries(conn, row)
+        return dataclasses.replace(store.redemption_from_row(row), history=steps)
 
     async def list_for_member(
         self, *, member_id: str, page_size: int, page_token: str

@@ -10,8 +10,18 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
+from common import actor
+from flashsale import history
 from flashsale.gate import CampaignMirror
-from flashsale.model import Address, Redemption, RedemptionStatus, new_redemption_code
+from flashsale.model import (
+    Address,
+    Redemption,
+    RedemptionStatus,
+    ReturnDisposition,
+    ReturnInfo,
+    Shipment,
+    new_redemption_code,
+)
 from inventory.items import ItemKind
 from points.gate import MemberMirror
 
@@ -26,7 +36,10 @@ SELECT = (
     "coalesce(r.redemption_code, (SELECT ic.code FROM item_codes ic "
     "WHERE ic.redemption_id = r.id)) AS redemption_code, r.shipping_address, "
     "r.idempotency_key, r.request_hash, r.created_at, r.updated_at, r.payment_due_at, "
-    "r.payment_reference FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
+    "r.payment_reference, r.carrier, r.tracking_number, r.shipped_at, r.delivered_at, "
+    "r.return_requested_at, r.return_reason, r.return_resolved_at, r.return_disposition, "
+    "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text "
+    "FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )
 
 
@@ -50,7 +63,7 @@ async def lock(conn: AsyncConnection[Any], redemption_id: str) -> dict[str, Any]
     await cur.execute(
         "SELECT r.id::text, r.member_id::text, r.campaign_id::text, r.quantity, r.points_total, "
         "r.cash_total_cents, r.status, r.idempotency_key, r.request_hash, r.payment_due_at, r.payment_reference, "
-        "r.redemption_code, "
+        "r.redemption_code, r.replacement_of::text, c.item_id::text, "
         "i.kind AS item_kind FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
         "JOIN items i ON i.id = c.item_id WHERE r.id = %s FOR UPDATE OF r",
         (redemption_id,),
@@ -61,9 +74,10 @@ async def lock(conn: AsyncConnection[Any], redemption_id: str) -> dict[str, Any]
 async def give_back(
     conn: AsyncConnection[Any], row: dict[str, Any], status: RedemptionStatus, reason: str
 ) -> None:
-    """Units and points of a committed or pending redemption go back; the ledger says why."""
+    """Units and points of a sold (COMMITTED, PACKING) or pending redemption go back; the
+    ledger and the history say why."""
     qty, points = row["quantity"], row["points_total"]
-    committed = row["status"] == RedemptionStatus.COMMITTED.value
+    committed = row["status"] != RedemptionStatus.PENDING_PAYMENT.value
     units_column = "units_committed" if committed else "units_held"
     await conn.execute(
         f"UPDATE campaigns SET {units_column} = {units_column} - %s, version = version + 1 "
@@ -95,6 +109,7 @@ async def give_back(
         "UPDATE redemptions SET status = %s, cancel_reason = %s, updated_at = now() WHERE id = %s",
         (status.value, reason, row["id"]),
     )
+    await history.record(conn, row["id"], status, actor=actor.current().subject, note=reason)
 
 
 async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: str) -> None:
@@ -122,6 +137,79 @@ async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: st
         "UPDATE redemptions SET status = 'COMMITTED', payment_reference = %s, "
         "redemption_code = %s, updated_at = now() WHERE id = %s",
         (reference, code, row["id"]),
+    )
+    await history.record(
+        conn,
+        row["id"],
+        RedemptionStatus.COMMITTED,
+        actor=actor.current().subject,
+        note="payment confirmed",
+        details={"payment_reference": reference},
+    )
+
+
+async def advance(
+    conn: AsyncConnection[Any], redemption_id: str, status: RedemptionStatus, **columns: Any
+) -> None:
+    """A fulfilment step: the new status and the facts it records (column names are the
+    caller's constants, never input)."""
+    sets = "".join(f", {name} = %s" for name in columns)
+    await conn.execute(
+        f"UPDATE redemptions SET status = %s{sets}, updated_at = now() WHERE id = %s",
+        (status.value, *columns.values(), redemption_id),
+    )
+
+
+async def refund_points(conn: AsyncConnection[Any], row: dict[str, Any], reason: str) -> None:
+    """A sold redemption's points back to the lots they were spent from, as a cancel does
+    (give_back); the units stay sold."""
+    reference = f"redemption:{row['id']}"
+    if row["points_total"] > 0:
+        await conn.execute(
+            "SELECT restore_lots(%s, %s, %s)", (row["member_id"], reference, row["points_total"])
+        )
+        await conn.execute(
+            "SELECT post_entry(%s, 'refund', %s, 0, %s, %s)",
+            (row["member_id"], row["points_total"], reference, reason),
+        )
+        await conn.execute("SELECT repay_debt(%s, %s)", (row["member_id"], reference))
+
+
+async def item_stock(conn: AsyncConnection[Any], item_id: str) -> int:
+    """The item's stock on hand, its row locked (after the campaign, member and redemption:
+    campaign changes lock campaign then item too)."""
+    cur = await conn.execute("SELECT stock_on_hand FROM items WHERE id = %s FOR UPDATE", (item_id,))
+    found = await cur.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+async def move_stock(conn: AsyncConnection[Any], item_id: str, delta: int) -> int:
+    """Adds `delta` (negative: takes) to the item's stock; the CHECK keeps it >= 0."""
+    cur = await conn.execute(
+        "UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s RETURNING stock_on_hand",
+        (delta, item_id),
+    )
+    found = await cur.fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+async def insert_replacement(
+    conn: AsyncConnection[Any], row: dict[str, Any], replacement_id: str, key: str
+) -> None:
+    """An exchange's replacement: the same member, campaign, quantity and address, zero
+    points and zero cash, COMMITTED; linked both ways. It takes nothing from the campaign's
+    or the member's counters (the original's units stay sold), only item stock (caller)."""
+    await conn.execute(
+        "INSERT INTO redemptions (id, member_id, campaign_id, quantity, points_total, "
+        "cash_total_cents, status, idempotency_key, request_hash, shipping_address, "
+        "replacement_of) SELECT %s, member_id, campaign_id, quantity, 0, 0, 'COMMITTED', %s, "
+        "'exchange', shipping_address, id FROM redemptions WHERE id = %s",
+        (replacement_id, key, row["id"]),
+    )
+    await conn.execute(
+        "UPDATE redemptions SET replaced_by = %s WHERE id = %s", (replacement_id, row["id"])
     )
 
 
@@ -208,4 +296,27 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         updated_at=row["updated_at"],
         payment_due_at=row["payment_due_at"],
         payment_reference=row["payment_reference"],
+        # .get: the fulfilment columns are absent from rows read by other SELECTs (the
+        # bench's naive peer), where the redemption has not moved on.
+        shipment=Shipment(row["carrier"], row["tracking_number"], row["shipped_at"])
+        if row.get("shipped_at") is not None
+        else None,
+        delivered_at=row.get("delivered_at"),
+        return_info=_return_info(row),
+        replacement_of=row.get("replacement_of"),
+        replaced_by=row.get("replaced_by"),
+    )
+
+
+def _return_info(row: dict[str, Any]) -> ReturnInfo | None:
+    if row.get("return_requested_at") is None:
+        return None
+    disposition = row["return_disposition"]
+    return ReturnInfo(
+        reason=row["return_reason"],
+        requested_at=row["return_requested_at"],
+        resolved_at=row["return_resolved_at"],
+        disposition=ReturnDisposition(disposition) if disposition else None,
+        cash_refund_cents=row["cash_refund_cents"] or 0,
+        rejection_reason=row["return_rejection"] or "",
     )

@@ -37,6 +37,7 @@ from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
 from flashsale.committer import GroupCommitter
+from flashsale.fulfilment import Fulfilment
 from flashsale.gate import CampaignGate
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import Timing
@@ -55,6 +56,8 @@ from loyalty.v1 import (
     catalog_pb2_grpc,
     codes_pb2,
     codes_pb2_grpc,
+    fulfilment_pb2,
+    fulfilment_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     redemption_pb2,
@@ -69,7 +72,7 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, codes, member, redemption
+from server.services import audit, campaign, catalog, codes, fulfilment, member, redemption
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ SERVICE_NAMES = (
     redemption_pb2.DESCRIPTOR.services_by_name["RedemptionService"].full_name,
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
+    fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
 )
 
 
@@ -172,6 +176,9 @@ class App:
             metrics=self.metrics,
         )
         self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
+        self.fulfilment = Fulfilment(
+            self.pool, self.settler, return_window_s=settings.return_window_seconds
+        )
         self.redemption_reads = RedemptionReads(self.pool)
         self.campaign_changes = CampaignChanges(self.pool, self.campaigns, self.settler)
         self.offers = Offers(self.pool, self.campaign_gate)
@@ -290,6 +297,9 @@ class App:
             audit.AuditService(self.audit_trail), server
         )
         codes_pb2_grpc.add_CodeServiceServicer_to_server(codes.CodeService(self.code_pools), server)
+        fulfilment_pb2_grpc.add_FulfilmentServiceServicer_to_server(
+            fulfilment.FulfilmentService(self.fulfilment), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -389,7 +399,15 @@ def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
 def _methods() -> list[tuple[str, str]]:
     """(service, method) of every Surge RPC, for pre-initialising the gRPC metrics."""
     names = []
-    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2, codes_pb2):
+    for module in (
+        catalog_pb2,
+        campaign_pb2,
+        member_pb2,
+        redemption_pb2,
+        audit_pb2,
+        codes_pb2,
+        fulfilment_pb2,
+    ):
         for service in module.DESCRIPTOR.services_by_name.values():
             # Unary only: their series are labelled grpc_type="unary" (a client stream,
             # ImportCodes, gets its "client_stream" series on its first call).

@@ -62,6 +62,8 @@ class Settings:
     commit_fence_seconds: float = 5.0
     sweep_interval_seconds: float = 1.0
     payment_window_seconds: float = 900.0
+    # How long after delivery a member may ask for a return (FulfilmentService.RequestReturn).
+    return_window_seconds: float = 7 * 24 * 3600.0
     idempotency_ttl_seconds: int = 7 * 24 * 3600
     # Refusals are the surge's flood (tens of thousands per sale): they are remembered only
     # as long as a client keeps retrying, not as long as redemptions.
@@ -174,6 +176,9 @@ class Settings:
             commit_fence_seconds=env_positive_float(env, "SURGE_COMMIT_FENCE_SECONDS", 5.0),
             sweep_interval_seconds=env_positive_float(env, "SURGE_SWEEP_INTERVAL_SECONDS", 1.0),
             payment_window_seconds=env_positive_float(env, "SURGE_PAYMENT_WINDOW_SECONDS", 900.0),
+            return_window_seconds=env_positive_float(
+                env, "SURGE_RETURN_WINDOW_SECONDS", 7 * 24 * 3600.0
+            ),
             idempotency_ttl_seconds=env_int(
                 env, "SURGE_IDEMPOTENCY_TTL_SECONDS", 7 * 24 * 3600, 60, 10**8
             ),

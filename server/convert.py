@@ -35,6 +35,7 @@ from points.model import (
     Member,
     TierStatus,
 )
+from server import convert_fulfilment
 
 _KIND_TO_PB = {
     ItemKind.PHYSICAL: common_pb2.ITEM_KIND_PHYSICAL,
@@ -42,12 +43,7 @@ _KIND_TO_PB = {
     ItemKind.SERVICE: common_pb2.ITEM_KIND_SERVICE,
 }
 _KIND_FROM_PB = {v: k for k, v in _KIND_TO_PB.items()}
-_STATUS_TO_PB = {
-    RedemptionStatus.PENDING_PAYMENT: redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT,
-    RedemptionStatus.COMMITTED: redemption_pb2.REDEMPTION_STATUS_COMMITTED,
-    RedemptionStatus.CANCELLED: redemption_pb2.REDEMPTION_STATUS_CANCELLED,
-    RedemptionStatus.EXPIRED: redemption_pb2.REDEMPTION_STATUS_EXPIRED,
-}
+_STATUS_TO_PB = convert_fulfilment.STATUS_TO_PB
 
 
 def timestamp(moment: datetime | None) -> Timestamp | None:
@@ -200,6 +196,7 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
                 phone=a.phone,
             )
         )
+    convert_fulfilment.fill(message, value)
     return message
 
 

@@ -9,7 +9,9 @@ checks that every RPC in protos/ has one).
   read and cancel the member's own redemptions, balances, statements, transfers.
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
-- fulfilment: the warehouse moving redemptions on after COMMITTED (nothing yet).
+- fulfilment: the warehouse moving physical redemptions on after COMMITTED: packing,
+              shipped, delivered. Returns are decided by the operator only (they refund
+              points and money: the mall's staff, not the warehouse, decide that).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
 - operator:   the mall's staff: catalogue, stock, code pools (ImportCodes, GetCodePool),
@@ -35,11 +37,13 @@ _MEMBER = "/loyalty.v1.MemberService/"
 _REDEMPTION = "/loyalty.v1.RedemptionService/"
 _AUDIT = "/loyalty.v1.AuditService/"
 _CODE = "/loyalty.v1.CodeService/"
+_FULFILMENT = "/loyalty.v1.FulfilmentService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
 _OPERATOR = frozenset({OPERATOR})
 _EARN = frozenset({EARNING, OPERATOR})
+_WAREHOUSE = frozenset({FULFILMENT, OPERATOR})
 
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
@@ -82,6 +86,12 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CODE + "GetCodePool": _OPERATOR,
     _CODE + "VerifyCode": frozenset({MERCHANT}),
     _CODE + "ConsumeCode": frozenset({MERCHANT}),
+    _FULFILMENT + "StartPacking": _WAREHOUSE,
+    _FULFILMENT + "MarkShipped": _WAREHOUSE,
+    _FULFILMENT + "MarkDelivered": _WAREHOUSE,
+    _FULFILMENT + "RequestReturn": _MEMBER_SELF,
+    _FULFILMENT + "AcceptReturn": _OPERATOR,
+    _FULFILMENT + "RejectReturn": _OPERATOR,
 }
 
 

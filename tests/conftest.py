@@ -98,7 +98,7 @@ def clean(stores: Stores) -> Stores:
         conn.execute(
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
-            "events CASCADE"
+            "events, redemption_history CASCADE"
         )
     flush_all(stores.redis_url)  # every primary on a cluster
     return stores

@@ -48,6 +48,11 @@ async def test_get_redemption(api: Api) -> None:
             )
         )
 
+    # GetRedemption adds the history (Redeem's answer leaves it out): here, the commit alone.
+    assert [(h.status, h.time) for h in fetched.history] == [
+        (redemption_pb2.REDEMPTION_STATUS_COMMITTED, made.create_time)
+    ]
+    fetched.ClearField("history")
     assert fetched == made
     assert failure(missing.value).code == grpc.StatusCode.NOT_FOUND
 
