@@ -304,7 +304,7 @@ class App:
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
         self.port = tls.add_port(server, settings, self.certificates)
-        self.metrics.preinitialise_rpcs(_methods())
+        self.metrics.preinitialise_rpcs(rpc_methods(unary_only=True))
         await server.start()
         self._serve_metrics()
         # Leadership last, once nothing else can fail: a start that failed holding the lock
@@ -396,8 +396,10 @@ def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
     return TokenBuckets(rate_per_s, burst) if rate_per_s > 0 else None
 
 
-def _methods() -> list[tuple[str, str]]:
-    """(service, method) of every Surge RPC, for pre-initialising the gRPC metrics."""
+def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
+    """(service, method) of every Surge RPC (the scopes table must name each one), or of
+    the unary ones, whose gRPC metrics are pre-initialised (a stream's series are labelled
+    with its own grpc_type and appear on its first call)."""
     names = []
     for module in (
         catalog_pb2,
@@ -409,12 +411,10 @@ def _methods() -> list[tuple[str, str]]:
         fulfilment_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
-            # Unary only: their series are labelled grpc_type="unary" (a client stream,
-            # ImportCodes, gets its "client_stream" series on its first call).
             names += [
                 split_method(f"/{service.full_name}/{m.name}")
                 for m in service.methods
-                if not m.client_streaming
+                if not (unary_only and (m.client_streaming or m.server_streaming))
             ]
     return names
 

@@ -15,7 +15,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from auditlog import AuditEvent, AuditPage, AuditQuery
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
-from flashsale.model import Address, Redemption, RedemptionStatus
+from flashsale.model import Address, Redemption
 from inventory.items import CodeSource, Item, ItemKind
 from loyalty.v1 import (
     audit_pb2,

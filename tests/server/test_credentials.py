@@ -50,9 +50,9 @@ async def call(
 
 
 def test_every_rpc_in_the_protos_has_scopes() -> None:
-    from server.app import _methods
+    from server.app import rpc_methods
 
-    methods = {f"/{service}/{method}" for service, method in _methods()}
+    methods = {f"/{service}/{method}" for service, method in rpc_methods()}
     assert methods == set(scopes.SCOPES_BY_METHOD)
     assert all(needed <= set(scopes.ALL) for needed in scopes.SCOPES_BY_METHOD.values())
 
