@@ -23,7 +23,7 @@ from common.errors import (
     PaymentNotPending,
     PaymentWindowClosed,
 )
-from flashsale import store
+from flashsale import outbox, store
 from flashsale.model import Redemption, RedemptionStatus
 from flashsale.settle import Settler
 
@@ -53,6 +53,13 @@ class Lifecycle:
                 raise NotCancellable(redemption_id, status.value, "its code is issued")
             if status is not RedemptionStatus.CANCELLED:
                 await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.CANCELLED,
+                    reason=reason or "cancelled",
+                    units_returned=True,
+                )
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)
         assert after is not None
@@ -98,6 +105,13 @@ class Lifecycle:
                 pass  # the same confirmation again: the redemption as it is
             elif row["payment_due_at"] <= datetime.now(UTC):
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.EXPIRED,
+                    reason="payment window closed",
+                    units_returned=True,
+                )
                 window_closed = True
             else:
                 try:
@@ -108,6 +122,9 @@ class Lifecycle:
                     if e.diag.constraint_name != store.PAYMENT_REFERENCE_INDEX:
                         raise
                     raise AlreadyExists("redemption", "payment_reference", reference) from e
+                await outbox.redemption_changed(
+                    conn, row, RedemptionStatus.COMMITTED, units_returned=False
+                )
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             mirrors = await store.mirrors(conn, row)
         assert after is not None
@@ -128,6 +145,13 @@ class Lifecycle:
                 if row is None or row["status"] != RedemptionStatus.PENDING_PAYMENT.value:
                     continue
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.EXPIRED,
+                    reason="payment window closed",
+                    units_returned=True,
+                )
                 mirrors = await store.mirrors(conn, row)
             await self._settler.apply_mirrors(row, *mirrors, units_returned=True)
             expired += 1

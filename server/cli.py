@@ -1,4 +1,5 @@
 """The `surge` command: serve, migrate, rebuild-cache, audit, audit-log (server/cli_audit_log.py),
+events tail (server/cli_events.py),
 the points ledger's jobs and liability report, the local stack, and development tokens."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from common.dependencies import failure_of
 from common.metrics import build_versions
-from server import cli_audit_log, scopes
+from server import cli_audit_log, cli_events, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
 from server.embedded import EmbeddedError, ForeignStack, LocalStack
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         "in PostgreSQL exactly once",
     )
     cli_audit_log.add_parser(sub)
+    cli_events.add_parser(sub)
     sub.add_parser(
         "expire-points",
         help="expire what remains of lots past their expiry now, evaluate tiers if due",
@@ -158,6 +160,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(_rebuild(settings, stores))
     if args.command == "audit-log":
         return asyncio.run(cli_audit_log.run(args, stores.database_url))
+    if args.command == "events":
+        return asyncio.run(cli_events.run(args, stores.database_url))
     if args.command == "expire-points":
         return asyncio.run(_expire_points(settings, stores))
     if args.command == "liability-report":

@@ -9,7 +9,8 @@ checks that every RPC in protos/ has one).
   read and cancel the member's own redemptions, balances, statements, transfers.
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
-- fulfilment: the warehouse moving redemptions on after COMMITTED (nothing yet).
+- fulfilment: the warehouse moving redemptions on after COMMITTED, following the event
+              stream (WatchEvents).
 - operator:   the mall's staff: catalogue, stock, campaigns, members, corrections, tiers,
               and everything the reads and reports show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail.
@@ -30,6 +31,7 @@ _CAMPAIGN = "/loyalty.v1.CampaignService/"
 _MEMBER = "/loyalty.v1.MemberService/"
 _REDEMPTION = "/loyalty.v1.RedemptionService/"
 _AUDIT = "/loyalty.v1.AuditService/"
+_EVENTS = "/loyalty.v1.EventService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -73,6 +75,7 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "GetOffer": _BROWSE,
     _REDEMPTION + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
+    _EVENTS + "WatchEvents": frozenset({FULFILMENT, OPERATOR, REPORTS}),
 }
 
 

@@ -99,6 +99,7 @@ def clean(stores: Stores) -> Stores:
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, ledger_jobs, audit_events, events CASCADE"
         )
+        conn.execute("UPDATE events_pruned SET through = 0")
     flush_all(stores.redis_url)  # every primary on a cluster
     return stores
 
