@@ -8,14 +8,17 @@ first row that is not yet safe:
 - a row whose writing transaction (events.txid) is not older than every transaction still
   running (pg_snapshot_xmin of the reading statement's own snapshot) waits: an older
   transaction may still add rows below it;
-- a missing sequence (a gap) waits until it is known to be nobody's: its writer had its
-  transaction id before it took the sequence (append_event takes the id first), so once
-  every transaction that had an id when the gap was first seen has ended (a later
-  snapshot's xmin has passed that first snapshot's xmax) and the sequence is still
-  missing, it was rolled back (or never used) and is stepped over.
+- a missing sequence (a gap) waits until it is known to be nobody's. Its writer took the
+  sequence inside an INSERT INTO events, holding that table's RowExclusiveLock from before
+  the sequence until its transaction ends. So when the gap is first seen, the transactions
+  holding that lock are noted (pg_locks); once none of them holds it any more (checked in a
+  statement before the next read, so the read's snapshot comes after they ended) and the
+  sequence is still missing, it was rolled back and is stepped over.
 
 The xmin rule alone is not enough: a transaction that got its id early and its sequence
-late can commit a higher sequence with a lower id while the lower sequence's writer runs.
+late can commit a higher sequence with a lower id while the lower sequence's writer runs
+(tests/events/test_ordering.py). Nor is an xid horizon from the snapshot: pg_snapshot_xmax is
+one past the newest *completed* transaction, and a running writer's id may be above it.
 
 A type filter does not change the walk: every row is stepped over in order (a gap can only
 be told from a row of another type by reading it), and only wanted rows are handed out.
@@ -37,11 +40,10 @@ from events.model import EventType
 MAX_PAGE = 1000
 
 _PAGE = """
-SELECT s.xmin::text::bigint, s.xmax::text::bigint, p.through,
+SELECT p.through,
        e.sequence, e.txid < s.xmin AS settled, e.type, e.subject_kind, e.subject_id,
        e.actor, e.occurred_at, CASE WHEN e.wanted THEN e.payload END, e.wanted
-  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin,
-               pg_snapshot_xmax(pg_current_snapshot()) AS xmax) s
+  FROM (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin) s
  CROSS JOIN events_pruned p
   LEFT JOIN LATERAL (
         SELECT x.*, (%(all)s OR x.type = ANY(%(types)s)) AS wanted FROM events x
@@ -80,10 +82,12 @@ def after_sequence(value: int) -> int:
 @dataclass
 class Cursor:
     """One consumer's place: the last sequence stepped over (handed out or not wanted), and
-    the gap just after it, if one is waited on: (its first sequence, the xmax when seen)."""
+    the gap just after it, if one is waited on: its first sequence, the transactions that
+    were writing events when it was first seen, and whether they have all ended since."""
 
     after: int
-    gap: tuple[int, int] | None = None
+    gap: tuple[int, list[str]] | None = None
+    gap_clear: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,38 +97,55 @@ class Page:
     gap_seen: bool  # stopped at a gap first seen now: worth reading again shortly
 
 
+_WRITERS = (
+    "SELECT coalesce(array_agg(virtualtransaction::text), '{}') FROM pg_locks "
+    "WHERE locktype = 'relation' AND relation = 'events'::regclass "
+    "AND mode = 'RowExclusiveLock' AND pid IS DISTINCT FROM pg_backend_pid()"
+)
+_STILL_WRITING = (
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'relation' "
+    "AND relation = 'events'::regclass AND virtualtransaction = ANY(%s::text[]))"
+)
+
+
 async def read_page(
     conn: AsyncConnection[Any], cursor: Cursor, types: frozenset[str], limit: int
 ) -> Page:
     """The next safe rows after cursor.after (at most `limit` looked at); moves the cursor.
-    EventsPruned when the cursor is below what retention kept."""
+    EventsPruned when the cursor is below what retention kept. `conn` in autocommit: each
+    statement its own snapshot."""
+    if cursor.gap is not None and not cursor.gap_clear:
+        # Before the read, so the read's snapshot is taken after they ended.
+        cur = await conn.execute(_STILL_WRITING, (cursor.gap[1],))
+        row = await cur.fetchone()
+        cursor.gap_clear = row is not None and not row[0]
     cur = await conn.execute(
         _PAGE,
         {"all": not types, "types": list(types), "after": cursor.after, "limit": limit},
     )
     rows = await cur.fetchall()
-    xmin, xmax, pruned = rows[0][0], rows[0][1], rows[0][2]
+    pruned = rows[0][0]
     if cursor.after < pruned:
         raise EventsPruned(cursor.after, pruned + 1)
     out: list[Event] = []
     looked = 0
     for row in rows:
-        sequence = row[3]
+        sequence = row[1]
         if sequence is None:
             break  # nothing after the cursor
         if sequence != cursor.after + 1:
             first = cursor.after + 1
-            new = cursor.gap is None or cursor.gap[0] != first
-            if new:
-                cursor.gap = (first, xmax)
-            assert cursor.gap is not None
-            # With nothing running now (xmin = xmax) a gap seen now is already nobody's.
-            if xmin < cursor.gap[1]:
-                return Page(out, full=False, gap_seen=new)  # its writer may still run
-        if not row[4]:
+            if cursor.gap is None or cursor.gap[0] != first:
+                cur = await conn.execute(_WRITERS)
+                writers = await cur.fetchone()
+                cursor.gap, cursor.gap_clear = (first, writers[0] if writers else []), False
+                return Page(out, full=False, gap_seen=True)
+            if not cursor.gap_clear:
+                return Page(out, full=False, gap_seen=False)  # its writer may still run
+        if not row[2]:
             return Page(out, full=False, gap_seen=False)
-        cursor.after, cursor.gap = sequence, None
+        cursor.after, cursor.gap, cursor.gap_clear = sequence, None, False
         looked += 1
-        if row[11]:
-            out.append(Event(sequence, row[5], row[6], row[7], row[8], row[9], row[10]))
+        if row[9]:
+            out.append(Event(sequence, row[3], row[4], row[5], row[6], row[7], row[8]))
     return Page(out, full=looked == limit, gap_seen=False)

@@ -1,17 +1,10 @@
 -- append_event: the one way any domain writes to the outbox (server/migrations/0009_events.sql),
 -- inside the transaction of the change it records. Set-based writers (commit_redemptions)
--- may INSERT INTO events directly with the same columns, after a write of their own (so
--- their transaction has its id before it takes a sequence: see below).
---
--- The transaction's id is taken first, before the INSERT takes a sequence: a reader
--- (events/feed.py) decides that a missing sequence belongs to no running transaction once
--- every transaction that had an id when it saw the gap has ended, which holds only if a
--- transaction has its id before it holds a sequence.
+-- may INSERT INTO events directly with the same columns.
 CREATE OR REPLACE FUNCTION append_event(
     p_type text, p_subject_kind text, p_subject_id text, p_payload jsonb, p_actor text DEFAULT NULL
 ) RETURNS bigint
 LANGUAGE sql AS $$
-    SELECT pg_current_xact_id();
     INSERT INTO events (type, subject_kind, subject_id, payload, actor)
     VALUES (p_type, p_subject_kind, p_subject_id, coalesce(p_payload, '{}'::jsonb), p_actor)
     RETURNING sequence

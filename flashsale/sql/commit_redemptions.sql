@@ -374,8 +374,7 @@ BEGIN
     -- one campaign.sold_out after its last accepted entry (it had units before the batch,
     -- or nothing would have been accepted). A PENDING_PAYMENT entry's redemption.committed
     -- and points.spent come when its payment is confirmed (flashsale/lifecycle.py); refused
-    -- entries write none. The redemptions INSERT above gave this transaction its id before
-    -- these rows take sequences (as append_event ensures: see events/sql/events.sql).
+    -- entries write none.
     IF v_accepted > 0 THEN
         INSERT INTO events (type, subject_kind, subject_id, payload)
         SELECT ev.type, ev.subject_kind, ev.subject_id, ev.payload
