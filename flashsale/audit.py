@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from common.redis_nodes import AnyRedis, RedisClock
-from flashsale import shards
+from flashsale import outbox, shards
 from flashsale.gate import CampaignKeys
 from flashsale.shard_audit import audit_split_campaign
 from points.gate import member_keys
@@ -112,6 +112,9 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "SELECT id::text, stock_on_hand FROM items WHERE stock_on_hand < 0",
     ),
 ]
+
+
+_PG_CHECKS += outbox.AUDIT_CHECKS
 
 
 async def audit(

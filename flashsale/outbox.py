@@ -103,3 +103,29 @@ async def _availability(
         "units_available": available,
     }
     await events.append(conn, type_, "campaign", campaign_id, payload, who)
+
+
+# For the audit (flashsale/audit.py, `surge audit`, the load test): events and rows agree.
+# Each redemption that reached COMMITTED (still COMMITTED, or cancelled from COMMITTED) has
+# exactly one redemption.committed event; one that never did (pending, expired, cancelled
+# while pending) has none; and no such event names a redemption PostgreSQL does not have (a
+# refusal). Redemptions older than the oldest event kept are not checked (retention pruned
+# theirs, or they predate the outbox); with no event at all, nothing is.
+AUDIT_CHECKS: list[tuple[str, str]] = [
+    (
+        "redemption.committed events disagree with redemptions",
+        "WITH ev AS ("
+        " SELECT subject_id::uuid AS id,"
+        " count(*) FILTER (WHERE type = 'redemption.committed') AS committed,"
+        " coalesce(bool_or(type = 'redemption.cancelled'"
+        " AND payload->>'previous_status' = 'COMMITTED'), false) AS cancelled_after"
+        " FROM events WHERE subject_kind = 'redemption' GROUP BY subject_id),"
+        " since AS (SELECT min(occurred_at) AS t FROM events) "
+        "SELECT coalesce(r.id, ev.id)::text, r.status, coalesce(ev.committed, 0) "
+        "FROM since, redemptions r FULL JOIN ev ON ev.id = r.id "
+        "WHERE (r.id IS NULL AND ev.committed > 0) "
+        "OR (r.id IS NOT NULL AND r.created_at >= since.t AND coalesce(ev.committed, 0) <> "
+        "CASE WHEN r.status = 'COMMITTED' OR coalesce(ev.cancelled_after, false) "
+        "THEN 1 ELSE 0 END)",
+    ),
+]
