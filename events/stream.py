@@ -15,7 +15,7 @@ import logging
 from collections.abc import AsyncGenerator
 from datetime import timedelta
 
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from common.intervals import wait_or_stop
 from common.metrics import Metrics
@@ -85,8 +85,11 @@ class EventStream:
                 if self._stopping.is_set():
                     raise StreamStopping()
                 ticket = self.wakeups.ticket()
-                async with self.pool.connection() as conn:
-                    page = await feed.read_page(conn, cursor, wanted, self.page_size)
+                try:
+                    async with self.pool.connection() as conn:
+                        page = await feed.read_page(conn, cursor, wanted, self.page_size)
+                except PoolClosed:
+                    raise StreamStopping() from None  # closed while this one was waking
                 for event in page.events:
                     yield event
                 if page.full:

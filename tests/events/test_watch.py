@@ -73,6 +73,8 @@ async def test_a_sequence_older_than_retention_is_refused_naming_the_oldest(
             "UPDATE events SET occurred_at = now() - interval '8 days' WHERE sequence <= %s",
             (events[1].sequence,),
         )
+    assert server.app.leadership.leading  # the one process here leads, so it prunes
+    assert server.app.event_stream._pruner is not None
     server.app.event_stream.retention = timedelta(days=7)
     assert await server.app.event_stream.prune_once() == 2
     assert await server.app.event_stream.prune_once() == 0  # nothing more is due
@@ -125,3 +127,20 @@ async def test_a_consumer_that_disconnects_and_resumes_sees_each_event_once(
         payload(e)["redemption_id"] for e in all_now.values() if e.type == "redemption.committed"
     ]
     assert sorted(redemptions) == sorted(committed)
+
+
+async def test_open_streams_end_unavailable_when_the_server_stops(server: Running) -> None:
+    await server.api.member(points=5)
+    watchers = [Watcher(server.channel, 0) for _ in range(3)]
+    for w in watchers:
+        await w.take(1)
+    assert server.app.metrics.events_watchers._value.get() == 3
+    started = asyncio.get_running_loop().time()
+    await server.app.stop()
+    took = asyncio.get_running_loop().time() - started
+    for w in watchers:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await w.take(1)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        await w.close()
+    assert took < server.app.settings.shutdown_grace_seconds  # they did not hold it up
