@@ -203,6 +203,12 @@ class Metrics:
             # One series per process (a `pid` label) in multiprocess mode: which one leads.
             multiprocess_mode="liveall",
         )
+        self.events_watchers = Gauge(
+            "surge_events_watchers",
+            "Event streams open in this process (WatchEvents calls).",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
         self.commit_batch_size = Histogram(
             "surge_commit_batch_size",
             "Redemptions per group commit.",

@@ -21,6 +21,8 @@ class EventType(StrEnum):
     POINTS_EXPIRED = "points.expired"
     POINTS_ADJUSTED = "points.adjusted"
     POINTS_TRANSFERRED = "points.transferred"
+    POINTS_REFUNDED = "points.refunded"  # a cancelled or expired redemption's points back
+    POINTS_REVERSED = "points.reversed"  # a purchase reversed, a debt repaid
     STOCK_ADJUSTED = "stock.adjusted"
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"

@@ -19,7 +19,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from common.redis_nodes import AnyRedis, RedisClock
-from flashsale import shards
+from flashsale import outbox, shards
 from flashsale.gate import CampaignKeys
 from flashsale.model import SOLD, SOLD_SQL, RedemptionStatus
 from flashsale.shard_audit import audit_split_campaign
@@ -133,6 +133,9 @@ _PG_CHECKS: list[tuple[str, str]] = [
         "SELECT id::text, stock_on_hand FROM items WHERE stock_on_hand < 0",
     ),
 ]
+
+
+_PG_CHECKS += outbox.AUDIT_CHECKS
 
 
 async def audit(

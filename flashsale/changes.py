@@ -36,6 +36,7 @@ from common.errors import (
     LimitBelowTaken,
     NotFound,
 )
+from flashsale import outbox
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
 from inventory import codes
@@ -124,6 +125,9 @@ class CampaignChanges:
             if previous:
                 changed = True
                 await self._apply(cur, row, new)
+                if new["units_allotted"] != row["units_allotted"]:
+                    available = row["units_allotted"] - row["units_committed"] - row["units_held"]
+                    await outbox.allotment_changed(conn, campaign_id, available_before=available)
                 await auditlog.record(
                     conn,
                     auditlog.UPDATE_CAMPAIGN,

@@ -24,7 +24,7 @@ from common.errors import (
     PaymentNotPending,
     PaymentWindowClosed,
 )
-from flashsale import history, store
+from flashsale import history, outbox, store
 from flashsale.model import SOLD, Redemption, RedemptionStatus
 from flashsale.settle import Settler
 from inventory import codes
@@ -73,6 +73,13 @@ class Lifecycle:
                 # is refused (CODE_CONSUMED) once a merchant consumed it.
                 await codes.revoke_for_cancel(conn, redemption_id)
                 await store.give_back(conn, row, RedemptionStatus.CANCELLED, reason or "cancelled")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.CANCELLED,
+                    reason=reason or "cancelled",
+                    units_returned=True,
+                )
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             steps = await history.entries(conn, after) if after is not None else ()
             mirrors = await store.mirrors(conn, row)
@@ -120,6 +127,13 @@ class Lifecycle:
                 pass  # the same confirmation again: the redemption as it is
             elif row["payment_due_at"] <= datetime.now(UTC):
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.EXPIRED,
+                    reason="payment window closed",
+                    units_returned=True,
+                )
                 window_closed = True
             else:
                 try:
@@ -130,6 +144,9 @@ class Lifecycle:
                     if e.diag.constraint_name != store.PAYMENT_REFERENCE_INDEX:
                         raise
                     raise AlreadyExists("redemption", "payment_reference", reference) from e
+                await outbox.redemption_changed(
+                    conn, row, RedemptionStatus.COMMITTED, units_returned=False
+                )
             after = await store.select_one(conn, "r.id = %s", (redemption_id,))
             steps = await history.entries(conn, after) if after is not None else ()
             mirrors = await store.mirrors(conn, row)
@@ -151,6 +168,13 @@ class Lifecycle:
                 if row is None or row["status"] != RedemptionStatus.PENDING_PAYMENT.value:
                     continue
                 await store.give_back(conn, row, RedemptionStatus.EXPIRED, "payment window closed")
+                await outbox.redemption_changed(
+                    conn,
+                    row,
+                    RedemptionStatus.EXPIRED,
+                    reason="payment window closed",
+                    units_returned=True,
+                )
                 mirrors = await store.mirrors(conn, row)
             await self._settler.apply_mirrors(row, *mirrors, units_returned=True)
             expired += 1

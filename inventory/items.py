@@ -14,7 +14,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 import auditlog
-from common import validation
+import events
+from common import actor, validation
 from common.errors import (
     AlreadyExists,
     IdempotencyKeyReused,
@@ -161,6 +162,21 @@ class Catalog:
             )
             adjustment = await cur.fetchone()
             assert adjustment is not None
+            # The outbox (docs/events.md), in the same transaction as the change.
+            await events.append(
+                conn,
+                events.EventType.STOCK_ADJUSTED,
+                "item",
+                item_id,
+                {
+                    "item_id": item_id,
+                    "adjustment_id": adjustment["id"],
+                    "delta": delta,
+                    "stock_after": updated["stock_on_hand"],
+                    "reason": reason,
+                },
+                actor=actor.current().subject,
+            )
             await auditlog.record(
                 conn,
                 auditlog.ADJUST_STOCK,

@@ -33,6 +33,7 @@ from common.autopipeline import AutoPipeline
 from common.leader import Leadership
 from common.metrics import Metrics, build_versions
 from common.ratelimit import TokenBuckets
+from events.stream import EventStream
 from flashsale.admission import Admission
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
@@ -56,6 +57,8 @@ from loyalty.v1 import (
     catalog_pb2_grpc,
     codes_pb2,
     codes_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
     fulfilment_pb2,
     fulfilment_pb2_grpc,
     member_pb2,
@@ -72,7 +75,7 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, codes, fulfilment, member, redemption
+from server.services import audit, campaign, catalog, codes, events, fulfilment, member, redemption
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ SERVICE_NAMES = (
     audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
     codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
     fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
 )
 
 
@@ -183,6 +187,13 @@ class App:
         self.campaign_changes = CampaignChanges(self.pool, self.campaigns, self.settler)
         self.offers = Offers(self.pool, self.campaign_gate)
         self.audit_trail = AuditTrail(self.pool)
+        # WatchEvents: its own small pool and one shared LISTEN (events/stream.py); the
+        # leader prunes past retention.
+        self.event_stream = EventStream(
+            stores.database_url,
+            metrics=self.metrics,
+            retention=timedelta(seconds=settings.events_retention_seconds),
+        )
         self.sweeper = Sweeper(
             pool=self.pool,
             redis=self.redis,
@@ -251,6 +262,7 @@ class App:
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
         self.committer.start()
+        await self.event_stream.start()
         server = grpc.aio.server(
             interceptors=[
                 EdgeInterceptor(
@@ -300,6 +312,9 @@ class App:
         fulfilment_pb2_grpc.add_FulfilmentServiceServicer_to_server(
             fulfilment.FulfilmentService(self.fulfilment), server
         )
+        events_pb2_grpc.add_EventServiceServicer_to_server(
+            events.EventService(self.event_stream), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -322,8 +337,10 @@ class App:
     async def _leadership_changed(self, leading: bool) -> None:
         if leading:
             self.ledger_jobs.start()
+            self.event_stream.start_pruning()
         else:
             await self.ledger_jobs.stop()
+            await self.event_stream.stop_pruning()
 
     def reload_certificates(self) -> None:
         """SIGHUP: the next TLS handshake reads the certificate files again."""
@@ -348,11 +365,15 @@ class App:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._drain_cut.wait(), drain_s)
         if self.server is not None:
+            # Event streams never end on their own: closed first, they answer UNAVAILABLE
+            # and their consumers resume elsewhere instead of holding up the grace period.
+            await self.event_stream.close()
             await self.server.stop(self.settings.shutdown_grace_seconds)
         await self.probe.stop()
         await self.committer.close()
         await self.sweeper.stop()
         await self.leadership.stop()  # stops the ledger jobs if it led; frees the lock
+        await self.event_stream.close()  # idempotent: closed above when serving
         await self.calls.aclose()
         await self.redis.aclose()
         await self.pool.close()
@@ -409,6 +430,7 @@ def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
         audit_pb2,
         codes_pb2,
         fulfilment_pb2,
+        events_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [

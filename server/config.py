@@ -72,6 +72,8 @@ class Settings:
     campaign_key_retention_seconds: int = 3600
     # A member's Redis keys expire after this long unused (they reload when next needed).
     member_key_idle_seconds: int = 86_400
+    # The event stream (docs/events.md): events older than this are pruned by the leader.
+    events_retention_seconds: int = 7 * 86_400
     commit_batch_max: int = 256
     commit_workers: int = 1
     commit_linger_ms: int = 5
@@ -189,6 +191,7 @@ class Settings:
             campaign_key_retention_seconds=env_int(
                 env, "SURGE_CAMPAIGN_KEY_RETENTION_SECONDS", 3600, 60, 10**8
             ),
+            events_retention_seconds=_duration(env, "SURGE_EVENTS_RETENTION", 7 * 86_400),
             commit_batch_max=env_int(env, "SURGE_COMMIT_BATCH_MAX", 256, 1, 10_000),
             commit_workers=env_int(env, "SURGE_COMMIT_WORKERS", 1, 1, 64),
             commit_linger_ms=env_int(env, "SURGE_COMMIT_LINGER_MS", 5, 0, 1000),
@@ -331,3 +334,22 @@ def is_loopback(address: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a name other than localhost, or empty (every interface)
         return False
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def _duration(env: Mapping[str, str], name: str, default: int) -> int:
+    """Seconds from "7d", "12h", "30m", "3600s" or "3600"; at least a minute, at most ten
+    years."""
+    raw = (env.get(name) or "").strip().lower()
+    if not raw:
+        return default
+    unit = _UNITS.get(raw[-1])
+    digits = raw[:-1] if unit is not None else raw
+    if not digits.isdigit():
+        raise ConfigError(f"{name} must be a duration like 7d, 12h, 30m or 3600s, got {raw!r}")
+    value = int(digits) * (unit or 1)
+    if not 60 <= value <= 10 * 365 * 86_400:
+        raise ConfigError(f"{name} must be between 1 minute and 10 years, got {raw!r}")
+    return value

@@ -40,7 +40,7 @@ import grpc
 from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
 from common.ratelimit import TokenBuckets
-from server import edge_errors, scopes
+from server import edge_errors, scopes, stream_edge
 from server.credentials import Principal, Verifier
 from server.errors import status_for
 
@@ -164,9 +164,20 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return None
         if handler.unary_unary is None and handler.stream_unary is None:
+            service, _ = split_method(full_method)
+            if handler.unary_stream is not None and service.startswith("loyalty.v1."):
+                # Ours (WatchEvents): the same edge, around a stream (server/stream_edge.py).
+                wrapped = stream_edge.wrap(
+                    full_method,
+                    handler,
+                    metrics=self._metrics,
+                    verifier=self._verifier,
+                    access_log=self._access_log,
+                )
+                self._wrapped[full_method] = wrapped
+                return wrapped
             # Health Watch, reflection: streams, nothing of ours to map; reflection may still
             # need a credential (any scope: it shows the schema, not data).
-            service, _ = split_method(full_method)
             if service in _REFLECTION and not self._reflection_open:
                 return self._refuse_stream_without_credential(handler_call_details, handler)
             return handler

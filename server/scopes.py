@@ -11,7 +11,8 @@ checks that every RPC in protos/ has one).
 - earning:    the mall's order and task systems crediting (and reversing) points.
 - fulfilment: the warehouse moving physical redemptions on after COMMITTED: packing,
               shipped, delivered. Returns are decided by the operator only (they refund
-              points and money: the mall's staff, not the warehouse, decide that).
+              points and money: the mall's staff, not the warehouse, decide that); it follows
+              the event stream (WatchEvents).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
 - operator:   the mall's staff: catalogue, stock, code pools (ImportCodes, GetCodePool),
@@ -38,6 +39,7 @@ _REDEMPTION = "/loyalty.v1.RedemptionService/"
 _AUDIT = "/loyalty.v1.AuditService/"
 _CODE = "/loyalty.v1.CodeService/"
 _FULFILMENT = "/loyalty.v1.FulfilmentService/"
+_EVENTS = "/loyalty.v1.EventService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -92,6 +94,7 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _FULFILMENT + "RequestReturn": _MEMBER_SELF,
     _FULFILMENT + "AcceptReturn": _OPERATOR,
     _FULFILMENT + "RejectReturn": _OPERATOR,
+    _EVENTS + "WatchEvents": frozenset({FULFILMENT, OPERATOR, REPORTS}),
 }
 
 

@@ -100,6 +100,7 @@ def clean(stores: Stores) -> Stores:
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
             "events, redemption_history CASCADE"
         )
+        conn.execute("UPDATE events_pruned SET through = 0")
     flush_all(stores.redis_url)  # every primary on a cluster
     return stores
 

@@ -9,3 +9,18 @@ LANGUAGE sql AS $$
     VALUES (p_type, p_subject_kind, p_subject_id, coalesce(p_payload, '{}'::jsonb), p_actor)
     RETURNING sequence
 $$;
+
+-- The wake-up for WatchEvents (events/wakeups.py): one NOTIFY per writing statement, sent
+-- when its transaction commits (PostgreSQL folds the same channel and payload into one
+-- per transaction). Only a hint that rows may be readable: readers always read the table,
+-- and poll when no notification comes.
+CREATE OR REPLACE FUNCTION events_notify() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('surge_events', '');
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER events_notify AFTER INSERT ON events
+    FOR EACH STATEMENT EXECUTE FUNCTION events_notify();

@@ -478,6 +478,53 @@ BEGIN
          ORDER BY x.pos;
     END IF;
 
+    -- 4c. The outbox (events/, docs/events.md), in this same call: no extra round trip on
+    -- the hot path. One set-based INSERT over the accepted entries, in batch order: per
+    -- COMMITTED entry its redemption.committed, then its points.spent when it spent points
+    -- (the 'redeem' ledger entry above); per campaign this batch left with no unit to sell,
+    -- one campaign.sold_out after its last accepted entry (it had units before the batch,
+    -- or nothing would have been accepted). A PENDING_PAYMENT entry's redemption.committed
+    -- and points.spent come when its payment is confirmed (flashsale/lifecycle.py); refused
+    -- entries write none.
+    IF v_accepted > 0 THEN
+        INSERT INTO events (type, subject_kind, subject_id, payload)
+        SELECT ev.type, ev.subject_kind, ev.subject_id, ev.payload
+          FROM (SELECT x.pos, 0 AS k, 'redemption.committed' AS type,
+                       'redemption' AS subject_kind, x.id::text AS subject_id,
+                       jsonb_build_object(
+                           'redemption_id', x.id, 'member_id', x.member_id,
+                           'campaign_id', x.campaign_id, 'item_id', (v_c[x.ci]).item_id,
+                           'quantity', x.quantity, 'points_total', x.points_total,
+                           'cash_total_cents', x.cash_total_cents,
+                           'status', 'COMMITTED') AS payload
+                  FROM unnest(v_entries) x
+                 WHERE v_outcome[x.pos] = 'COMMITTED'
+                UNION ALL
+                SELECT x.pos, 1, 'points.spent', 'member', x.member_id::text,
+                       jsonb_build_object(
+                           'member_id', x.member_id, 'kind', 'redeem',
+                           'amount', -x.points_total,
+                           'balance_after', (v_m[x.mi]).points_balance
+                               - sum(x.points_total) OVER (PARTITION BY x.mi ORDER BY x.pos),
+                           'debt_after', (v_m[x.mi]).points_debt,
+                           'reference', 'redemption:' || x.id,
+                           'reason', 'flash-sale redemption')
+                  FROM unnest(v_entries) x
+                 WHERE v_outcome[x.pos] = 'COMMITTED' AND x.points_total > 0
+                UNION ALL
+                SELECT max(x.pos), 2, 'campaign.sold_out', 'campaign', x.campaign_id::text,
+                       jsonb_build_object(
+                           'campaign_id', x.campaign_id, 'item_id', (v_c[x.ci]).item_id,
+                           'units_allotted', (v_c[x.ci]).units_allotted,
+                           'units_available', 0)
+                  FROM unnest(v_entries) x
+                 WHERE v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
+                 GROUP BY x.ci, x.campaign_id
+                HAVING (v_c[x.ci]).units_committed + (v_c[x.ci]).units_held + v_c_units[x.ci]
+                       >= (v_c[x.ci]).units_allotted) ev
+         ORDER BY ev.pos, ev.k;
+    END IF;
+
     -- 5. Answer each entry with the batch-final state of its rows, each row read once.
     -- NOT_FOUND entries carry no mirror, as in 0003, whichever row was missing.
     SELECT cs.r, ms.r, ps.r

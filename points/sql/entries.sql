@@ -28,6 +28,19 @@ BEGIN
     VALUES (p_member, p_kind, p_amount, out_balance, p_debt_change, out_debt, p_reference,
             p_reason, p_key_scope, p_key, p_operator, p_counterparty, p_actor)
     RETURNING id INTO out_entry;
+    -- The outbox (events/, docs/events.md): every entry is a points event, in this same
+    -- transaction. commit_redemptions writes its 'redeem' entries (and their events) itself.
+    PERFORM append_event(
+        CASE p_kind WHEN 'earn' THEN 'points.earned' WHEN 'redeem' THEN 'points.spent'
+                    WHEN 'refund' THEN 'points.refunded' WHEN 'expire' THEN 'points.expired'
+                    WHEN 'transfer' THEN 'points.transferred' WHEN 'adjust' THEN 'points.adjusted'
+                    ELSE 'points.reversed' END,
+        'member', p_member::text,
+        jsonb_build_object('member_id', p_member, 'entry_id', out_entry, 'kind', p_kind,
+                           'amount', p_amount, 'balance_after', out_balance,
+                           'debt_after', out_debt, 'reference', p_reference, 'reason', p_reason,
+                           'counterparty_id', p_counterparty),
+        p_actor);
     RETURN NEXT;
 END
 $$;

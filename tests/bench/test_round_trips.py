@@ -179,6 +179,9 @@ async def test_success_path_round_trips_per_redemption(
     running = await start_server(sweep_interval_seconds=60.0)
     # Nor the dependency probe's SELECT 1 each second (its own connection, not a redemption's).
     await running.app.probe.stop()
+    # Nor the event stream's listener, woken by each batch's NOTIFY (one LISTEN connection
+    # per process, not a redemption's round trip: the NOTIFY rides on the commit's own).
+    await running.app.event_stream.wakeups.stop()
     api = running.api
     campaigns = [
         (await api.campaign(units=10_000, limit=1_000, points_price=10)).id

@@ -134,6 +134,7 @@ async def test_the_path_writes_history_events_and_audit_with_actors(fulfil: Fulf
     assert got.delivered_at.seconds > 0 and got.return_info.reason == "too small"
     assert got.return_info.disposition == R.RETURN_DISPOSITION_RESTOCK
     assert await fulfil.events_of(r.id) == [
+        ("redemption.committed", None),  # the group commit's (the service's own: no actor)
         ("redemption.packing", "wms-1"),
         ("redemption.shipped", "wms-1"),
         ("redemption.delivered", "wms-1"),
@@ -269,7 +270,7 @@ async def test_bad_input_names_the_field_and_changes_nothing(fulfil: Fulfil) -> 
         f = failure(refused.value)
         assert (f.code, f.field) == (grpc.StatusCode.INVALID_ARGUMENT, field), request
     assert status_name(await fulfil.get(packing)) == "PACKING"
-    assert await fulfil.events_of(virtual.id) == []
+    assert await fulfil.events_of(virtual.id) == [("redemption.committed", None)]
 
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await fulfil.pack(virtual)

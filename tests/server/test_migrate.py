@@ -20,6 +20,7 @@ FUNCTIONS = {
     "append_event",
     "audit_events_refuse_change",
     "commit_redemptions",
+    "events_notify",
     "expire_due_lots",
     "post_entry",
     "repay_debt",
