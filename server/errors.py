@@ -9,6 +9,7 @@ message: driver text and tracebacks go to the log, never to the caller.
 from __future__ import annotations
 
 import functools
+import logging
 from datetime import timedelta
 
 import grpc
@@ -18,6 +19,8 @@ from grpc_status import rpc_status
 
 from common import dependencies, errors
 from server import edge_errors
+
+_rpc_log = logging.getLogger("surge.rpc")  # the edge's: a call that failed, a dependency down
 
 ERROR_DOMAIN = "surge.loyalty.v1"
 
@@ -134,3 +137,19 @@ def _packed(
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
     rich: grpc.Status = rpc_status.to_status(status)
     return rich
+
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+
+
+def answer_for(exc: Exception, full_method: str, rid: str) -> tuple[grpc.StatusCode, str, Metadata]:
+    """What the edge answers when a call (unary or stream) ends in `exc`: a known error's
+    rich status, or INTERNAL with the request id (the traceback logged, never sent); a
+    dependency outage is logged as a warning."""
+    status = status_for(exc)
+    if status is None:
+        _rpc_log.exception("%s failed", full_method)
+        return grpc.StatusCode.INTERNAL, f"internal error (request id {rid})", ()
+    if status.code == grpc.StatusCode.UNAVAILABLE:
+        _rpc_log.warning("%s: dependency unavailable: %r", full_method, exc)
+    return status.code, status.details, tuple(status.trailing_metadata)

@@ -42,9 +42,8 @@ from common.metrics import GRPC_CODES, Metrics
 from common.ratelimit import TokenBuckets
 from server import edge_errors, scopes, stream_edge
 from server.credentials import Principal, Verifier
-from server.errors import status_for
+from server.errors import answer_for, status_for
 
-log = logging.getLogger("surge.rpc")
 access = logging.getLogger("surge.access")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
 REQUEST_ID_HEADER = "x-request-id"
@@ -288,17 +287,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.CANCELLED  # the client cancelled or its deadline passed
                 raise
             except Exception as exc:
-                status = status_for(exc)
-                if status is None:
-                    code = grpc.StatusCode.INTERNAL
-                    log.exception("%s failed", full_method)
-                    await context.abort(code, f"internal error (request id {rid})", echo)
-                    raise  # unreachable: abort raises
-                code = status.code
-                if code == grpc.StatusCode.UNAVAILABLE:
-                    log.warning("%s: dependency unavailable: %r", full_method, exc)
-                await context.abort(code, status.details, (*status.trailing_metadata, *echo))
-                raise
+                code, details, metadata = answer_for(exc, full_method, rid)
+                await context.abort(code, details, (*metadata, *echo))
+                raise  # unreachable: abort raises
             finally:
                 if admitted:
                     self._in_flight -= 1

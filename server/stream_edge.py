@@ -20,12 +20,11 @@ from common import actor, errors
 from common.metrics import GRPC_CODES, Metrics
 from server import edge_errors, scopes
 from server.credentials import Principal, Verifier
-from server.errors import status_for
+from server.errors import answer_for
 
 if TYPE_CHECKING:
     from server.interceptors import Handler
 
-log = logging.getLogger("surge.rpc")
 access = logging.getLogger("surge.access")
 
 
@@ -100,15 +99,9 @@ def wrap(
             code = grpc.StatusCode.CANCELLED  # the consumer went away
             raise
         except Exception as exc:
-            status = status_for(exc)
-            if status is None:
-                code = grpc.StatusCode.INTERNAL
-                log.exception("%s failed", full_method)
-                await context.abort(code, f"internal error (request id {rid})", echo)
-                raise  # unreachable: abort raises
-            code = status.code
-            await context.abort(code, status.details, (*status.trailing_metadata, *echo))
-            raise
+            code, details, metadata = answer_for(exc, full_method, rid)
+            await context.abort(code, details, (*metadata, *echo))
+            raise  # unreachable: abort raises
         finally:
             elapsed = time.perf_counter() - started
             code_name = GRPC_CODES[code.value[0]]
