@@ -23,6 +23,7 @@ from flashsale import outbox, shards
 from flashsale.gate import CampaignKeys
 from flashsale.model import SOLD, SOLD_SQL, RedemptionStatus
 from flashsale.shard_audit import audit_split_campaign
+from inventory import audit as stock_audit
 from points.gate import member_keys
 
 
@@ -136,6 +137,7 @@ _PG_CHECKS: list[tuple[str, str]] = [
 
 
 _PG_CHECKS += outbox.AUDIT_CHECKS
+_PG_CHECKS += stock_audit.AUDIT_CHECKS
 
 
 async def audit(

@@ -19,7 +19,7 @@ from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale import shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
-from inventory import codes
+from inventory import codes, stock
 from inventory.items import CodeSource, ItemKind
 
 MAX_UNITS = 10**7
@@ -151,10 +151,6 @@ class Campaigns:
             if item["stock_on_hand"] < units_allotted:
                 raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
             await cur.execute(
-                "UPDATE items SET stock_on_hand = stock_on_hand - %s WHERE id = %s",
-                (units_allotted, item_id),
-            )
-            await cur.execute(
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
                 "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
@@ -172,6 +168,8 @@ class Campaigns:
             )
             created = await cur.fetchone()
             assert created is not None
+            # The units leave the item's available stock (inventory/stock.py).
+            await stock.allot(conn, created["id"], item_id, units_allotted)
             await auditlog.record(
                 conn,
                 auditlog.CREATE_CAMPAIGN,

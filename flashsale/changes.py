@@ -39,7 +39,7 @@ from common.errors import (
 from flashsale import outbox
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
-from inventory import codes
+from inventory import codes, stock
 from inventory.items import CodeSource
 
 log = logging.getLogger(__name__)
@@ -160,10 +160,7 @@ class CampaignChanges:
             ends_at = row["now"] if not already_over else row["ends_at"]
             starts_at = min(row["starts_at"], ends_at - _SHORTEST_WINDOW)
             if unsold:
-                await cur.execute(
-                    "UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s",
-                    (unsold, row["item_id"]),
-                )
+                await stock.release(conn, campaign_id, unsold, reason="campaign ended")
             await cur.execute(
                 "UPDATE campaigns SET units_allotted = %s, starts_at = %s, ends_at = %s, "
                 "meta_version = meta_version + 1 WHERE id = %s",
@@ -213,10 +210,12 @@ class CampaignChanges:
                     )
             if delta > item["stock_on_hand"]:
                 raise InsufficientStock(row["item_id"], item["stock_on_hand"], delta)
-            await cur.execute(
-                "UPDATE items SET stock_on_hand = stock_on_hand - %s WHERE id = %s",
-                (delta, row["item_id"]),
-            )
+            if delta > 0:
+                await stock.allot(cur.connection, row["id"], row["item_id"], delta)
+            elif delta < 0:
+                await stock.release(
+                    cur.connection, row["id"], -delta, reason="campaign allotment lowered"
+                )
         await cur.execute(
             "UPDATE campaigns SET name = %s, units_allotted = %s, points_price = %s, "
             "cash_price_cents = %s, per_member_limit = %s, starts_at = %s, ends_at = %s, "

@@ -45,7 +45,9 @@ from common.errors import (
 from flashsale import history, store
 from flashsale.model import Redemption, RedemptionStatus, ReturnDisposition
 from flashsale.settle import Settler
+from inventory import stock
 from inventory.items import ItemKind
+from inventory.stock import MovementKind
 
 MAX_CARRIER_LENGTH = 64
 MAX_TRACKING_LENGTH = 64
@@ -227,15 +229,29 @@ class Fulfilment:
                 "note": note,
             }
             qty = row["quantity"]
-            stock = await store.item_stock(conn, row["item_id"])
-            if disposition is ReturnDisposition.RESTOCK:
-                stock = await store.move_stock(conn, row["item_id"], qty)
+            await store.item_stock(conn, row["item_id"])  # the item row locked first
+            # The units come back on hand (the stock ledger), and a write-off takes them
+            # out again at once: both movements name the redemption.
+            restock = disposition is ReturnDisposition.RESTOCK
+            await stock.return_units(
+                conn, row["id"], row["item_id"], qty, write_off=not restock, reason="returned"
+            )
+            if restock:
                 details["restocked_units"] = qty
             if exchange:
-                if stock < qty:
-                    raise InsufficientStock(row["item_id"], stock, qty)
-                await store.move_stock(conn, row["item_id"], -qty)
+                available = await store.item_stock(conn, row["item_id"])
+                if available < qty:
+                    raise InsufficientStock(row["item_id"], available, qty)
                 replacement = await self._replace(conn, row)
+                await stock.take(
+                    conn,
+                    row["item_id"],
+                    MovementKind.REDEEMED,
+                    qty,
+                    campaign_id=row["campaign_id"],
+                    redemption_id=replacement,
+                    reason="exchange replacement",
+                )
                 details["replaced_by"] = replacement
             else:
                 await store.refund_points(conn, row, "returned")

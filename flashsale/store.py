@@ -22,6 +22,7 @@ from flashsale.model import (
     Shipment,
     new_redemption_code,
 )
+from inventory import stock
 from inventory.items import ItemKind
 from points.gate import MemberMirror
 
@@ -105,6 +106,8 @@ async def give_back(
         )
     # Points that come back (or stop being held) repay debt first.
     await conn.execute("SELECT repay_debt(%s, %s)", (row["member_id"], reference))
+    if committed:  # its units back into the campaign's allotment (the stock ledger)
+        await stock.unredeem(conn, row["id"], reason=reason)
     await conn.execute(
         "UPDATE redemptions SET status = %s, cancel_reason = %s, updated_at = now() WHERE id = %s",
         (status.value, reason, row["id"]),
@@ -132,6 +135,7 @@ async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: st
             "'flash-sale redemption, payment confirmed')",
             (row["member_id"], -points, spent),
         )
+    await stock.redeem(conn, row["id"], row["campaign_id"], qty)
     code = new_redemption_code() if row["item_kind"] == ItemKind.VIRTUAL.value else None
     await conn.execute(
         "UPDATE redemptions SET status = 'COMMITTED', payment_reference = %s, "
@@ -179,17 +183,6 @@ async def item_stock(conn: AsyncConnection[Any], item_id: str) -> int:
     """The item's stock on hand, its row locked (after the campaign, member and redemption:
     campaign changes lock campaign then item too)."""
     cur = await conn.execute("SELECT stock_on_hand FROM items WHERE id = %s FOR UPDATE", (item_id,))
-    found = await cur.fetchone()
-    assert found is not None
-    return int(found[0])
-
-
-async def move_stock(conn: AsyncConnection[Any], item_id: str, delta: int) -> int:
-    """Adds `delta` (negative: takes) to the item's stock; the CHECK keeps it >= 0."""
-    cur = await conn.execute(
-        "UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s RETURNING stock_on_hand",
-        (delta, item_id),
-    )
     found = await cur.fetchone()
     assert found is not None
     return int(found[0])

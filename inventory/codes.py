@@ -36,6 +36,7 @@ import auditlog
 from common import actor, validation
 from common.errors import InvalidArgument, NotFound
 from events import EventType, append
+from inventory import stock
 from inventory.errors import (
     CodeAlreadyConsumed,
     CodeConsumed,
@@ -44,6 +45,7 @@ from inventory.errors import (
     CodeRevoked,
     NotAPoolItem,
 )
+from inventory.stock import MovementKind
 
 MAX_CODE_LENGTH = 128
 MAX_CODES_PER_UPLOAD = 100_000  # bounds the upload's memory and its one transaction
@@ -170,10 +172,10 @@ class CodePools:
                     if c not in inserted
                 ]
             # A pool item's stock is its codes: what is loaded can be allotted.
-            await conn.execute(
-                "UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s",
-                (loaded, item_id),
-            )
+            if loaded:
+                await stock.add(
+                    conn, item_id, MovementKind.RECEIVED, loaded, reason="codes imported"
+                )
             await auditlog.record(
                 conn,
                 auditlog.IMPORT_CODES,

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -23,6 +24,8 @@ from common.errors import (
     InvalidArgument,
     NotFound,
 )
+from inventory import stock
+from inventory.stock import MovementKind
 
 _SKU_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # with fullmatch: "$" lets a trailing "\n" in
 MAX_STOCK = 10**9
@@ -86,13 +89,22 @@ class Catalog:
             try:
                 cur = await conn.cursor(row_factory=dict_row).execute(
                     "INSERT INTO items (sku, name, kind, stock_on_hand, code_source) "
-                    f"VALUES (%s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
-                    (sku, name, kind.value, initial_stock, code_source.value),
+                    "VALUES (%s, %s, %s, 0, %s) RETURNING id::text",
+                    (sku, name, kind.value, code_source.value),
                 )
             except psycopg.errors.UniqueViolation as e:
                 raise AlreadyExists("item", "sku", sku) from e
-            row = await cur.fetchone()
-            assert row is not None
+            created = await cur.fetchone()
+            assert created is not None
+            if initial_stock:  # the item's first movement, at the default location
+                await stock.add(
+                    conn,
+                    created["id"],
+                    MovementKind.RECEIVED,
+                    initial_stock,
+                    reason="initial stock",
+                )
+            row = await _read(conn, created["id"])
             await auditlog.record(
                 conn,
                 auditlog.CREATE_ITEM,
@@ -149,19 +161,24 @@ class Catalog:
             if row["stock_on_hand"] + delta < 0:
                 raise InsufficientStock(item_id, row["stock_on_hand"], -delta)
             await cur.execute(
-                f"UPDATE items SET stock_on_hand = stock_on_hand + %s WHERE id = %s "
-                f"RETURNING {_COLUMNS}",
-                (delta, item_id),
-            )
-            updated = await cur.fetchone()
-            assert updated is not None
-            await cur.execute(
                 "INSERT INTO stock_adjustments (item_id, delta, reason, idempotency_key, "
                 "stock_after) VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
-                (item_id, delta, reason, key, updated["stock_on_hand"]),
+                (item_id, delta, reason, key, row["stock_on_hand"] + delta),
             )
             adjustment = await cur.fetchone()
             assert adjustment is not None
+            # The ledger's movement: units added at the default location, or taken from
+            # available stock where there is some (the default location first).
+            reference = f"adjustment:{adjustment['id']}"
+            if delta > 0:
+                await stock.add(
+                    conn, item_id, MovementKind.ADJUSTED, delta, reference=reference, reason=reason
+                )
+            else:
+                await stock.take(
+                    conn, item_id, MovementKind.ADJUSTED, -delta, reference=reference, reason=reason
+                )
+            updated = await _read(conn, item_id)
             # The outbox (docs/events.md), in the same transaction as the change.
             await events.append(
                 conn,
@@ -190,6 +207,15 @@ class Catalog:
                 },
             )
         return Adjusted(_item(updated), adjustment["id"], replayed=False)
+
+
+async def _read(conn: psycopg.AsyncConnection[Any], item_id: str) -> dict[str, Any]:
+    cur = await conn.cursor(row_factory=dict_row).execute(
+        f"SELECT {_COLUMNS} FROM items WHERE id = %s", (item_id,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
 
 
 def _item(row: dict[str, object]) -> Item:

@@ -478,6 +478,18 @@ BEGIN
          ORDER BY x.pos;
     END IF;
 
+    -- 4d. The stock ledger (inventory/sql/stock.sql): each COMMITTED entry's units leave
+    -- its campaign's allotment, one 'redeemed' movement per (entry, location), in one call
+    -- for the batch. A PENDING_PAYMENT entry's leave when its payment is confirmed.
+    IF v_accepted > 0 THEN
+        PERFORM stock_redeem(array_agg(x.id ORDER BY x.pos),
+                             array_agg(x.campaign_id ORDER BY x.pos),
+                             array_agg(x.quantity ORDER BY x.pos), NULL)
+           FROM unnest(v_entries) x
+          WHERE v_outcome[x.pos] = 'COMMITTED'
+         HAVING count(*) > 0;
+    END IF;
+
     -- 4c. The outbox (events/, docs/events.md), in this same call: no extra round trip on
     -- the hot path. One set-based INSERT over the accepted entries, in batch order: per
     -- COMMITTED entry its redemption.committed, then its points.spent when it spent points

@@ -153,6 +153,20 @@ class World:
                     c["version"],
                 ),
             )
+        # The stock ledger (migration 0013): each campaign's unsold units at the default
+        # location, as a campaign created through the API would have them.
+        unsold = sum(c["allotted"] - c["committed"] for c in self.campaigns)
+        conn.execute(
+            "INSERT INTO stock_levels (item_id, location_id, on_hand, allotted) "
+            "VALUES (%s, stock_default_location(), %s, %s)",
+            (self.item, unsold, unsold),
+        )
+        for c in self.campaigns:
+            conn.execute(
+                "INSERT INTO campaign_stock (campaign_id, location_id, position, remaining) "
+                "VALUES (%s, stock_default_location(), 1, %s)",
+                (c["id"], c["allotted"] - c["committed"]),
+            )
         for m in self.members:
             conn.execute(
                 "INSERT INTO members (id, display_name, frozen, points_balance, points_held, "

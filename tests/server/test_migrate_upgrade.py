@@ -16,6 +16,7 @@ import pytest
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from inventory.audit import AUDIT_CHECKS as STOCK_CHECKS
 from server.app import Stores
 from server.migrate import Applied, function_files, migrate, migration_files
 from tests.server.databases import schema_dump, scratch_database
@@ -210,6 +211,10 @@ def test_a_database_of_the_old_migrations_upgrades_to_a_fresh_install(
             "SELECT count(*) FROM ledger_entries WHERE actor IS NOT NULL"
         ).fetchone() == (0,)
     assert migrate(upgraded) == Applied([], [])
+    # 0013: the stock there is became the ledger's first movements at the default location:
+    # 40 received (the opening balance), 5 + 5 allotted, 3 redeemed; the audit passes.
+    assert _stock(upgraded) == (37, 7, 30)
+    assert _stock_audit(upgraded) == []
 
     with psycopg.connect(upgraded) as conn:
         outcomes = _commit(
@@ -245,3 +250,22 @@ def test_a_database_of_the_old_migrations_upgrades_to_a_fresh_install(
             (ids["points"],),
         ).fetchone()
         assert campaign == (5, 0)
+    assert _stock(upgraded) == (35, 5, 30)  # dan's 2 units redeemed from the allotment
+    assert _stock_audit(upgraded) == []
+
+
+def _stock(url: str) -> tuple[int, int, int]:
+    """(on hand, allotted, the item's available) of the seeded item."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT s.on_hand, s.allotted, i.stock_on_hand FROM items i "
+            "JOIN stock_levels s ON s.item_id = i.id AND s.location_id = stock_default_location()"
+        ).fetchone()
+    assert row is not None
+    return (int(row[0]), int(row[1]), int(row[2]))
+
+
+def _stock_audit(url: str) -> list[str]:
+    """The titles of the stock ledger's audit checks that find something."""
+    with psycopg.connect(url) as conn:
+        return [title for title, query in STOCK_CHECKS if conn.execute(query).fetchall()]
