@@ -48,6 +48,7 @@ from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.codes import CodePools
 from inventory.items import Catalog
+from inventory.ledger import StockLedger
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -65,6 +66,8 @@ from loyalty.v1 import (
     member_pb2_grpc,
     redemption_pb2,
     redemption_pb2_grpc,
+    stock_pb2,
+    stock_pb2_grpc,
 )
 from points import PointsLedger
 from points.gate import PointsGate
@@ -75,7 +78,17 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, codes, events, fulfilment, member, redemption
+from server.services import (
+    audit,
+    campaign,
+    catalog,
+    codes,
+    events,
+    fulfilment,
+    member,
+    redemption,
+    stock,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,7 @@ SERVICE_NAMES = (
     codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
     fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
 )
 
 
@@ -288,6 +302,9 @@ class App:
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
             catalog.CatalogService(self.catalog), server
         )
+        stock_pb2_grpc.add_StockServiceServicer_to_server(
+            stock.StockService(StockLedger(self.pool)), server
+        )
         campaign_pb2_grpc.add_CampaignServiceServicer_to_server(
             campaign.CampaignService(self.campaigns, self.campaign_changes), server
         )
@@ -431,6 +448,7 @@ def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
         codes_pb2,
         fulfilment_pb2,
         events_pb2,
+        stock_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [

@@ -40,17 +40,22 @@ _AUDIT = "/loyalty.v1.AuditService/"
 _CODE = "/loyalty.v1.CodeService/"
 _FULFILMENT = "/loyalty.v1.FulfilmentService/"
 _EVENTS = "/loyalty.v1.EventService/"
+_STOCK = "/loyalty.v1.StockService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
 _OPERATOR = frozenset({OPERATOR})
 _EARN = frozenset({EARNING, OPERATOR})
 _WAREHOUSE = frozenset({FULFILMENT, OPERATOR})
+# Stock levels and movements: the mall's back office, not the storefront.
+_STOCK_READ = frozenset({OPERATOR, REPORTS, FULFILMENT})
 
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
     _CATALOG + "GetItem": _BROWSE,
     _CATALOG + "AdjustStock": _OPERATOR,
+    _STOCK + "GetStockLevels": _STOCK_READ,
+    _STOCK + "ListStockMovements": _STOCK_READ,
     _CAMPAIGN + "CreateCampaign": _OPERATOR,
     _CAMPAIGN + "GetCampaign": _BROWSE,
     _CAMPAIGN + "ListCampaigns": _BROWSE,
