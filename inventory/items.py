@@ -5,7 +5,7 @@ changes: each writes its audit event (auditlog) in its own transaction."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -23,6 +23,8 @@ from common.errors import (
     InvalidArgument,
     NotFound,
 )
+from inventory import catalogue
+from inventory.catalogue import NO_DETAILS, ItemDetails, ItemState
 
 _SKU_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # with fullmatch: "$" lets a trailing "\n" in
 MAX_STOCK = 10**9
@@ -51,6 +53,14 @@ class Item:
     stock_on_hand: int
     created_at: datetime
     code_source: CodeSource = CodeSource.GENERATED
+    # The catalogue's (inventory/catalogue.py, migration 0014).
+    description: str = ""
+    category: str | None = None
+    state: ItemState = ItemState.ACTIVE
+    retired_at: datetime | None = None
+    product_id: str | None = None
+    variant_attributes: dict[str, str] = field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,9 @@ class Adjusted:
     replayed: bool
 
 
-_COLUMNS = "id::text, sku, name, kind, stock_on_hand, created_at, code_source"
+_COLUMNS = (
+    "id::text, sku, name, kind, stock_on_hand, created_at, code_source, " + catalogue.DETAIL_COLUMNS
+)
 
 
 class Catalog:
@@ -75,6 +87,7 @@ class Catalog:
         kind: ItemKind,
         initial_stock: int,
         code_source: CodeSource = CodeSource.GENERATED,
+        details: ItemDetails = NO_DETAILS,
     ) -> Item:
         if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
@@ -93,6 +106,8 @@ class Catalog:
                 raise AlreadyExists("item", "sku", sku) from e
             row = await cur.fetchone()
             assert row is not None
+            if details != NO_DETAILS:
+                row |= await catalogue.attach(conn, row["id"], details)
             await auditlog.record(
                 conn,
                 auditlog.CREATE_ITEM,
@@ -104,6 +119,7 @@ class Catalog:
                     "kind": kind.value,
                     "initial_stock": initial_stock,
                     "code_source": code_source.value,
+                    **details.audit(),
                 },
             )
         return _item(row)
@@ -201,4 +217,18 @@ def _item(row: dict[str, object]) -> Item:
         stock_on_hand=int(row["stock_on_hand"]),  # type: ignore[call-overload]
         created_at=row["created_at"],  # type: ignore[arg-type]
         code_source=CodeSource(str(row["code_source"])),
+        description=str(row.get("description") or ""),
+        category=row.get("category"),  # type: ignore[arg-type]
+        state=ItemState(str(row.get("state") or ItemState.ACTIVE)),
+        retired_at=row.get("retired_at"),  # type: ignore[arg-type]
+        product_id=row.get("product_id"),  # type: ignore[arg-type]
+        variant_attributes=catalogue.attributes_of(row.get("variant_attributes")),
+        updated_at=row.get("updated_at"),  # type: ignore[arg-type]
     )
+
+
+# The catalogue's reads and changes (inventory/listing.py, products.py, changes.py) select
+# and convert item rows exactly as this module does.
+COLUMNS = _COLUMNS
+SKU_RE = _SKU_RE
+item_from_row = _item

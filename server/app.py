@@ -46,8 +46,11 @@ from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
+from inventory.changes import ItemChanges
 from inventory.codes import CodePools
 from inventory.items import Catalog
+from inventory.listing import ItemListing
+from inventory.products import Products
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -286,7 +289,13 @@ class App:
             ],
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            catalog.CatalogService(self.catalog), server
+            catalog.CatalogService(
+                self.catalog,
+                Products(self.pool),
+                ItemChanges(self.pool),
+                ItemListing(self.pool),
+            ),
+            server,
         )
         campaign_pb2_grpc.add_CampaignServiceServicer_to_server(
             campaign.CampaignService(self.campaigns, self.campaign_changes), server

@@ -98,7 +98,7 @@ def clean(stores: Stores) -> Stores:
         conn.execute(
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
-            "events, redemption_history CASCADE"
+            "events, redemption_history, products CASCADE"
         )
         conn.execute("UPDATE events_pruned SET through = 0")
     flush_all(stores.redis_url)  # every primary on a cluster
