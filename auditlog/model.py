@@ -11,6 +11,9 @@ from typing import Any
 # added here (ListAuditEvents refuses to filter by an action it does not know).
 CREATE_ITEM = "catalog.create_item"
 ADJUST_STOCK = "catalog.adjust_stock"
+CREATE_PRODUCT = "catalog.create_product"
+UPDATE_ITEM = "catalog.update_item"
+RETIRE_ITEM = "catalog.retire_item"
 IMPORT_CODES = "codes.import_codes"
 CREATE_CAMPAIGN = "campaign.create_campaign"
 UPDATE_CAMPAIGN = "campaign.update_campaign"
@@ -30,6 +33,9 @@ REJECT_RETURN = "fulfilment.reject_return"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
+    CREATE_PRODUCT,
+    UPDATE_ITEM,
+    RETIRE_ITEM,
     IMPORT_CODES,
     CREATE_CAMPAIGN,
     UPDATE_CAMPAIGN,
@@ -48,10 +54,11 @@ ACTIONS = (
 
 # What an event's target_id names.
 ITEM = "item"
+PRODUCT = "product"
 CAMPAIGN = "campaign"
 MEMBER = "member"
 REDEMPTION = "redemption"
-TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION)
+TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ class EventType(StrEnum):
     POINTS_REFUNDED = "points.refunded"  # a cancelled or expired redemption's points back
     POINTS_REVERSED = "points.reversed"  # a purchase reversed, a debt repaid
     STOCK_ADJUSTED = "stock.adjusted"
+    ITEM_UPDATED = "item.updated"  # UpdateItem: descriptive fields
+    ITEM_RETIRED = "item.retired"  # RetireItem: no new campaigns
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"

@@ -20,6 +20,8 @@ from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale import shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
 from inventory import codes, stock
+from inventory.catalogue import ItemState
+from inventory.errors import ItemRetired
 from inventory.items import CodeSource, ItemKind
 
 MAX_UNITS = 10**7
@@ -130,11 +132,15 @@ class Campaigns:
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
-                "SELECT stock_on_hand, code_source FROM items WHERE id = %s FOR UPDATE", (item_id,)
+                "SELECT stock_on_hand, code_source, state, retired_at FROM items "
+                "WHERE id = %s FOR UPDATE",
+                (item_id,),
             )
             item = await cur.fetchone()
             if item is None:
                 raise NotFound("item", item_id)
+            if item["state"] == ItemState.RETIRED:  # under the lock RetireItem takes
+                raise ItemRetired(item_id, item["retired_at"].isoformat())
             if item["code_source"] == CodeSource.POOL.value:
                 # A pool's code is given in the commit; a pending payment has no commit to
                 # give it in (not supported yet). The allotment is bounded by the codes.

@@ -1,4 +1,5 @@
-"""The code pools' refusals (inventory/codes.py), as subclasses of common.errors.Refusal: the
+"""The inventory's refusals (code pools: inventory/codes.py; the catalogue:
+inventory/catalogue.py, inventory/changes.py), as subclasses of common.errors.Refusal: the
 edge answers them FAILED_PRECONDITION with their reason in the ErrorInfo.
 
 Refusal
@@ -7,7 +8,10 @@ Refusal
 ├── CodeAlreadyConsumed(item_id, consumed_at)   a second consume, by another request
 ├── CodeNotIssued(item_id)                      a consume of a code still in the pool
 ├── CodeRevoked(item_id)                        a consume of a cancelled redemption's code
-└── CodeConsumed(redemption_id)                 a cancel of a redemption whose code is used
+├── CodeConsumed(redemption_id)                 a cancel of a redemption whose code is used
+├── ItemRetired(item_id, retired_at)            a new campaign of a retired item
+├── ItemHasLiveCampaign(item_id, campaign_id)   a retire while a campaign has not ended
+└── TooManyVariants(product_id, limit)          a variant past the product's MAX_VARIANTS
 """
 
 from __future__ import annotations
@@ -94,3 +98,59 @@ class CodeConsumed(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"redemption_id": self.redemption_id}
+
+
+class ItemRetired(Refusal):
+    """A retired item takes no new campaign; what it sold already goes on."""
+
+    reason = "ITEM_RETIRED"
+
+    def __init__(self, item_id: str, retired_at: str) -> None:
+        super().__init__(f"item {item_id} was retired at {retired_at}: no new campaign takes it")
+        self.item_id, self.retired_at = item_id, retired_at
+
+    def metadata(self) -> dict[str, str]:
+        return {"item_id": self.item_id, "retired_at": self.retired_at, "field": "item_id"}
+
+
+class ItemHasLiveCampaign(Refusal):
+    """A retire while a campaign of the item has not ended (ends_at still ahead, upcoming or
+    on sale): EndCampaign it first. `campaign_id` names the one ending soonest."""
+
+    reason = "ITEM_HAS_LIVE_CAMPAIGN"
+
+    def __init__(self, item_id: str, campaign_id: str, ends_at: str, live: int) -> None:
+        others = f" (and {live - 1} more)" if live > 1 else ""
+        super().__init__(
+            f"item {item_id} has campaign {campaign_id}{others} not ended (ends at "
+            f"{ends_at}): end it before retiring the item"
+        )
+        self.item_id, self.campaign_id, self.ends_at, self.live = (
+            item_id,
+            campaign_id,
+            ends_at,
+            live,
+        )
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "item_id": self.item_id,
+            "campaign_id": self.campaign_id,
+            "ends_at": self.ends_at,
+            "live_campaigns": str(self.live),
+        }
+
+
+class TooManyVariants(Refusal):
+    reason = "TOO_MANY_VARIANTS"
+
+    def __init__(self, product_id: str, limit: int) -> None:
+        super().__init__(f"product {product_id} has its {limit} variants: no more fit")
+        self.product_id, self.limit = product_id, limit
+
+    def metadata(self) -> dict[str, str]:
+        return {
+            "product_id": self.product_id,
+            "max_variants": str(self.limit),
+            "field": "product_id",
+        }

@@ -5,7 +5,7 @@ changes: each writes its audit event (auditlog) in its own transaction."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -24,7 +24,8 @@ from common.errors import (
     InvalidArgument,
     NotFound,
 )
-from inventory import stock
+from inventory import catalogue, stock
+from inventory.catalogue import NO_DETAILS, ItemDetails, ItemState
 from inventory.stock import MovementKind
 
 _SKU_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # with fullmatch: "$" lets a trailing "\n" in
@@ -54,6 +55,14 @@ class Item:
     stock_on_hand: int
     created_at: datetime
     code_source: CodeSource = CodeSource.GENERATED
+    # The catalogue's (inventory/catalogue.py, migration 0014).
+    description: str = ""
+    category: str | None = None
+    state: ItemState = ItemState.ACTIVE
+    retired_at: datetime | None = None
+    product_id: str | None = None
+    variant_attributes: dict[str, str] = field(default_factory=dict)
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,9 @@ class Adjusted:
     replayed: bool
 
 
-_COLUMNS = "id::text, sku, name, kind, stock_on_hand, created_at, code_source"
+_COLUMNS = (
+    "id::text, sku, name, kind, stock_on_hand, created_at, code_source, " + catalogue.DETAIL_COLUMNS
+)
 
 
 class Catalog:
@@ -78,6 +89,7 @@ class Catalog:
         kind: ItemKind,
         initial_stock: int,
         code_source: CodeSource = CodeSource.GENERATED,
+        details: ItemDetails = NO_DETAILS,
     ) -> Item:
         if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
@@ -96,6 +108,8 @@ class Catalog:
                 raise AlreadyExists("item", "sku", sku) from e
             created = await cur.fetchone()
             assert created is not None
+            if details != NO_DETAILS:
+                await catalogue.attach(conn, created["id"], details)
             if initial_stock:  # the item's first movement, at the default location
                 await stock.add(
                     conn,
@@ -116,6 +130,7 @@ class Catalog:
                     "kind": kind.value,
                     "initial_stock": initial_stock,
                     "code_source": code_source.value,
+                    **details.audit(),
                 },
             )
         return _item(row)
@@ -227,4 +242,18 @@ def _item(row: dict[str, object]) -> Item:
         stock_on_hand=int(row["stock_on_hand"]),  # type: ignore[call-overload]
         created_at=row["created_at"],  # type: ignore[arg-type]
         code_source=CodeSource(str(row["code_source"])),
+        description=str(row.get("description") or ""),
+        category=row.get("category"),  # type: ignore[arg-type]
+        state=ItemState(str(row.get("state") or ItemState.ACTIVE)),
+        retired_at=row.get("retired_at"),  # type: ignore[arg-type]
+        product_id=row.get("product_id"),  # type: ignore[arg-type]
+        variant_attributes=catalogue.attributes_of(row.get("variant_attributes")),
+        updated_at=row.get("updated_at"),  # type: ignore[arg-type]
     )
+
+
+# The catalogue's reads and changes (inventory/listing.py, products.py, changes.py) select
+# and convert item rows exactly as this module does.
+COLUMNS = _COLUMNS
+SKU_RE = _SKU_RE
+item_from_row = _item

@@ -46,9 +46,12 @@ from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
+from inventory.changes import ItemChanges
 from inventory.codes import CodePools
 from inventory.items import Catalog
 from inventory.ledger import StockLedger
+from inventory.listing import ItemListing
+from inventory.products import Products
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -300,7 +303,13 @@ class App:
             ],
         )
         catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            catalog.CatalogService(self.catalog), server
+            catalog.CatalogService(
+                self.catalog,
+                Products(self.pool),
+                ItemChanges(self.pool),
+                ItemListing(self.pool),
+            ),
+            server,
         )
         stock_pb2_grpc.add_StockServiceServicer_to_server(
             stock.StockService(StockLedger(self.pool)), server

@@ -16,6 +16,7 @@ from auditlog import AuditEvent, AuditPage, AuditQuery
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.model import Address, Redemption
+from inventory.catalogue import ItemState
 from inventory.items import CodeSource, Item, ItemKind
 from loyalty.v1 import (
     audit_pb2,
@@ -82,7 +83,20 @@ def item(value: Item) -> catalog_pb2.Item:
         stock_on_hand=value.stock_on_hand,
         create_time=timestamp(value.created_at),
         code_source=_SOURCE_TO_PB[value.code_source],
+        description=value.description,
+        category=value.category or "",
+        state=_STATE_TO_PB[value.state],
+        retire_time=timestamp(value.retired_at),
+        update_time=timestamp(value.updated_at or value.created_at),
+        product_id=value.product_id or "",
+        variant_attributes=value.variant_attributes,
     )
+
+
+_STATE_TO_PB = {
+    ItemState.ACTIVE: catalog_pb2.ITEM_STATE_ACTIVE,
+    ItemState.RETIRED: catalog_pb2.ITEM_STATE_RETIRED,
+}
 
 
 _SOURCE_TO_PB = {

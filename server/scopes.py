@@ -15,9 +15,9 @@ checks that every RPC in protos/ has one).
               the event stream (WatchEvents).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
-- operator:   the mall's staff: catalogue, stock, code pools (ImportCodes, GetCodePool),
-              campaigns, members, corrections, tiers, and everything the reads and reports
-              show.
+- operator:   the mall's staff: catalogue (items, products, descriptive updates,
+              retirement), stock, code pools (ImportCodes, GetCodePool), campaigns,
+              members, corrections, tiers, and everything the reads and reports show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail.
 """
 
@@ -54,6 +54,11 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
     _CATALOG + "GetItem": _BROWSE,
     _CATALOG + "AdjustStock": _OPERATOR,
+    _CATALOG + "CreateProduct": _OPERATOR,
+    _CATALOG + "GetProduct": _BROWSE,
+    _CATALOG + "ListItems": _BROWSE,
+    _CATALOG + "UpdateItem": _OPERATOR,
+    _CATALOG + "RetireItem": _OPERATOR,
     _STOCK + "GetStockLevels": _STOCK_READ,
     _STOCK + "ListStockMovements": _STOCK_READ,
     _CAMPAIGN + "CreateCampaign": _OPERATOR,

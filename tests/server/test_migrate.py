@@ -26,6 +26,14 @@ FUNCTIONS = {
     "repay_debt",
     "restore_lots",
     "spend_lots",
+    "stock_allot",
+    "stock_default_location",
+    "stock_move",
+    "stock_redeem",
+    "stock_release",
+    "stock_return",
+    "stock_take_available",
+    "stock_unredeem",
 }
 FILES = [
     "events/events.sql",
@@ -33,6 +41,7 @@ FILES = [
     "points/debt.sql",
     "points/entries.sql",
     "points/lots.sql",
+    "inventory/stock.sql",
     "flashsale/commit_redemptions.sql",
 ]
 
@@ -59,7 +68,7 @@ def _recorded(url: str) -> dict[str, tuple[str, Any]]:
     return {name: (digest, at) for name, digest, at in rows}
 
 
-def test_the_file_list_is_auditlog_points_then_flashsale_by_name() -> None:
+def test_the_file_list_is_events_auditlog_points_inventory_then_flashsale_by_name() -> None:
     assert [name for name, _ in function_files()] == FILES
 
 
