@@ -293,3 +293,29 @@ async def test_a_pending_payment_leaves_stock_allotted_until_confirmed(
     got = await stock.GetStockLevels(S.GetStockLevelsRequest(item_id=item.id))
     assert (got.on_hand, got.allotted, got.held, got.committed) == (4, 2, 0, 1)
     assert (await settled_audit(server)).ok
+
+
+async def test_a_unit_cancelled_after_the_end_is_released_by_ending_again(
+    server: Running, stock: Any
+) -> None:
+    """A cancel puts its unit back into its campaign's allotment, even an ended one's (the
+    campaign's counters say so); EndCampaign again gives it back to the item."""
+    api = server.api
+    item = await api.item(stock=10, kind=PHYSICAL)
+    campaign = await api.campaign(item_id=item.id, units=4)
+    member = await api.member(points=1000)
+    sold = (await api.redeem(member.id, campaign.id, shipping_address=ADDRESS)).redemption
+    await api.redeem(member.id, campaign.id, shipping_address=ADDRESS)
+    await api.campaigns.EndCampaign(campaign_pb2.EndCampaignRequest(campaign_id=campaign.id))
+    assert await levels(stock, item.id) == (8, 0, 8, 2)
+    await api.redemptions.CancelRedemption(
+        redemption_pb2.CancelRedemptionRequest(
+            redemption_id=sold.id, member_id=member.id, reason="late cancel"
+        )
+    )
+    assert await levels(stock, item.id) == (9, 1, 8, 1)
+    await api.campaigns.EndCampaign(campaign_pb2.EndCampaignRequest(campaign_id=campaign.id))
+    assert await levels(stock, item.id) == (9, 0, 9, 1)
+    released = await movements(stock, item.id, kinds=[S.STOCK_MOVEMENT_KIND_RELEASED])
+    assert [m.allotted_delta for m in released] == [-2, -1]
+    assert (await settled_audit(server)).ok
