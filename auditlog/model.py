@@ -27,6 +27,8 @@ MARK_SHIPPED = "fulfilment.mark_shipped"
 MARK_DELIVERED = "fulfilment.mark_delivered"
 ACCEPT_RETURN = "fulfilment.accept_return"
 REJECT_RETURN = "fulfilment.reject_return"
+CREATE_LOCATION = "location.create_location"
+TRANSFER_STOCK = "location.transfer_stock"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -44,6 +46,8 @@ ACTIONS = (
     MARK_DELIVERED,
     ACCEPT_RETURN,
     REJECT_RETURN,
+    CREATE_LOCATION,
+    TRANSFER_STOCK,
 )
 
 # What an event's target_id names.
@@ -51,7 +55,8 @@ ITEM = "item"
 CAMPAIGN = "campaign"
 MEMBER = "member"
 REDEMPTION = "redemption"
-TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION)
+LOCATION = "location"
+TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION, LOCATION)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ class EventType(StrEnum):
     POINTS_REFUNDED = "points.refunded"  # a cancelled or expired redemption's points back
     POINTS_REVERSED = "points.reversed"  # a purchase reversed, a debt repaid
     STOCK_ADJUSTED = "stock.adjusted"
+    STOCK_TRANSFERRED = "stock.transferred"
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"

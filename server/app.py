@@ -48,6 +48,7 @@ from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.codes import CodePools
 from inventory.items import Catalog
+from inventory.locations import Locations
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -61,6 +62,8 @@ from loyalty.v1 import (
     events_pb2_grpc,
     fulfilment_pb2,
     fulfilment_pb2_grpc,
+    locations_pb2,
+    locations_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     redemption_pb2,
@@ -75,7 +78,17 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, codes, events, fulfilment, member, redemption
+from server.services import (
+    audit,
+    campaign,
+    catalog,
+    codes,
+    events,
+    fulfilment,
+    locations,
+    member,
+    redemption,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +101,7 @@ SERVICE_NAMES = (
     codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
     fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    locations_pb2.DESCRIPTOR.services_by_name["LocationService"].full_name,
 )
 
 
@@ -138,6 +152,7 @@ class App:
             idle_seconds=settings.member_key_idle_seconds,
         )
         self.catalog = Catalog(self.pool)
+        self.locations = Locations(self.pool)
         self.code_pools = CodePools(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
@@ -315,6 +330,9 @@ class App:
         events_pb2_grpc.add_EventServiceServicer_to_server(
             events.EventService(self.event_stream), server
         )
+        locations_pb2_grpc.add_LocationServiceServicer_to_server(
+            locations.LocationService(self.locations), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -431,6 +449,7 @@ def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
         codes_pb2,
         fulfilment_pb2,
         events_pb2,
+        locations_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from inventory.items import Catalog
 from loyalty.v1 import catalog_pb2, catalog_pb2_grpc
-from server import convert
+from server import convert, convert_locations
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -25,6 +25,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             kind=convert.item_kind(request.kind),
             initial_stock=request.initial_stock,
             code_source=convert.code_source(request.code_source),
+            location_code=request.location_code,
         )
         return convert.item(created)
 
@@ -41,6 +42,8 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             delta=request.delta,
             reason=request.reason,
             idempotency_key=request.idempotency_key,
+            location_code=request.location_code,
+            kind=convert_locations.adjustment_kind(request.movement_kind),
         )
         return catalog_pb2.AdjustStockResponse(
             item=convert.item(adjusted.item),
