@@ -94,7 +94,7 @@ class Catalog:
         if code_source is CodeSource.POOL and kind is not ItemKind.VIRTUAL:
             raise InvalidArgument("code_source", "CODE_SOURCE_POOL is for ITEM_KIND_VIRTUAL items")
         if location_code:
-            locations.code("location_code", location_code)
+            locations.valid_code("location_code", location_code)
         async with self._pool.connection() as conn, conn.transaction():
             # Where the initial stock is received (None: the default location).
             location = await locations.location_id(conn, location_code) if location_code else None
@@ -167,7 +167,7 @@ class Catalog:
                 "movement_kind", f"{kind.name} needs delta {'> 0' if sign > 0 else '< 0'}"
             )
         if location_code:
-            locations.code("location_code", location_code)
+            locations.valid_code("location_code", location_code)
         reason = validation.text(
             "reason", reason, max_length=validation.MAX_REASON_LENGTH, required=True
         )

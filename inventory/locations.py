@@ -60,7 +60,7 @@ class Transferred:
     replayed: bool
 
 
-def code(field: str, value: str) -> str:
+def valid_code(field: str, value: str) -> str:
     """A location code's form (whether it exists is location_id's question)."""
     if not value:
         raise InvalidArgument(field, "is required")
@@ -75,7 +75,7 @@ async def location_id(
     """The id of the location with this code: InvalidArgument(field) if malformed,
     NotFound('location', code) if there is none."""
     cur = await conn.execute(
-        "SELECT id::text FROM locations WHERE code = %s", (code(field, value),)
+        "SELECT id::text FROM locations WHERE code = %s", (valid_code(field, value),)
     )
     row = await cur.fetchone()
     if row is None:
@@ -100,7 +100,7 @@ def check_allotments(allotments: Sequence[tuple[str, int]], units_allotted: int)
     location once, units > 0, adding up to units_allotted."""
     seen: set[str] = set()
     for location, units in allotments:
-        code("allotments", location)
+        valid_code("allotments", location)
         if location in seen:
             raise InvalidArgument("allotments", f"names location {location!r} twice")
         seen.add(location)
@@ -133,34 +133,34 @@ class Locations:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self._pool = pool
 
-    async def create(self, *, code_: str, name: str) -> tuple[Location, bool]:
+    async def create(self, *, code: str, name: str) -> tuple[Location, bool]:
         """The new location, False; or the existing one with this code and name, True."""
-        code_ = code("code", code_)
+        code = valid_code("code", code)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 "INSERT INTO locations (code, name) VALUES (%s, %s) ON CONFLICT (code) "
                 "DO NOTHING RETURNING id::text, code, name, created_at",
-                (code_, name),
+                (code, name),
             )
             created = await cur.fetchone()
             if created is None:  # taken: a retry of the same request, or a clash
                 await cur.execute(
                     "SELECT id::text, code, name, created_at FROM locations WHERE code = %s",
-                    (code_,),
+                    (code,),
                 )
                 existing = await cur.fetchone()
                 assert existing is not None  # locations are never deleted
                 if existing["name"] != name:
-                    raise AlreadyExists("location", "code", code_)
+                    raise AlreadyExists("location", "code", code)
                 return Location(**existing), True
             await auditlog.record(
                 conn,
                 auditlog.CREATE_LOCATION,
                 target_kind=auditlog.LOCATION,
                 target_id=created["id"],
-                content={"code": code_, "name": name},
+                content={"code": code, "name": name},
             )
         return Location(**created), False
 
@@ -183,8 +183,8 @@ class Locations:
         idempotency_key: str,
     ) -> Transferred:
         item_id = validation.uuid_id("item_id", item_id)
-        code("from_location_code", from_code)
-        code("to_location_code", to_code)
+        valid_code("from_location_code", from_code)
+        valid_code("to_location_code", to_code)
         if from_code == to_code:
             raise InvalidArgument("to_location_code", "must differ from from_location_code")
         validation.positive("quantity", quantity)

@@ -19,7 +19,7 @@ class LocationService(locations_pb2_grpc.LocationServiceServicer):
     async def CreateLocation(
         self, request: locations_pb2.CreateLocationRequest, context: Context
     ) -> locations_pb2.CreateLocationResponse:
-        created, replayed = await self._locations.create(code_=request.code, name=request.name)
+        created, replayed = await self._locations.create(code=request.code, name=request.name)
         return locations_pb2.CreateLocationResponse(
             location=convert_locations.location(created), replayed=replayed
         )

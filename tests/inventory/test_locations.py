@@ -96,6 +96,23 @@ async def movements(server: Running, item_id: str) -> list[tuple[str, str, int, 
     return [(str(k), str(c), int(d), r) for k, c, d, r in found]
 
 
+def allotted(item_id: str, units: int = 0, **by_location: int) -> Any:
+    """A running campaign of the item drawn from locations, in keyword order."""
+    starts = datetime.now(UTC) - timedelta(seconds=60)
+    return campaign_pb2.CreateCampaignRequest(
+        item_id=item_id,
+        name="By location",
+        units_allotted=units or sum(by_location.values()),
+        points_price=100,
+        per_member_limit=5,
+        starts_at=ts(starts),
+        ends_at=ts(starts + timedelta(hours=1)),
+        allotments=[
+            campaign_pb2.CampaignAllotment(location_code=c, units=u) for c, u in by_location.items()
+        ],
+    )
+
+
 async def refused(call: Any) -> Any:
     with pytest.raises(grpc.aio.AioRpcError) as error:
         await call
@@ -285,16 +302,17 @@ async def test_concurrent_transfers_and_adjustments_lose_no_update(server: Runni
             for _ in range(5)
         ],
         *[api.catalog.AdjustStock(adjust(item.id, -1)) for _ in range(5)],  # default first
+        *[api.campaigns.CreateCampaign(allotted(item.id, north=5)) for _ in range(2)],
         return_exceptions=True,
     )
 
     assert [r for r in results if isinstance(r, BaseException)] == []
     assert await levels(server, item.id) == {
         "default": (100 - 30 + 20 - 5 - 5, 0),
-        "north": (100 + 30 - 20 + 5, 0),
+        "north": (100 + 30 - 20 + 5, 10),
     }
     fetched = await api.catalog.GetItem(catalog_pb2.GetItemRequest(item_id=item.id))
-    assert fetched.stock_on_hand == 80 + 115
+    assert fetched.stock_on_hand == 80 + 115 - 10
     assert await rows(
         server,
         "SELECT count(*), sum(on_hand_delta) FROM stock_movements "
@@ -313,30 +331,17 @@ async def test_a_campaign_drawn_from_two_locations_sells_them_in_order(server: R
         await api.catalog.AdjustStock(
             adjust(item.id, units, where, catalog_pb2.ADJUSTMENT_KIND_RECEIVED)
         )
-    starts = datetime.now(UTC) - timedelta(seconds=60)
+    create = api.campaigns.CreateCampaign
 
-    def create(*allotted: tuple[str, int], units: int = 5) -> Any:
-        return api.campaigns.CreateCampaign(
-            campaign_pb2.CreateCampaignRequest(
-                item_id=item.id,
-                name="Two warehouses",
-                units_allotted=units,
-                points_price=100,
-                per_member_limit=5,
-                starts_at=ts(starts),
-                ends_at=ts(starts + timedelta(hours=1)),
-                allotments=[
-                    campaign_pb2.CampaignAllotment(location_code=c, units=u) for c, u in allotted
-                ],
-            )
-        )
-
-    wrong_sum = await refused(create(("south", 2), ("north", 2)))
-    twice = await refused(create(("north", 3), ("north", 2)))
-    unknown = await refused(create(("south", 2), ("east", 3)))
-    short = await refused(create(("south", 1), ("north", 4)))
+    wrong_sum = await refused(create(allotted(item.id, 5, south=2, north=2)))
+    same_twice = allotted(item.id, 5, north=3)
+    same_twice.allotments.add(location_code="north", units=2)
+    twice = await refused(create(same_twice))
+    unknown = await refused(create(allotted(item.id, south=2, east=3)))
+    short = await refused(create(allotted(item.id, south=1, north=4)))
     assert (wrong_sum.code, wrong_sum.field) == (grpc.StatusCode.INVALID_ARGUMENT, "allotments")
     assert (twice.code, twice.field) == (grpc.StatusCode.INVALID_ARGUMENT, "allotments")
+    assert "twice" in twice.message and "add up to 4" in wrong_sum.message
     assert unknown.code == grpc.StatusCode.NOT_FOUND
     assert (short.reason, short.metadata["location_code"], short.metadata["item_id"]) == (
         "INSUFFICIENT_STOCK",
@@ -345,7 +350,7 @@ async def test_a_campaign_drawn_from_two_locations_sells_them_in_order(server: R
     )
     assert await rows(server, "SELECT count(*) FROM campaigns") == [(0,)]
 
-    campaign = await create(("south", 2), ("north", 3))
+    campaign = await create(allotted(item.id, south=2, north=3))
     member = await api.member(points=1000)
     sold = [
         (await api.redeem(member.id, campaign.id, shipping_address=ADDRESS)).redemption
