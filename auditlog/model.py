@@ -30,6 +30,8 @@ MARK_SHIPPED = "fulfilment.mark_shipped"
 MARK_DELIVERED = "fulfilment.mark_delivered"
 ACCEPT_RETURN = "fulfilment.accept_return"
 REJECT_RETURN = "fulfilment.reject_return"
+CREATE_LOCATION = "location.create_location"
+TRANSFER_STOCK = "location.transfer_stock"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -50,6 +52,8 @@ ACTIONS = (
     MARK_DELIVERED,
     ACCEPT_RETURN,
     REJECT_RETURN,
+    CREATE_LOCATION,
+    TRANSFER_STOCK,
 )
 
 # What an event's target_id names.
@@ -58,7 +62,8 @@ PRODUCT = "product"
 CAMPAIGN = "campaign"
 MEMBER = "member"
 REDEMPTION = "redemption"
-TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION)
+LOCATION = "location"
+TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class EventType(StrEnum):
     STOCK_ADJUSTED = "stock.adjusted"
     ITEM_UPDATED = "item.updated"  # UpdateItem: descriptive fields
     ITEM_RETIRED = "item.retired"  # RetireItem: no new campaigns
+    STOCK_TRANSFERRED = "stock.transferred"
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +20,7 @@ from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale import shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
-from inventory import codes, stock
+from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
 from inventory.errors import ItemRetired
 from inventory.items import CodeSource, ItemKind
@@ -117,7 +118,10 @@ class Campaigns:
         starts_at: datetime,
         ends_at: datetime,
         stock_shards: int = 1,
+        allotments: Sequence[tuple[str, int]] = (),
     ) -> Campaign:
+        """`allotments`: (location code, units) to draw the units from, in the order they
+        are sold; empty: from available stock, the default location first."""
         item_id = validation.uuid_id("item_id", item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         validation.int_range("units_allotted", units_allotted, minimum=1, maximum=MAX_UNITS)
@@ -129,6 +133,7 @@ class Campaigns:
         if ends_at <= starts_at:
             raise InvalidArgument("ends_at", "must be after starts_at")
         validation.int_range("stock_shards", stock_shards, minimum=1, maximum=MAX_STOCK_SHARDS)
+        locations.check_allotments(allotments, units_allotted)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -156,6 +161,10 @@ class Campaigns:
                 raise InvalidArgument("ends_at", "is in the past: the sale could never open")
             if item["stock_on_hand"] < units_allotted:
                 raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
+            # None: wherever there is some (stock_allot's default-first order).
+            drawn: list[tuple[str | None, int]] = [(None, units_allotted)]
+            if allotments:
+                drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
             await cur.execute(
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
                 "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards) "
@@ -174,8 +183,10 @@ class Campaigns:
             )
             created = await cur.fetchone()
             assert created is not None
-            # The units leave the item's available stock (inventory/stock.py).
-            await stock.allot(conn, created["id"], item_id, units_allotted)
+            # The units leave the item's available stock (inventory/stock.py); a campaign's
+            # locations are sold from in the order allotted.
+            for location_id, units in drawn:
+                await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
             await auditlog.record(
                 conn,
                 auditlog.CREATE_CAMPAIGN,
@@ -191,7 +202,12 @@ class Campaigns:
                     "starts_at": starts_at,
                     "ends_at": ends_at,
                     "stock_shards": stock_shards,
-                },
+                }
+                | (
+                    {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
+                    if allotments
+                    else {}
+                ),
             )
         try:
             await self.load_into_gate(created["id"])

@@ -1,8 +1,11 @@
 """The inventory's refusals (code pools: inventory/codes.py; the catalogue:
-inventory/catalogue.py, inventory/changes.py), as subclasses of common.errors.Refusal: the
-edge answers them FAILED_PRECONDITION with their reason in the ErrorInfo.
+inventory/catalogue.py, inventory/changes.py; locations: inventory/locations.py), as
+subclasses of common.errors.Refusal: the edge answers them FAILED_PRECONDITION with their
+reason in the ErrorInfo.
 
 Refusal
+├── InsufficientStock (common.errors)
+│   └── InsufficientStockAt(item_id, location_code, ...)  too few available at a location
 ├── NotAPoolItem(item_id)                       codes loaded into a GENERATED item
 ├── CodePoolTooSmall(item_id, field, ...)       a campaign would sell more than the pool has
 ├── CodeAlreadyConsumed(item_id, consumed_at)   a second consume, by another request
@@ -16,7 +19,24 @@ Refusal
 
 from __future__ import annotations
 
-from common.errors import Refusal
+from common.errors import InsufficientStock, Refusal
+
+
+class InsufficientStockAt(InsufficientStock):
+    """Too few units available (on hand, not allotted) at one location: the same reason as
+    the item-wide refusal, with the location named."""
+
+    def __init__(self, item_id: str, location_code: str, available: int, requested: int) -> None:
+        super().__init__(item_id, available, requested)
+        self.message = (
+            f"item {item_id} has {available} units available at location {location_code!r}, "
+            f"{requested} requested"
+        )
+        self.args = (self.message,)
+        self.location_code = location_code
+
+    def metadata(self) -> dict[str, str]:
+        return super().metadata() | {"location_code": self.location_code}
 
 
 class NotAPoolItem(Refusal):

@@ -24,12 +24,19 @@ from common.errors import (
     InvalidArgument,
     NotFound,
 )
-from inventory import catalogue, stock
+from inventory import catalogue, locations, stock
 from inventory.catalogue import NO_DETAILS, ItemDetails, ItemState
+from inventory.errors import InsufficientStockAt
 from inventory.stock import MovementKind
 
 _SKU_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")  # with fullmatch: "$" lets a trailing "\n" in
 MAX_STOCK = 10**9
+# The movements an AdjustStock may write, and the sign of delta each allows (None: either).
+ADJUSTMENT_KINDS = {
+    MovementKind.ADJUSTED: None,
+    MovementKind.RECEIVED: 1,
+    MovementKind.WRITTEN_OFF: -1,
+}
 
 
 class ItemKind(StrEnum):
@@ -90,6 +97,7 @@ class Catalog:
         initial_stock: int,
         code_source: CodeSource = CodeSource.GENERATED,
         details: ItemDetails = NO_DETAILS,
+        location_code: str = "",
     ) -> Item:
         if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
@@ -97,7 +105,11 @@ class Catalog:
         validation.int_range("initial_stock", initial_stock, minimum=0, maximum=MAX_STOCK)
         if code_source is CodeSource.POOL and kind is not ItemKind.VIRTUAL:
             raise InvalidArgument("code_source", "CODE_SOURCE_POOL is for ITEM_KIND_VIRTUAL items")
+        if location_code:
+            locations.valid_code("location_code", location_code)
         async with self._pool.connection() as conn, conn.transaction():
+            # Where the initial stock is received (None: the default location).
+            location = await locations.location_id(conn, location_code) if location_code else None
             try:
                 cur = await conn.cursor(row_factory=dict_row).execute(
                     "INSERT INTO items (sku, name, kind, stock_on_hand, code_source) "
@@ -110,12 +122,13 @@ class Catalog:
             assert created is not None
             if details != NO_DETAILS:
                 await catalogue.attach(conn, created["id"], details)
-            if initial_stock:  # the item's first movement, at the default location
+            if initial_stock:  # the item's first movement
                 await stock.add(
                     conn,
                     created["id"],
                     MovementKind.RECEIVED,
                     initial_stock,
+                    location_id=location,
                     reason="initial stock",
                 )
             row = await _read(conn, created["id"])
@@ -131,7 +144,8 @@ class Catalog:
                     "initial_stock": initial_stock,
                     "code_source": code_source.value,
                     **details.audit(),
-                },
+                }
+                | ({"location_code": location_code} if location_code else {}),
             )
         return _item(row)
 
@@ -147,12 +161,28 @@ class Catalog:
         return _item(row)
 
     async def adjust_stock(
-        self, *, item_id: str, delta: int, reason: str, idempotency_key: str
+        self,
+        *,
+        item_id: str,
+        delta: int,
+        reason: str,
+        idempotency_key: str,
+        location_code: str = "",
+        kind: MovementKind = MovementKind.ADJUSTED,
     ) -> Adjusted:
         item_id = validation.uuid_id("item_id", item_id)
         if delta == 0:
             raise InvalidArgument("delta", "must not be zero")
         validation.int_range("delta", delta, minimum=-MAX_STOCK, maximum=MAX_STOCK)
+        if kind not in ADJUSTMENT_KINDS:
+            raise InvalidArgument("movement_kind", "must be ADJUSTED, RECEIVED or WRITTEN_OFF")
+        sign = ADJUSTMENT_KINDS[kind]
+        if sign is not None and sign * delta < 0:
+            raise InvalidArgument(
+                "movement_kind", f"{kind.name} needs delta {'> 0' if sign > 0 else '< 0'}"
+            )
+        if location_code:
+            locations.valid_code("location_code", location_code)
         reason = validation.text(
             "reason", reason, max_length=validation.MAX_REASON_LENGTH, required=True
         )
@@ -163,35 +193,60 @@ class Catalog:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound("item", item_id)
+            location = await locations.location_id(conn, location_code) if location_code else None
             await cur.execute(
-                "SELECT id::text, delta, reason FROM stock_adjustments "
-                "WHERE item_id = %s AND idempotency_key = %s",
+                "SELECT id::text, delta, reason, location_id::text, movement_kind "
+                "FROM stock_adjustments WHERE item_id = %s AND idempotency_key = %s",
                 (item_id, key),
             )
             previous = await cur.fetchone()
             if previous is not None:
-                if previous["delta"] != delta or previous["reason"] != reason:
+                asked = (delta, reason, location, kind.value)
+                if asked != (
+                    previous["delta"],
+                    previous["reason"],
+                    previous["location_id"],
+                    previous["movement_kind"],
+                ):
                     raise IdempotencyKeyReused(key)
                 return Adjusted(_item(row), previous["id"], replayed=True)
             if row["stock_on_hand"] + delta < 0:
                 raise InsufficientStock(item_id, row["stock_on_hand"], -delta)
+            if location is not None and delta < 0:
+                there = (await locations.available_at(conn, item_id)).get(location, 0)
+                if there + delta < 0:
+                    raise InsufficientStockAt(item_id, location_code, there, -delta)
             await cur.execute(
                 "INSERT INTO stock_adjustments (item_id, delta, reason, idempotency_key, "
-                "stock_after) VALUES (%s, %s, %s, %s, %s) RETURNING id::text",
-                (item_id, delta, reason, key, row["stock_on_hand"] + delta),
+                "stock_after, location_id, movement_kind) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id::text",
+                (item_id, delta, reason, key, row["stock_on_hand"] + delta, location, kind.value),
             )
             adjustment = await cur.fetchone()
             assert adjustment is not None
-            # The ledger's movement: units added at the default location, or taken from
-            # available stock where there is some (the default location first).
+            # The ledger's movement: units added at the location named (the default one when
+            # none is), or taken from its available stock (none named: where there is some,
+            # the default location first).
             reference = f"adjustment:{adjustment['id']}"
             if delta > 0:
                 await stock.add(
-                    conn, item_id, MovementKind.ADJUSTED, delta, reference=reference, reason=reason
+                    conn,
+                    item_id,
+                    kind,
+                    delta,
+                    location_id=location,
+                    reference=reference,
+                    reason=reason,
                 )
             else:
                 await stock.take(
-                    conn, item_id, MovementKind.ADJUSTED, -delta, reference=reference, reason=reason
+                    conn,
+                    item_id,
+                    kind,
+                    -delta,
+                    location_id=location,
+                    reference=reference,
+                    reason=reason,
                 )
             updated = await _read(conn, item_id)
             # The outbox (docs/events.md), in the same transaction as the change.
@@ -206,6 +261,8 @@ class Catalog:
                     "delta": delta,
                     "stock_after": updated["stock_on_hand"],
                     "reason": reason,
+                    "movement_kind": kind.value,
+                    "location_code": location_code or None,
                 },
                 actor=actor.current().subject,
             )
@@ -219,7 +276,10 @@ class Catalog:
                     "delta": delta,
                     "reason": reason,
                     "idempotency_key": key,
-                },
+                }
+                # What a plain adjustment recorded before, plus what this one named.
+                | ({"movement_kind": kind.value} if kind is not MovementKind.ADJUSTED else {})
+                | ({"location_code": location_code} if location_code else {}),
             )
         return Adjusted(_item(updated), adjustment["id"], replayed=False)
 

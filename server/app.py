@@ -51,6 +51,7 @@ from inventory.codes import CodePools
 from inventory.items import Catalog
 from inventory.ledger import StockLedger
 from inventory.listing import ItemListing
+from inventory.locations import Locations
 from inventory.products import Products
 from loyalty.v1 import (
     audit_pb2,
@@ -65,6 +66,8 @@ from loyalty.v1 import (
     events_pb2_grpc,
     fulfilment_pb2,
     fulfilment_pb2_grpc,
+    locations_pb2,
+    locations_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     redemption_pb2,
@@ -88,6 +91,7 @@ from server.services import (
     codes,
     events,
     fulfilment,
+    locations,
     member,
     redemption,
     stock,
@@ -105,6 +109,7 @@ SERVICE_NAMES = (
     fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
     stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
+    locations_pb2.DESCRIPTOR.services_by_name["LocationService"].full_name,
 )
 
 
@@ -155,6 +160,7 @@ class App:
             idle_seconds=settings.member_key_idle_seconds,
         )
         self.catalog = Catalog(self.pool)
+        self.locations = Locations(self.pool)
         self.code_pools = CodePools(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
@@ -341,6 +347,9 @@ class App:
         events_pb2_grpc.add_EventServiceServicer_to_server(
             events.EventService(self.event_stream), server
         )
+        locations_pb2_grpc.add_LocationServiceServicer_to_server(
+            locations.LocationService(self.locations), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -458,6 +467,7 @@ def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
         fulfilment_pb2,
         events_pb2,
         stock_pb2,
+        locations_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [

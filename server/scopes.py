@@ -16,8 +16,9 @@ checks that every RPC in protos/ has one).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
 - operator:   the mall's staff: catalogue (items, products, descriptive updates,
-              retirement), stock, code pools (ImportCodes, GetCodePool), campaigns,
-              members, corrections, tiers, and everything the reads and reports show.
+              retirement), stock and its locations, code pools (ImportCodes,
+              GetCodePool), campaigns, members, corrections, tiers, and everything the
+              reads and reports show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail.
 """
 
@@ -41,6 +42,7 @@ _CODE = "/loyalty.v1.CodeService/"
 _FULFILMENT = "/loyalty.v1.FulfilmentService/"
 _EVENTS = "/loyalty.v1.EventService/"
 _STOCK = "/loyalty.v1.StockService/"
+_LOCATION = "/loyalty.v1.LocationService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -105,6 +107,9 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _FULFILMENT + "AcceptReturn": _OPERATOR,
     _FULFILMENT + "RejectReturn": _OPERATOR,
     _EVENTS + "WatchEvents": frozenset({FULFILMENT, OPERATOR, REPORTS}),
+    _LOCATION + "CreateLocation": _OPERATOR,
+    _LOCATION + "ListLocations": _BROWSE,
+    _LOCATION + "TransferStock": _OPERATOR,
 }
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
-from server import convert, convert_campaigns
+from server import convert, convert_campaigns, convert_locations
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -31,6 +31,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             starts_at=convert.required_time("starts_at", request, "starts_at"),
             ends_at=convert.required_time("ends_at", request, "ends_at"),
             stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
+            allotments=convert_locations.allotments(request.allotments),
         )
         return convert.campaign(created)
 

@@ -10,7 +10,7 @@ from inventory.items import Catalog
 from inventory.listing import ItemListing
 from inventory.products import Products
 from loyalty.v1 import catalog_pb2, catalog_pb2_grpc
-from server import convert, convert_catalogue
+from server import convert, convert_catalogue, convert_locations
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -39,6 +39,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             initial_stock=request.initial_stock,
             code_source=convert.code_source(request.code_source),
             details=convert_catalogue.item_details(request),
+            location_code=request.location_code,
         )
         return convert.item(created)
 
@@ -55,6 +56,8 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             delta=request.delta,
             reason=request.reason,
             idempotency_key=request.idempotency_key,
+            location_code=request.location_code,
+            kind=convert_locations.adjustment_kind(request.movement_kind),
         )
         return catalog_pb2.AdjustStockResponse(
             item=convert.item(adjusted.item),
