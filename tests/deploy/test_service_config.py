@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from loyalty.v1 import audit_pb2, campaign_pb2, catalog_pb2, member_pb2, redemption_pb2
+from loyalty.v1 import events_pb2
+from server.app import rpc_methods
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "service-config.json"
 # Safe to retry: reads, and Redeem only because a retry carries the same idempotency key
@@ -16,11 +17,17 @@ CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "service-config.json"
 RETRY_SAFE = {("loyalty.v1.RedemptionService", "Redeem")}
 
 
+# A watch is meant to stay open: a deadline would cut it (clients reconnect after their
+# last sequence instead, docs/events.md).
+NO_DEADLINE = {events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name}
+
+
 def _methods() -> dict[str, set[str]]:
-    services = {}
-    for module in (catalog_pb2, campaign_pb2, member_pb2, redemption_pb2, audit_pb2):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            services[service.full_name] = {m.name for m in service.methods}
+    """Every Surge service but the watches -> its methods."""
+    services: dict[str, set[str]] = {}
+    for service, method in rpc_methods():
+        if service not in NO_DEADLINE:
+            services.setdefault(service, set()).add(method)
     return services
 
 
