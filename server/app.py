@@ -46,71 +46,21 @@ from flashsale.offers import Offers
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
-from inventory.changes import ItemChanges
 from inventory.codes import CodePools
 from inventory.items import Catalog
-from inventory.ledger import StockLedger
-from inventory.listing import ItemListing
 from inventory.locations import Locations
-from inventory.products import Products
-from loyalty.v1 import (
-    audit_pb2,
-    audit_pb2_grpc,
-    campaign_pb2,
-    campaign_pb2_grpc,
-    catalog_pb2,
-    catalog_pb2_grpc,
-    codes_pb2,
-    codes_pb2_grpc,
-    events_pb2,
-    events_pb2_grpc,
-    fulfilment_pb2,
-    fulfilment_pb2_grpc,
-    locations_pb2,
-    locations_pb2_grpc,
-    member_pb2,
-    member_pb2_grpc,
-    redemption_pb2,
-    redemption_pb2_grpc,
-    stock_pb2,
-    stock_pb2_grpc,
-)
 from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from server import reflection, tls
+from server import reflection, registry, tls
 from server.config import Settings
 from server.credentials import Verifier
-from server.interceptors import EdgeInterceptor, split_method
+from server.interceptors import EdgeInterceptor
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import (
-    audit,
-    campaign,
-    catalog,
-    codes,
-    events,
-    fulfilment,
-    locations,
-    member,
-    redemption,
-    stock,
-)
+from server.registry import SERVICE_NAMES, rpc_methods
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAMES = (
-    catalog_pb2.DESCRIPTOR.services_by_name["CatalogService"].full_name,
-    campaign_pb2.DESCRIPTOR.services_by_name["CampaignService"].full_name,
-    member_pb2.DESCRIPTOR.services_by_name["MemberService"].full_name,
-    redemption_pb2.DESCRIPTOR.services_by_name["RedemptionService"].full_name,
-    audit_pb2.DESCRIPTOR.services_by_name["AuditService"].full_name,
-    codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
-    fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
-    events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
-    stock_pb2.DESCRIPTOR.services_by_name["StockService"].full_name,
-    locations_pb2.DESCRIPTOR.services_by_name["LocationService"].full_name,
-)
 
 
 @dataclass(frozen=True)
@@ -308,48 +258,7 @@ class App:
                 ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
             ],
         )
-        catalog_pb2_grpc.add_CatalogServiceServicer_to_server(
-            catalog.CatalogService(
-                self.catalog,
-                Products(self.pool),
-                ItemChanges(self.pool),
-                ItemListing(self.pool),
-            ),
-            server,
-        )
-        stock_pb2_grpc.add_StockServiceServicer_to_server(
-            stock.StockService(StockLedger(self.pool)), server
-        )
-        campaign_pb2_grpc.add_CampaignServiceServicer_to_server(
-            campaign.CampaignService(self.campaigns, self.campaign_changes), server
-        )
-        member_pb2_grpc.add_MemberServiceServicer_to_server(
-            member.MemberService(self.points), server
-        )
-        redemption_pb2_grpc.add_RedemptionServiceServicer_to_server(
-            redemption.RedemptionService(
-                self.admission,
-                self.lifecycle,
-                self.redemption_reads,
-                self.points.members,
-                self.offers,
-                self.points.statements,
-            ),
-            server,
-        )
-        audit_pb2_grpc.add_AuditServiceServicer_to_server(
-            audit.AuditService(self.audit_trail), server
-        )
-        codes_pb2_grpc.add_CodeServiceServicer_to_server(codes.CodeService(self.code_pools), server)
-        fulfilment_pb2_grpc.add_FulfilmentServiceServicer_to_server(
-            fulfilment.FulfilmentService(self.fulfilment), server
-        )
-        events_pb2_grpc.add_EventServiceServicer_to_server(
-            events.EventService(self.event_stream), server
-        )
-        locations_pb2_grpc.add_LocationServiceServicer_to_server(
-            locations.LocationService(self.locations), server
-        )
+        registry.add_services(server, self)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":
             reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
@@ -450,32 +359,6 @@ class App:
 
 def _buckets(rate_per_s: float, burst: int) -> TokenBuckets | None:
     return TokenBuckets(rate_per_s, burst) if rate_per_s > 0 else None
-
-
-def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
-    """(service, method) of every Surge RPC (the scopes table must name each one), or of
-    the unary ones, whose gRPC metrics are pre-initialised (a stream's series are labelled
-    with its own grpc_type and appear on its first call)."""
-    names = []
-    for module in (
-        catalog_pb2,
-        campaign_pb2,
-        member_pb2,
-        redemption_pb2,
-        audit_pb2,
-        codes_pb2,
-        fulfilment_pb2,
-        events_pb2,
-        stock_pb2,
-        locations_pb2,
-    ):
-        for service in module.DESCRIPTOR.services_by_name.values():
-            names += [
-                split_method(f"/{service.full_name}/{m.name}")
-                for m in service.methods
-                if not (unary_only and (m.client_streaming or m.server_streaming))
-            ]
-    return names
 
 
 async def serve(settings: Settings, stores: Stores) -> None:

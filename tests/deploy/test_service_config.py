@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loyalty.v1 import events_pb2
-from server.app import rpc_methods
+from server.registry import rpc_methods
 
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "service-config.json"
 # Safe to retry: reads, and Redeem only because a retry carries the same idempotency key

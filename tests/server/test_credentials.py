@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from server import scopes
-from server.app import SERVICE_NAMES
 from server.cli import main as surge
 from server.config import ConfigError, Settings
 from server.credentials import Verifier
+from server.registry import SERVICE_NAMES
 from tests import auth
 from tests.conftest import Running, StartServer
 from tests.factories import failure
@@ -50,7 +50,7 @@ async def call(
 
 
 def test_every_rpc_in_the_protos_has_scopes() -> None:
-    from server.app import rpc_methods
+    from server.registry import rpc_methods
 
     methods = {f"/{service}/{method}" for service, method in rpc_methods()}
     assert methods == set(scopes.SCOPES_BY_METHOD)

@@ -19,7 +19,8 @@ from google.protobuf.descriptor_pb2 import FileDescriptorProto
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
 
-from server.app import SERVICE_NAMES, Stores
+from server.app import Stores
+from server.registry import SERVICE_NAMES
 from tests import auth
 from tests.auth import TEST_SECRET
 from tests.conftest import Running, StartServer

@@ -20,8 +20,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client import CollectorRegistry
 
 from common.metrics import Metrics
-from server.app import SERVICE_NAMES, App, Stores
+from server.app import App, Stores
 from server.readiness import DependencyProbe
+from server.registry import SERVICE_NAMES
 from tests import auth
 from tests.conftest import TEST_SETTINGS
 
