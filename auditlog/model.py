@@ -27,6 +27,9 @@ MARK_SHIPPED = "fulfilment.mark_shipped"
 MARK_DELIVERED = "fulfilment.mark_delivered"
 ACCEPT_RETURN = "fulfilment.accept_return"
 REJECT_RETURN = "fulfilment.reject_return"
+# Low-stock thresholds and physical counts (inventory/low_stock.py, inventory/counts.py).
+SET_LOW_STOCK_THRESHOLD = "stock_counts.set_low_stock_threshold"
+SUBMIT_STOCK_COUNT = "stock_counts.submit_stock_count"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -44,6 +47,8 @@ ACTIONS = (
     MARK_DELIVERED,
     ACCEPT_RETURN,
     REJECT_RETURN,
+    SET_LOW_STOCK_THRESHOLD,
+    SUBMIT_STOCK_COUNT,
 )
 
 # What an event's target_id names.
@@ -51,7 +56,8 @@ ITEM = "item"
 CAMPAIGN = "campaign"
 MEMBER = "member"
 REDEMPTION = "redemption"
-TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION)
+LOCATION = "location"  # a stock location (a count covers one location, many items)
+TARGET_KINDS = (ITEM, CAMPAIGN, MEMBER, REDEMPTION, LOCATION)
 
 
 @dataclass(frozen=True)

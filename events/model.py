@@ -24,6 +24,9 @@ class EventType(StrEnum):
     POINTS_REFUNDED = "points.refunded"  # a cancelled or expired redemption's points back
     POINTS_REVERSED = "points.reversed"  # a purchase reversed, a debt repaid
     STOCK_ADJUSTED = "stock.adjusted"
+    STOCK_LOW = "stock.low"  # written by stock_low_check (inventory/sql/low_stock.sql)
+    STOCK_REPLENISHED = "stock.replenished"
+    STOCK_COUNTED = "stock.counted"
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"

@@ -47,7 +47,9 @@ from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.codes import CodePools
+from inventory.counts import StockCounts
 from inventory.items import Catalog
+from inventory.low_stock import LowStock
 from loyalty.v1 import (
     audit_pb2,
     audit_pb2_grpc,
@@ -65,6 +67,8 @@ from loyalty.v1 import (
     member_pb2_grpc,
     redemption_pb2,
     redemption_pb2_grpc,
+    stock_counts_pb2,
+    stock_counts_pb2_grpc,
 )
 from points import PointsLedger
 from points.gate import PointsGate
@@ -75,7 +79,17 @@ from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor, split_method
 from server.logs import config_summary
 from server.readiness import DependencyProbe
-from server.services import audit, campaign, catalog, codes, events, fulfilment, member, redemption
+from server.services import (
+    audit,
+    campaign,
+    catalog,
+    codes,
+    events,
+    fulfilment,
+    member,
+    redemption,
+    stock_counts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +102,7 @@ SERVICE_NAMES = (
     codes_pb2.DESCRIPTOR.services_by_name["CodeService"].full_name,
     fulfilment_pb2.DESCRIPTOR.services_by_name["FulfilmentService"].full_name,
     events_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,
+    stock_counts_pb2.DESCRIPTOR.services_by_name["StockCountService"].full_name,
 )
 
 
@@ -139,6 +154,8 @@ class App:
         )
         self.catalog = Catalog(self.pool)
         self.code_pools = CodePools(self.pool)
+        self.low_stock = LowStock(self.pool)
+        self.stock_counts = StockCounts(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
@@ -206,6 +223,7 @@ class App:
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,
+            low_stock=self.low_stock,
         )
         # Once across all processes: the sweeper's cluster-wide part and the ledger jobs.
         self.leadership = Leadership(
@@ -314,6 +332,9 @@ class App:
         )
         events_pb2_grpc.add_EventServiceServicer_to_server(
             events.EventService(self.event_stream), server
+        )
+        stock_counts_pb2_grpc.add_StockCountServiceServicer_to_server(
+            stock_counts.StockCountService(self.low_stock, self.stock_counts), server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         if settings.reflection != "OFF":

@@ -16,9 +16,10 @@ checks that every RPC in protos/ has one).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
 - operator:   the mall's staff: catalogue, stock, code pools (ImportCodes, GetCodePool),
-              campaigns, members, corrections, tiers, and everything the reads and reports
+              low-stock thresholds and physical counts (StockCountService), campaigns, members, corrections, tiers, and everything the reads and reports
               show.
-- reports:    finance and auditors: read-only reports, reads and the audit trail.
+- reports:    finance and auditors: read-only reports, reads and the audit trail (also
+              ListLowStockItems and GetStockCount).
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ _AUDIT = "/loyalty.v1.AuditService/"
 _CODE = "/loyalty.v1.CodeService/"
 _FULFILMENT = "/loyalty.v1.FulfilmentService/"
 _EVENTS = "/loyalty.v1.EventService/"
+_STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
 _OPERATOR = frozenset({OPERATOR})
 _EARN = frozenset({EARNING, OPERATOR})
 _WAREHOUSE = frozenset({FULFILMENT, OPERATOR})
+_REPORTS = frozenset({OPERATOR, REPORTS})
 
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
@@ -95,6 +98,10 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _FULFILMENT + "AcceptReturn": _OPERATOR,
     _FULFILMENT + "RejectReturn": _OPERATOR,
     _EVENTS + "WatchEvents": frozenset({FULFILMENT, OPERATOR, REPORTS}),
+    _STOCK_COUNTS + "SetLowStockThreshold": _OPERATOR,
+    _STOCK_COUNTS + "ListLowStockItems": _REPORTS,
+    _STOCK_COUNTS + "SubmitStockCount": _OPERATOR,
+    _STOCK_COUNTS + "GetStockCount": _REPORTS,
 }
 
 

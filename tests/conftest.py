@@ -98,7 +98,8 @@ def clean(stores: Stores) -> Stores:
         conn.execute(
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
-            "events, redemption_history, stock_levels, stock_movements, campaign_stock CASCADE"
+            "events, redemption_history, stock_levels, stock_movements, campaign_stock, "
+            "stock_counts, stock_count_lines CASCADE"
         )
         conn.execute("DELETE FROM locations WHERE code <> 'default'")
         conn.execute("UPDATE events_pruned SET through = 0")
