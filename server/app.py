@@ -452,6 +452,7 @@ def rpc_methods(*, unary_only: bool = False) -> list[tuple[str, str]]:
         codes_pb2,
         fulfilment_pb2,
         events_pb2,
+        stock_counts_pb2,
     ):
         for service in module.DESCRIPTOR.services_by_name.values():
             names += [
