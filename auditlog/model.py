@@ -32,6 +32,9 @@ ACCEPT_RETURN = "fulfilment.accept_return"
 REJECT_RETURN = "fulfilment.reject_return"
 CREATE_LOCATION = "location.create_location"
 TRANSFER_STOCK = "location.transfer_stock"
+# Low-stock thresholds and physical counts (inventory/low_stock.py, inventory/counts.py).
+SET_LOW_STOCK_THRESHOLD = "stock_counts.set_low_stock_threshold"
+SUBMIT_STOCK_COUNT = "stock_counts.submit_stock_count"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -54,6 +57,8 @@ ACTIONS = (
     REJECT_RETURN,
     CREATE_LOCATION,
     TRANSFER_STOCK,
+    SET_LOW_STOCK_THRESHOLD,
+    SUBMIT_STOCK_COUNT,
 )
 
 # What an event's target_id names.

@@ -299,6 +299,29 @@ class Metrics:
             multiprocess_mode="mostrecent",
         )
         self._code_pools: set[str] = set()
+        # The low-stock signal (inventory/low_stock.py), refreshed by the sweeper like the
+        # code pools: item_id only for items with a threshold (at most 500 series).
+        self.stock_low_items = Gauge(
+            "surge_stock_low_items",
+            "Items whose available units are below their low-stock threshold.",
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.stock_available = Gauge(
+            "surge_stock_available",
+            "Available units (on hand minus allotted) of each item with a low-stock threshold.",
+            ("item_id",),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self.stock_low_threshold = Gauge(
+            "surge_stock_low_threshold",
+            "The low-stock threshold of each item that has one.",
+            ("item_id",),
+            registry=registry,
+            multiprocess_mode="mostrecent",
+        )
+        self._stock_watched: set[str] = set()
         self._campaigns: set[str] = set()
         self._outcome_children: dict[str, Any] = {}
         self._redis_children: dict[str, Any] = {}
@@ -359,6 +382,19 @@ class Metrics:
         for item_id, n in available.items():
             self.code_pool_available.labels(item_id).set(n)
         self._code_pools = set(available)
+
+    def set_low_stock(
+        self, low_items: int, available: dict[str, int], thresholds: dict[str, int]
+    ) -> None:
+        """Replaces the low-stock gauges: items whose threshold was cleared lose their series."""
+        self.stock_low_items.set(low_items)
+        for gone in self._stock_watched - available.keys():
+            self.stock_available.remove(gone)
+            self.stock_low_threshold.remove(gone)
+        for item_id, n in available.items():
+            self.stock_available.labels(item_id).set(n)
+            self.stock_low_threshold.labels(item_id).set(thresholds[item_id])
+        self._stock_watched = set(available)
 
 
 class _Timer:

@@ -27,6 +27,9 @@ class EventType(StrEnum):
     ITEM_UPDATED = "item.updated"  # UpdateItem: descriptive fields
     ITEM_RETIRED = "item.retired"  # RetireItem: no new campaigns
     STOCK_TRANSFERRED = "stock.transferred"
+    STOCK_LOW = "stock.low"  # written by stock_low_check (inventory/sql/low_stock.sql)
+    STOCK_REPLENISHED = "stock.replenished"
+    STOCK_COUNTED = "stock.counted"
     CAMPAIGN_SOLD_OUT = "campaign.sold_out"
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"

@@ -40,6 +40,7 @@ from flashsale.gate import CampaignGate, CampaignKeys
 from flashsale.lifecycle import Lifecycle
 from flashsale.settle import Settler
 from inventory.codes import CodePools
+from inventory.low_stock import LowStock
 
 log = logging.getLogger(__name__)
 # A pass settles at most this many lapsed holds of one campaign (one PostgreSQL query for
@@ -75,6 +76,7 @@ class Sweeper:
         watch_ended_within: timedelta,
         leading: Callable[[], bool] = lambda: True,
         code_pools: CodePools | None = None,
+        low_stock: LowStock | None = None,
     ) -> None:
         """leading: whether this process runs the cluster-wide part of each pass now."""
         self._pool = pool
@@ -88,6 +90,7 @@ class Sweeper:
         self._watch = watch_ended_within
         self._leading = leading
         self._code_pools = code_pools
+        self._low_stock = low_stock
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
@@ -199,6 +202,11 @@ class Sweeper:
             # stay (surge_dependency_up says so).
             with contextlib.suppress(Exception):
                 m.set_code_pools(await self._code_pools.available_by_item())
+        if self._low_stock is not None:
+            # Two indexed reads of the items with a low-stock threshold (bounded series).
+            with contextlib.suppress(Exception):
+                watched = await self._low_stock.watched()
+                m.set_low_stock(watched.low_items, watched.available, watched.thresholds)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():

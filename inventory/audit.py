@@ -46,4 +46,10 @@ AUDIT_CHECKS: list[tuple[str, str]] = [
         "ON m.redemption_id = r.id "
         f"WHERE coalesce(m.units, 0) <> CASE WHEN r.status IN {SOLD_SQL} THEN r.quantity ELSE 0 END",
     ),
+    (
+        "item's low-stock flag disagrees with its available units and threshold",
+        "SELECT id::text, stock_on_hand, low_stock_threshold, stock_low FROM items "
+        "WHERE stock_low IS DISTINCT FROM "
+        "(low_stock_threshold IS NOT NULL AND stock_on_hand < low_stock_threshold)",
+    ),
 ]

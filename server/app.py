@@ -47,8 +47,10 @@ from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
 from inventory.codes import CodePools
+from inventory.counts import StockCounts
 from inventory.items import Catalog
 from inventory.locations import Locations
+from inventory.low_stock import LowStock
 from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
@@ -112,6 +114,8 @@ class App:
         self.catalog = Catalog(self.pool)
         self.locations = Locations(self.pool)
         self.code_pools = CodePools(self.pool)
+        self.low_stock = LowStock(self.pool)
+        self.stock_counts = StockCounts(self.pool)
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
@@ -179,6 +183,7 @@ class App:
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,
+            low_stock=self.low_stock,
         )
         # Once across all processes: the sweeper's cluster-wide part and the ledger jobs.
         self.leadership = Leadership(

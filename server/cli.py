@@ -1,6 +1,6 @@
 """The `surge` command: serve, migrate, rebuild-cache, audit, audit-log (server/cli_audit_log.py),
-codes import (server/cli_codes.py), events tail (server/cli_events.py),
-the points ledger's jobs and liability report, the local stack, and development tokens."""
+codes import (server/cli_codes.py), events tail (server/cli_events.py), stock count
+(server/cli_stock.py), the points ledger's jobs and liability report, the local stack, and development tokens."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from common.dependencies import failure_of
 from common.metrics import build_versions
-from server import cli_audit_log, cli_codes, cli_events, scopes
+from server import cli_audit_log, cli_codes, cli_events, cli_stock, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
 from server.embedded import EmbeddedError, ForeignStack, LocalStack
@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_audit_log.add_parser(sub)
     cli_codes.add_parser(sub)
     cli_events.add_parser(sub)
+    cli_stock.add_parser(sub)
     sub.add_parser(
         "expire-points",
         help="expire what remains of lots past their expiry now, evaluate tiers if due",
@@ -165,6 +166,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(cli_codes.run(args, stores.database_url))
     if args.command == "events":
         return asyncio.run(cli_events.run(args, stores.database_url))
+    if args.command == "stock":
+        return asyncio.run(cli_stock.run(args, stores.database_url))
     if args.command == "expire-points":
         return asyncio.run(_expire_points(settings, stores))
     if args.command == "liability-report":

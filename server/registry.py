@@ -32,6 +32,8 @@ from loyalty.v1 import (
     member_pb2_grpc,
     redemption_pb2,
     redemption_pb2_grpc,
+    stock_counts_pb2,
+    stock_counts_pb2_grpc,
     stock_pb2,
     stock_pb2_grpc,
 )
@@ -47,6 +49,7 @@ from server.services import (
     member,
     redemption,
     stock,
+    stock_counts,
 )
 
 if TYPE_CHECKING:
@@ -64,6 +67,7 @@ _MODULES = (
     events_pb2,
     stock_pb2,
     locations_pb2,
+    stock_counts_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -127,4 +131,7 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     )
     locations_pb2_grpc.add_LocationServiceServicer_to_server(
         locations.LocationService(app.locations), server
+    )
+    stock_counts_pb2_grpc.add_StockCountServiceServicer_to_server(
+        stock_counts.StockCountService(app.low_stock, app.stock_counts), server
     )

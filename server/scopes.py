@@ -16,10 +16,12 @@ checks that every RPC in protos/ has one).
 - merchant:   a shop accepting virtual codes: verifies a pool code and consumes it, once
               (CodeService.VerifyCode, ConsumeCode); nothing else.
 - operator:   the mall's staff: catalogue (items, products, descriptive updates,
-              retirement), stock and its locations, code pools (ImportCodes,
-              GetCodePool), campaigns, members, corrections, tiers, and everything the
-              reads and reports show.
-- reports:    finance and auditors: read-only reports, reads and the audit trail.
+              retirement), stock and its locations, low-stock thresholds and physical
+              counts (StockCountService), code pools (ImportCodes, GetCodePool),
+              campaigns, members, corrections, tiers, and everything the reads and
+              reports show.
+- reports:    finance and auditors: read-only reports, reads and the audit trail (also
+              stock levels and movements, ListLowStockItems and GetStockCount).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ _FULFILMENT = "/loyalty.v1.FulfilmentService/"
 _EVENTS = "/loyalty.v1.EventService/"
 _STOCK = "/loyalty.v1.StockService/"
 _LOCATION = "/loyalty.v1.LocationService/"
+_STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -51,6 +54,7 @@ _EARN = frozenset({EARNING, OPERATOR})
 _WAREHOUSE = frozenset({FULFILMENT, OPERATOR})
 # Stock levels and movements: the mall's back office, not the storefront.
 _STOCK_READ = frozenset({OPERATOR, REPORTS, FULFILMENT})
+_REPORTS = frozenset({OPERATOR, REPORTS})
 
 SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CATALOG + "CreateItem": _OPERATOR,
@@ -110,6 +114,10 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _LOCATION + "CreateLocation": _OPERATOR,
     _LOCATION + "ListLocations": _BROWSE,
     _LOCATION + "TransferStock": _OPERATOR,
+    _STOCK_COUNTS + "SetLowStockThreshold": _OPERATOR,
+    _STOCK_COUNTS + "ListLowStockItems": _REPORTS,
+    _STOCK_COUNTS + "SubmitStockCount": _OPERATOR,
+    _STOCK_COUNTS + "GetStockCount": _REPORTS,
 }
 
 

@@ -14,7 +14,9 @@ LANGUAGE sql STABLE AS $$
     SELECT id FROM locations WHERE code = 'default'
 $$;
 
--- One movement and the balances it changes. The CHECKs of stock_levels, items and
+-- One movement and the balances it changes. When available stock changes, an item with a
+-- low-stock threshold that crosses it writes stock.low / stock.replenished (migration 0016).
+-- The CHECKs of stock_levels, items and
 -- stock_movements are the last word (callers check first, to answer with a clear error).
 CREATE OR REPLACE FUNCTION stock_move(
     p_item uuid, p_location uuid, p_kind text, p_on_hand bigint, p_allotted bigint,
@@ -23,10 +25,17 @@ CREATE OR REPLACE FUNCTION stock_move(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_id bigint;
+    v_watched boolean;
 BEGIN
     IF p_on_hand <> p_allotted THEN  -- available changes: the item row first (lock order)
         UPDATE items SET stock_on_hand = stock_on_hand + (p_on_hand - p_allotted)
-         WHERE id = p_item;
+         WHERE id = p_item
+        RETURNING low_stock_threshold IS NOT NULL OR stock_low INTO v_watched;
+        -- The low-stock signal (inventory/sql/low_stock.sql), under the row lock just
+        -- taken; one more statement only for items with a threshold (or still flagged).
+        IF v_watched THEN
+            PERFORM stock_low_check(p_item, p_actor);
+        END IF;
     END IF;
     UPDATE stock_levels
        SET on_hand = on_hand + p_on_hand, allotted = allotted + p_allotted

@@ -30,6 +30,7 @@ FUNCTIONS = {
     "stock_default_location",
     "stock_move",
     "stock_redeem",
+    "stock_low_check",
     "stock_release",
     "stock_return",
     "stock_take_available",
@@ -41,6 +42,7 @@ FILES = [
     "points/debt.sql",
     "points/entries.sql",
     "points/lots.sql",
+    "inventory/low_stock.sql",
     "inventory/stock.sql",
     "flashsale/commit_redemptions.sql",
 ]
