@@ -184,6 +184,25 @@ class CampaignChanges:
         await self._follow(campaign_id)
         return await self._campaigns.get(campaign_id)
 
+    async def release_ended(self, *, grace: timedelta, within: timedelta, limit: int = 50) -> int:
+        """Campaigns whose window closed between `within` and `grace` ago that still hold
+        units neither sold nor held (a sale that ran out its time; a payment that expired
+        after it): those units back to the item, as EndCampaign gives them (its audit entry,
+        actor SYSTEM). `grace` covers the commit fence: no hold can commit any more. The
+        leader's sweep runs it; a campaign that ended longer ago is EndCampaign's (a cancel
+        long after the end puts a unit back in its allotment: docs/inventory.md)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id::text FROM campaigns WHERE ends_at < now() - %s "
+                "AND ends_at >= now() - %s AND units_allotted > units_committed + units_held "
+                "ORDER BY ends_at LIMIT %s",
+                (grace, within, limit),
+            )
+            ended = [row[0] for row in await cur.fetchall()]
+        for campaign_id in ended:
+            await self.end(campaign_id)
+        return len(ended)
+
     async def _apply(self, cur: Any, row: dict[str, Any], new: dict[str, Any]) -> None:
         """The writes of an update, under the campaign's lock: stock first, then the row."""
         delta = new["units_allotted"] - row["units_allotted"]

@@ -230,32 +230,34 @@ class Fulfilment:
             }
             qty = row["quantity"]
             await store.item_stock(conn, row["item_id"])  # the item row locked first
-            # The units come back on hand (the stock ledger), and a write-off takes them
-            # out again at once: both movements name the redemption.
-            restock = disposition is ReturnDisposition.RESTOCK
-            await stock.return_units(
-                conn, row["id"], row["item_id"], qty, write_off=not restock, reason="returned"
-            )
-            if restock:
-                details["restocked_units"] = qty
-            if exchange:
-                available = await store.item_stock(conn, row["item_id"])
-                if available < qty:
-                    raise InsufficientStock(row["item_id"], available, qty)
-                replacement = await self._replace(conn, row)
-                await stock.take(
-                    conn,
-                    row["item_id"],
-                    MovementKind.REDEEMED,
-                    qty,
-                    campaign_id=row["campaign_id"],
-                    redemption_id=replacement,
-                    reason="exchange replacement",
+            # One change of the item for the low-stock signal (stock.one_change).
+            async with stock.one_change(conn, row["item_id"]):
+                # The units come back on hand (the stock ledger), and a write-off takes them
+                # out again at once: both movements name the redemption.
+                restock = disposition is ReturnDisposition.RESTOCK
+                await stock.return_units(
+                    conn, row["id"], row["item_id"], qty, write_off=not restock, reason="returned"
                 )
-                details["replaced_by"] = replacement
-            else:
-                await store.refund_points(conn, row, "returned")
-                details["points_refunded"] = row["points_total"]
+                if restock:
+                    details["restocked_units"] = qty
+                if exchange:
+                    available = await store.item_stock(conn, row["item_id"])
+                    if available < qty:
+                        raise InsufficientStock(row["item_id"], available, qty)
+                    replacement = await self._replace(conn, row)
+                    await stock.take(
+                        conn,
+                        row["item_id"],
+                        MovementKind.REDEEMED,
+                        qty,
+                        campaign_id=row["campaign_id"],
+                        redemption_id=replacement,
+                        reason="exchange replacement",
+                    )
+                    details["replaced_by"] = replacement
+                else:
+                    await store.refund_points(conn, row, "returned")
+                    details["points_refunded"] = row["points_total"]
             await store.advance(
                 conn,
                 row["id"],

@@ -3,7 +3,8 @@ part of each pass is cluster-wide and runs in the leader only (common/leader.py)
 
 Cluster-wide, the leader's alone (`sweep_once`): every hold whose deadline has passed is
 settled from PostgreSQL (committed there: marked done; not there: units and points
-released), and every points + cash redemption past its payment window expires. Those facts
+released), every points + cash redemption past its payment window expires, and a campaign
+past its end gives the units it did not sell back to the item (CampaignChanges.release_ended). Those facts
 live in Redis and PostgreSQL, which every process shares, so one process doing them is
 enough; passes are idempotent, so two doing them at once for a moment (a leader that has not
 yet noticed it lost its lock) is harmless.
@@ -23,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -58,6 +59,7 @@ class SweepReport:
     released: int = 0
     committed: int = 0
     expired: int = 0
+    allotments_released: int = 0  # campaigns past their end whose unsold units went back
     lag_seconds: float = 0.0  # how far past its deadline the oldest lapsed hold was
 
 
@@ -77,6 +79,7 @@ class Sweeper:
         leading: Callable[[], bool] = lambda: True,
         code_pools: CodePools | None = None,
         low_stock: LowStock | None = None,
+        release_ended: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """leading: whether this process runs the cluster-wide part of each pass now."""
         self._pool = pool
@@ -91,6 +94,7 @@ class Sweeper:
         self._leading = leading
         self._code_pools = code_pools
         self._low_stock = low_stock
+        self._release_ended = release_ended
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
@@ -128,6 +132,8 @@ class Sweeper:
                 now_ms = await clock.now_ms(CampaignKeys(slot).state)
                 await self._sweep_slot(report, campaign_id, slot, now_ms)
         report.expired = await self._lifecycle.expire_overdue()
+        if self._release_ended is not None:  # ended sales' unsold units back to the item
+            report.allotments_released = await self._release_ended()
         self._record(report)
         self.last = report
         self.passes += 1

@@ -2,9 +2,9 @@
 the product it is a variant of with its variant attributes. The forms are checked here
 (each failure an InvalidArgument naming the field); migration 0014 repeats them as CHECKs.
 
-A category is a lowercase dotted slug ("home.kitchen", "fashion.kids-wear"): earn rules and
-reports group by it, and a filter on "home" takes its sub-categories too, so the dots are
-the hierarchy and nothing else is allowed in it.
+A category is a lowercase dotted slug ("home.kitchen", "fashion.kids-wear"), there for earn
+rules and reports to group by (none reads it yet); a filter on "home" takes its
+sub-categories too, so the dots are the hierarchy and nothing else is allowed in it.
 """
 
 from __future__ import annotations

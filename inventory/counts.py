@@ -1,13 +1,16 @@
 """Physical counts (issue 20 item 5): what a location really holds, reconciled with the
 ledger (SubmitStockCount, `surge stock count`).
 
-Per line: expected = the location's on_hand; a difference is written as one `counted`
-movement (stock_move, reference 'count:<id>'). Outcomes:
+Per line: expected = what should be on the shelf: the location's on_hand plus the units
+sold from it that have not left yet (a physical item's redemptions COMMITTED or PACKING:
+the ledger takes a unit off on_hand at its commit, the warehouse at shipping). A difference
+is written as one `counted` movement (stock_move, reference 'count:<id>'). Outcomes:
 - MATCHED: nothing to write; ADJUSTED: the movement is written;
 - UNKNOWN_SKU: no such item (reported, not fatal);
-- BELOW_ALLOTTED: fewer units counted than the location has allotted to campaigns: applying
-  it would make available stock negative while units are promised, so it is reported and
-  not applied (someone must look: a loss, or a miscount);
+- BELOW_ALLOTTED: fewer units counted than the location has promised (allotted to
+  campaigns, or sold and not shipped yet): applying it would make available stock negative
+  while units are promised, so it is reported and not applied (someone must look: a loss,
+  or a miscount);
 - DUPLICATE_SKU: the sku is on more than one line of this count: none of them is applied.
 A negative count, an empty sku or too many lines refuses the whole request.
 
@@ -37,6 +40,7 @@ import auditlog
 import events
 from common import actor, validation
 from common.errors import IdempotencyKeyReused, InvalidArgument, NotFound
+from inventory import locations
 from inventory.items import MAX_STOCK
 
 MAX_LINES = 10_000  # bounds the request, its locks and its one transaction
@@ -60,8 +64,8 @@ class CountLine:
     sku: str
     item_id: str | None
     counted: int
-    expected: int  # the location's on_hand when counted (0 for an unknown sku)
-    allotted: int  # of which allotted to campaigns
+    expected: int  # on the shelf: on_hand + sold not yet shipped (0 for an unknown sku)
+    allotted: int  # of which promised: allotted to campaigns, or sold not yet shipped
     outcome: Outcome
 
     @property
@@ -116,6 +120,8 @@ def check_lines(lines: Sequence[tuple[str, int]]) -> None:
     for i, (sku, counted) in enumerate(lines):
         if not sku or len(sku) > MAX_SKU_LENGTH or sku != sku.strip():
             raise InvalidArgument(f"lines[{i}].sku", f"must be 1..{MAX_SKU_LENGTH} characters")
+        if not sku.isprintable():  # a NUL would be PostgreSQL's error, not the client's
+            raise InvalidArgument(f"lines[{i}].sku", "must be printable characters")
         if counted < 0:
             raise InvalidArgument(f"lines[{i}].counted_units", "must not be negative")
         validation.int_range(f"lines[{i}].counted_units", counted, minimum=0, maximum=MAX_STOCK)
@@ -133,8 +139,7 @@ class StockCounts:
         idempotency_key: str,
         dry_run: bool = False,
     ) -> CountReport:
-        if not location_code:
-            raise InvalidArgument("location_code", "is required")
+        location_code = locations.valid_code("location_code", location_code)
         check_lines(lines)
         key = "" if dry_run else validation.idempotency_key("idempotency_key", idempotency_key)
         fingerprint = hashlib.sha256(
@@ -191,10 +196,24 @@ async def _reconcile(
         (location_id, list(item_of.values())),
     )
     level = {row[0]: (int(row[1]), int(row[2])) for row in await cur.fetchall()}
+    # Sold from here and still on the shelf: the ledger's redeemed units of redemptions not
+    # shipped yet (physical items only: a code never leaves a shelf).
+    cur = await conn.execute(
+        "SELECT m.item_id::text, -sum(m.on_hand_delta) FROM stock_movements m "
+        "JOIN redemptions r ON r.id = m.redemption_id "
+        "JOIN items i ON i.id = m.item_id AND i.kind = 'PHYSICAL' "
+        "WHERE m.location_id = %s AND m.item_id = ANY(%s::uuid[]) "
+        "AND m.kind IN ('redeemed', 'cancelled') AND r.status IN ('COMMITTED', 'PACKING') "
+        "GROUP BY m.item_id",
+        (location_id, list(item_of.values())),
+    )
+    unshipped = {row[0]: int(row[1]) for row in await cur.fetchall()}
     report: list[CountLine] = []
     for number, (sku, counted) in enumerate(lines, start=1):
         item_id = item_of.get(sku)
         on_hand, allotted = level.get(item_id or "", (0, 0))
+        waiting = unshipped.get(item_id or "", 0)
+        on_hand, allotted = on_hand + waiting, allotted + waiting
         if item_id is None:
             outcome = Outcome.UNKNOWN_SKU
         elif times[sku] > 1:

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common import paging, validation
 from common.errors import InvalidArgument, NotFound
+from inventory import locations
 from inventory.stock import MovementKind
 
 
@@ -142,6 +143,7 @@ class StockLedger:
         clauses = ["m.item_id = %s", "m.id > %s"]
         params: list[Any] = [item_id, after]
         if where.location_code:
+            locations.valid_code("location_code", where.location_code)
             clauses.append("l.code = %s")
             params.append(where.location_code)
         if where.kinds:

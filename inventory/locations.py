@@ -229,24 +229,25 @@ class Locations:
             created = await cur.fetchone()
             assert created is not None
             reference = f"transfer:{created['id']}"
-            await stock.take(
-                conn,
-                item_id,
-                MovementKind.TRANSFERRED_OUT,
-                quantity,
-                location_id=source,
-                reference=reference,
-                reason=reason,
-            )
-            await stock.add(
-                conn,
-                item_id,
-                MovementKind.TRANSFERRED_IN,
-                quantity,
-                location_id=destination,
-                reference=reference,
-                reason=reason,
-            )
+            async with stock.one_change(conn, item_id):  # net zero for the item
+                await stock.take(
+                    conn,
+                    item_id,
+                    MovementKind.TRANSFERRED_OUT,
+                    quantity,
+                    location_id=source,
+                    reference=reference,
+                    reason=reason,
+                )
+                await stock.add(
+                    conn,
+                    item_id,
+                    MovementKind.TRANSFERRED_IN,
+                    quantity,
+                    location_id=destination,
+                    reference=reference,
+                    reason=reason,
+                )
             await cur.execute(
                 f"SELECT {_TRANSFER} FROM stock_transfers t WHERE t.id = %s", (created["id"],)
             )

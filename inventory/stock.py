@@ -8,6 +8,8 @@ the credential's subject of the call (common.actor)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from enum import StrEnum
 from typing import Any
 
@@ -149,3 +151,14 @@ async def return_units(
         "SELECT stock_return(%s, %s, %s, %s, %s, %s)",
         (redemption_id, item_id, units, write_off, actor.current().subject, reason),
     )
+
+
+@asynccontextmanager
+async def one_change(conn: AsyncConnection[Any], item_id: str) -> AsyncIterator[None]:
+    """Movements that make one change of the item (a transfer's two halves, a return and
+    its write-off or exchange): the low-stock signal looks at the item once, at the end, so
+    a change that nets to nothing signals nothing. An error rolls the transaction back,
+    deferral included (it is transaction-local)."""
+    await conn.execute("SELECT stock_low_defer()")
+    yield
+    await conn.execute("SELECT stock_low_settle(%s, %s)", (item_id, actor.current().subject))

@@ -184,6 +184,12 @@ class App:
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,
             low_stock=self.low_stock,
+            release_ended=lambda: self.campaign_changes.release_ended(
+                grace=timedelta(
+                    seconds=settings.commit_fence_seconds + settings.sweep_interval_seconds
+                ),
+                within=timedelta(seconds=settings.payment_window_seconds + 3600),
+            ),
         )
         # Once across all processes: the sweeper's cluster-wide part and the ledger jobs.
         self.leadership = Leadership(

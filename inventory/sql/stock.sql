@@ -33,7 +33,10 @@ BEGIN
         RETURNING low_stock_threshold IS NOT NULL OR stock_low INTO v_watched;
         -- The low-stock signal (inventory/sql/low_stock.sql), under the row lock just
         -- taken; one more statement only for items with a threshold (or still flagged).
-        IF v_watched THEN
+        -- A change made of several movements (a transfer, a return written off) defers it
+        -- to its end (stock_low_settle), so a net-zero change signals nothing.
+        IF v_watched AND current_setting('surge.low_stock_deferred', true)
+                         IS DISTINCT FROM 'on' THEN
             PERFORM stock_low_check(p_item, p_actor);
         END IF;
     END IF;
@@ -97,16 +100,39 @@ BEGIN
 END
 $$;
 
--- A campaign's allotment grows by p_units, drawn from p_location or (NULL) as
--- stock_take_available draws; each location drawn from joins the campaign's list.
+-- A campaign's allotment grows by p_units, drawn from p_location, or (NULL) first from the
+-- locations the campaign already draws from, in its order (an UpdateCampaign raising the
+-- allotment), then as stock_take_available draws; each location drawn from joins the
+-- campaign's list.
 CREATE OR REPLACE FUNCTION stock_allot(
     p_campaign uuid, p_item uuid, p_units bigint, p_location uuid, p_actor text, p_reason text
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
+    v_left bigint := p_units;
+    v_take bigint;
     r record;
 BEGIN
-    FOR r IN SELECT * FROM stock_take_available(p_item, p_units, p_location, 'allotted',
+    IF p_location IS NULL THEN
+        PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
+        PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item
+         ORDER BY s.location_id FOR UPDATE;
+        FOR r IN SELECT cs.location_id, s.on_hand - s.allotted AS free
+                   FROM campaign_stock cs
+                   JOIN stock_levels s ON s.item_id = p_item AND s.location_id = cs.location_id
+                  WHERE cs.campaign_id = p_campaign AND s.on_hand > s.allotted
+                  ORDER BY cs.position
+        LOOP
+            EXIT WHEN v_left = 0;
+            v_take := least(v_left, r.free);
+            PERFORM stock_allot(p_campaign, p_item, v_take, r.location_id, p_actor, p_reason);
+            v_left := v_left - v_take;
+        END LOOP;
+        IF v_left = 0 THEN
+            RETURN;
+        END IF;
+    END IF;
+    FOR r IN SELECT * FROM stock_take_available(p_item, v_left, p_location, 'allotted',
                                                 p_campaign, NULL, NULL, p_actor, p_reason)
     LOOP
         INSERT INTO campaign_stock AS cs (campaign_id, location_id, position, remaining)
@@ -245,26 +271,64 @@ BEGIN
 END
 $$;
 
--- A returned redemption's units back on hand, where they were redeemed from (the
--- default location if the ledger has no record); written off at once when they are not
--- fit to sell, so the ledger shows both.
+-- A returned redemption's units back on hand, each where it was redeemed from (the default
+-- location if the ledger has no record); written off at once when they are not fit to
+-- sell, so the ledger shows both. The item's levels are locked in location order first,
+-- as every writer takes them.
 CREATE OR REPLACE FUNCTION stock_return(
     p_redemption uuid, p_item uuid, p_units bigint, p_write_off boolean, p_actor text,
     p_reason text
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_location uuid;
+    v_left bigint := p_units;
+    v_take bigint;
+    r record;
 BEGIN
-    SELECT m.location_id INTO v_location FROM stock_movements m
-     WHERE m.redemption_id = p_redemption AND m.kind = 'redeemed'
-     ORDER BY m.id LIMIT 1;
-    v_location := coalesce(v_location, stock_default_location());
-    PERFORM stock_move(p_item, v_location, 'returned', p_units, 0, NULL, p_redemption, NULL,
-                       p_actor, p_reason);
-    IF p_write_off THEN
-        PERFORM stock_move(p_item, v_location, 'written_off', -p_units, 0, NULL,
+    PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
+    PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item ORDER BY s.location_id FOR UPDATE;
+    FOR r IN SELECT m.location_id, (-sum(m.on_hand_delta))::bigint AS units
+               FROM stock_movements m
+              WHERE m.redemption_id = p_redemption AND m.kind IN ('redeemed', 'cancelled')
+              GROUP BY m.location_id HAVING sum(m.on_hand_delta) < 0
+              ORDER BY min(m.id)
+    LOOP
+        EXIT WHEN v_left = 0;
+        v_take := least(v_left, r.units);
+        PERFORM stock_move(p_item, r.location_id, 'returned', v_take, 0, NULL, p_redemption,
+                           NULL, p_actor, p_reason);
+        IF p_write_off THEN
+            PERFORM stock_move(p_item, r.location_id, 'written_off', -v_take, 0, NULL,
+                               p_redemption, NULL, p_actor, p_reason);
+        END IF;
+        v_left := v_left - v_take;
+    END LOOP;
+    IF v_left > 0 THEN
+        PERFORM stock_move(p_item, stock_default_location(), 'returned', v_left, 0, NULL,
                            p_redemption, NULL, p_actor, p_reason);
+        IF p_write_off THEN
+            PERFORM stock_move(p_item, stock_default_location(), 'written_off', -v_left, 0,
+                               NULL, p_redemption, NULL, p_actor, p_reason);
+        END IF;
+    END IF;
+END
+$$;
+
+-- Defers the low-stock check of stock_move to the end of a change made of several
+-- movements (this transaction only); stock_low_settle ends the deferral and checks the
+-- item once.
+CREATE OR REPLACE FUNCTION stock_low_defer() RETURNS void
+LANGUAGE sql AS $$
+    SELECT set_config('surge.low_stock_deferred', 'on', true)
+$$;
+
+CREATE OR REPLACE FUNCTION stock_low_settle(p_item uuid, p_actor text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('surge.low_stock_deferred', 'off', true);
+    IF EXISTS (SELECT 1 FROM items WHERE id = p_item
+                  AND (low_stock_threshold IS NOT NULL OR stock_low)) THEN
+        PERFORM stock_low_check(p_item, p_actor);
     END IF;
 END
 $$;

@@ -31,6 +31,8 @@ FUNCTIONS = {
     "stock_move",
     "stock_redeem",
     "stock_low_check",
+    "stock_low_defer",
+    "stock_low_settle",
     "stock_release",
     "stock_return",
     "stock_take_available",
