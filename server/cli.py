@@ -1,6 +1,7 @@
 """The `surge` command: serve, migrate, rebuild-cache, audit, audit-log (server/cli_audit_log.py),
 codes import (server/cli_codes.py), events tail (server/cli_events.py), stock count
-(server/cli_stock.py), the points ledger's jobs and liability report, the local stack, and development tokens."""
+(server/cli_stock.py), the points ledger's jobs and liability report (server/cli_points.py),
+the local stack, and development tokens."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.dependencies import failure_of
 from common.metrics import build_versions
-from server import cli_audit_log, cli_codes, cli_events, cli_stock, scopes
+from server import cli_audit_log, cli_codes, cli_events, cli_points, cli_stock, scopes
 from server.config import ConfigError, Settings
 from server.credentials import SUBJECT_MAX, dev_secret, mint
 from server.embedded import EmbeddedError, ForeignStack, LocalStack
@@ -53,22 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     cli_codes.add_parser(sub)
     cli_events.add_parser(sub)
     cli_stock.add_parser(sub)
-    sub.add_parser(
-        "expire-points",
-        help="expire what remains of lots past their expiry now, evaluate tiers if due",
-    )
-    report = sub.add_parser(
-        "liability-report", help="outstanding points by expiry month and flows per period"
-    )
-    report.add_argument("--from", dest="start", required=True, help="start date, YYYY-MM-DD (UTC)")
-    report.add_argument("--to", dest="end", required=True, help="end date, exclusive, YYYY-MM-DD")
-    report.add_argument("--granularity", choices=["day", "month"], default="month")
-    report.add_argument(
-        "--json",
-        action="store_true",
-        help="print GetLiabilityReport's response (loyalty.v1.LiabilityReport) as proto3 JSON, "
-        "with the protos' field names, instead of a table",
-    )
+    cli_points.add_parser(sub)
     stack = sub.add_parser("stack", help="the local Redis + PostgreSQL of the embedded default")
     stack.add_argument("action", choices=["start", "stop", "urls"])
     token = sub.add_parser(
@@ -168,17 +154,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(cli_events.run(args, stores.database_url))
     if args.command == "stock":
         return asyncio.run(cli_stock.run(args, stores.database_url))
-    if args.command == "expire-points":
-        return asyncio.run(_expire_points(settings, stores))
-    if args.command == "liability-report":
-        try:
-            start, end = _date(args.start), _date(args.end)
-        except ValueError as e:
-            print(f"bad date: {e}", file=sys.stderr)
-            return 2
-        return asyncio.run(
-            _liability(settings, stores, start, end, args.granularity, as_json=args.json)
-        )
+    if args.command in cli_points.COMMANDS:
+        return cli_points.run(args, settings, stores)
     return asyncio.run(_audit(settings, stores, settled=args.settled, recorded=args.recorded))
 
 
@@ -349,81 +326,6 @@ async def _audit(
         print(f"VIOLATION: {violation}")
     print("audit: " + ("OK" if report.ok else f"{len(report.violations)} violation(s)"))
     return 0 if report.ok else 1
-
-
-def _date(value: str) -> datetime:
-    return datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
-
-
-async def _expire_points(settings: Settings, stores: Stores) -> int:
-    from points.jobs import LedgerJobs
-    from server.app import App
-
-    app = App(settings, stores)
-    await app.pool.open(wait=True)
-    try:
-        await app.points_gate.load_scripts()
-        report = await LedgerJobs(app.pool, app.points).run_once()
-    finally:
-        await app.redis.aclose()
-        await app.pool.close()
-    print(
-        f"expired {report.expired_points} points of {report.expired_members} members; "
-        f"tiers evaluated: {'yes' if report.tiers_evaluated else 'not due'} "
-        f"({report.tier_changes} changes); eligibility changes {report.eligibility_changes}"
-    )
-    return 0
-
-
-async def _liability(
-    settings: Settings,
-    stores: Stores,
-    start: datetime,
-    end: datetime,
-    granularity: str,
-    *,
-    as_json: bool,
-) -> int:
-    from common.errors import InvalidArgument
-    from points.liability import liability_report
-    from server.app import App
-
-    app = App(settings, stores)
-    await app.pool.open(wait=True)
-    try:
-        report = await liability_report(app.pool, start=start, end=end, granularity=granularity)
-    except InvalidArgument as e:
-        print(f"invalid: {e.message}", file=sys.stderr)
-        return 2
-    finally:
-        await app.redis.aclose()
-        await app.pool.close()
-    if as_json:
-        from server import convert
-
-        # GetLiabilityReport's response, field for field.
-        print(convert.to_json(convert.liability_report(report), indent=2))
-        return 0
-    print(f"as of {report.as_of:%Y-%m-%d %H:%M} UTC")
-    print(f"outstanding points {report.outstanding}, debt {report.debt}")
-    for month, points in report.by_expiry_month:
-        print(f"  expires {month:>7}  {points:>14}")
-    print(
-        f"{'period':<10} {'issued':>12} {'redeemed':>12} {'expired':>12} {'reversed':>12} "
-        f"{'adjusted':>12} {'transferred':>12}"
-    )
-    fmt = "%Y-%m-%d" if granularity == "day" else "%Y-%m"
-    for p in [*report.periods, report.totals]:
-        label = p.period_start.strftime(fmt) if p.period_start else "total"
-        print(
-            f"{label:<10} {p.issued:>12} {p.redeemed:>12} {p.expired:>12} {p.reversed:>12} "
-            f"{p.adjusted:>12} {p.transferred:>12}"
-        )
-    print(
-        f"redemption rate {report.redemption_rate:.4f}; breakage estimate "
-        f"{report.breakage_estimate} points"
-    )
-    return 0
 
 
 if __name__ == "__main__":
