@@ -96,9 +96,9 @@ def _since(value: str | None) -> datetime | None:
 
 def as_json(event: AuditEvent) -> str:
     """One line: ListAuditEvents' AuditEvent, field for field (server.convert.to_json)."""
-    from server import convert
+    from server import convert, convert_audit
 
-    return convert.to_json(convert.audit_event(event))
+    return convert.to_json(convert_audit.audit_event(event))
 
 
 def line(event: AuditEvent) -> str:

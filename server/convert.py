@@ -9,17 +9,14 @@ from typing import TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from auditlog import AuditEvent, AuditPage, AuditQuery
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
 from flashsale.model import Address, Redemption
 from inventory.catalogue import ItemState
 from inventory.items import CodeSource, Item, ItemKind
 from loyalty.v1 import (
-    audit_pb2,
     campaign_pb2,
     catalog_pb2,
     common_pb2,
@@ -358,37 +355,6 @@ def liability_report(value: LiabilityReport) -> member_pb2.LiabilityReport:
         totals=_flows(value.totals),
         redemption_rate=value.redemption_rate,
         breakage_estimate_points=value.breakage_estimate,
-    )
-
-
-def audit_query(request: audit_pb2.ListAuditEventsRequest) -> AuditQuery:
-    return AuditQuery(
-        subject=request.subject,
-        action=request.action,
-        target_id=request.target_id,
-        start=optional_time("start_time", request, "start_time"),
-        end=optional_time("end_time", request, "end_time"),
-    )
-
-
-def audit_event(value: AuditEvent) -> audit_pb2.AuditEvent:
-    content = Struct()
-    content.update(value.content)
-    return audit_pb2.AuditEvent(
-        id=value.id,
-        create_time=timestamp(value.occurred_at),
-        subject=value.subject,
-        request_id=value.request_id,
-        action=value.action,
-        target_kind=value.target_kind,
-        target_id=value.target_id,
-        content=content,
-    )
-
-
-def audit_page(value: AuditPage) -> audit_pb2.ListAuditEventsResponse:
-    return audit_pb2.ListAuditEventsResponse(
-        events=[audit_event(e) for e in value.events], next_page_token=value.next_page_token
     )
 
 

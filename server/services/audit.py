@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from auditlog import AuditTrail
 from loyalty.v1 import audit_pb2, audit_pb2_grpc
-from server import convert
+from server import convert_audit
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -20,8 +20,8 @@ class AuditService(audit_pb2_grpc.AuditServiceServicer):
         self, request: audit_pb2.ListAuditEventsRequest, context: Context
     ) -> audit_pb2.ListAuditEventsResponse:
         page = await self._trail.events(
-            convert.audit_query(request),
+            convert_audit.audit_query(request),
             page_size=request.page_size,
             page_token=request.page_token,
         )
-        return convert.audit_page(page)
+        return convert_audit.audit_page(page)
