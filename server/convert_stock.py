@@ -1,11 +1,14 @@
-"""protobuf <-> domain objects for StockService (inventory/ledger.py)."""
+"""protobuf <-> domain objects for StockService (inventory/ledger.py) and StockCountService
+(inventory/low_stock.py, inventory/counts.py)."""
 
 from __future__ import annotations
 
 from common.errors import InvalidArgument
+from inventory.counts import CountReport, Outcome
 from inventory.ledger import Movement, StockLevels
+from inventory.low_stock import StockStatus
 from inventory.stock import MovementKind
-from loyalty.v1 import stock_pb2
+from loyalty.v1 import stock_counts_pb2, stock_pb2
 from server.convert import timestamp
 
 _KIND_TO_PB = {
@@ -68,4 +71,57 @@ def movement(value: Movement) -> stock_pb2.StockMovement:
         actor=value.actor or "",
         reason=value.reason or "",
         create_time=timestamp(value.created_at),
+    )
+
+
+_OUTCOME_TO_PB = {
+    Outcome.MATCHED: stock_counts_pb2.COUNT_LINE_OUTCOME_MATCHED,
+    Outcome.ADJUSTED: stock_counts_pb2.COUNT_LINE_OUTCOME_ADJUSTED,
+    Outcome.UNKNOWN_SKU: stock_counts_pb2.COUNT_LINE_OUTCOME_UNKNOWN_SKU,
+    Outcome.BELOW_ALLOTTED: stock_counts_pb2.COUNT_LINE_OUTCOME_BELOW_ALLOTTED,
+    Outcome.DUPLICATE_SKU: stock_counts_pb2.COUNT_LINE_OUTCOME_DUPLICATE_SKU,
+}
+
+
+def item_status(value: StockStatus) -> stock_counts_pb2.ItemStockStatus:
+    return stock_counts_pb2.ItemStockStatus(
+        item_id=value.item_id,
+        sku=value.sku,
+        name=value.name,
+        available=value.available,
+        on_hand=value.on_hand,
+        allotted=value.allotted,
+        threshold=value.threshold,
+        low=value.low,
+    )
+
+
+def count_report(value: CountReport) -> stock_counts_pb2.StockCountReport:
+    return stock_counts_pb2.StockCountReport(
+        count_id=value.count_id,
+        location_code=value.location_code,
+        dry_run=value.dry_run,
+        replayed=value.replayed,
+        lines=[
+            stock_counts_pb2.CountedLine(
+                line=ln.line,
+                sku=ln.sku,
+                item_id=ln.item_id or "",
+                counted_units=ln.counted,
+                expected_units=ln.expected,
+                difference=ln.difference,
+                allotted_units=ln.allotted,
+                outcome=_OUTCOME_TO_PB[ln.outcome],
+            )
+            for ln in value.lines
+        ],
+        matched=value.number(Outcome.MATCHED),
+        adjusted=value.number(Outcome.ADJUSTED),
+        unknown_sku=value.number(Outcome.UNKNOWN_SKU),
+        below_allotted=value.number(Outcome.BELOW_ALLOTTED),
+        duplicate_sku=value.number(Outcome.DUPLICATE_SKU),
+        units_added=value.units_added,
+        units_removed=value.units_removed,
+        counted_at=timestamp(value.counted_at),
+        actor=value.actor,
     )

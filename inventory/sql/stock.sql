@@ -14,6 +14,17 @@ LANGUAGE sql STABLE AS $$
     SELECT id FROM locations WHERE code = 'default'
 $$;
 
+-- The item row, then all its levels by location id: the lock order every writer that
+-- touches more than one level takes first (a subset in another order could deadlock with
+-- the group commit's stock_redeem).
+CREATE OR REPLACE FUNCTION stock_lock(p_item uuid) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
+    PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item ORDER BY s.location_id FOR UPDATE;
+END
+$$;
+
 -- One movement and the balances it changes. When available stock changes, an item with a
 -- low-stock threshold that crosses it writes stock.low / stock.replenished (migration 0016).
 -- The CHECKs of stock_levels, items and
@@ -73,8 +84,7 @@ DECLARE
     v_take bigint;
     r record;
 BEGIN
-    PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
-    PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item ORDER BY s.location_id FOR UPDATE;
+    PERFORM stock_lock(p_item);
     FOR r IN
         SELECT s.location_id, s.on_hand - s.allotted AS free
           FROM stock_levels s JOIN locations l ON l.id = s.location_id
@@ -114,9 +124,7 @@ DECLARE
     r record;
 BEGIN
     IF p_location IS NULL THEN
-        PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
-        PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item
-         ORDER BY s.location_id FOR UPDATE;
+        PERFORM stock_lock(p_item);
         FOR r IN SELECT cs.location_id, s.on_hand - s.allotted AS free
                    FROM campaign_stock cs
                    JOIN stock_levels s ON s.item_id = p_item AND s.location_id = cs.location_id
@@ -159,11 +167,7 @@ DECLARE
     r record;
 BEGIN
     SELECT item_id INTO v_item FROM campaigns WHERE id = p_campaign;
-    PERFORM 1 FROM items WHERE id = v_item FOR UPDATE;
-    PERFORM 1 FROM stock_levels s WHERE s.item_id = v_item
-       AND s.location_id IN (SELECT cs.location_id FROM campaign_stock cs
-                              WHERE cs.campaign_id = p_campaign)
-     ORDER BY s.location_id FOR UPDATE;
+    PERFORM stock_lock(v_item);
     FOR r IN SELECT cs.location_id, cs.remaining FROM campaign_stock cs
               WHERE cs.campaign_id = p_campaign AND cs.remaining > 0
               ORDER BY cs.position DESC
@@ -285,8 +289,7 @@ DECLARE
     v_take bigint;
     r record;
 BEGIN
-    PERFORM 1 FROM items WHERE id = p_item FOR UPDATE;
-    PERFORM 1 FROM stock_levels s WHERE s.item_id = p_item ORDER BY s.location_id FOR UPDATE;
+    PERFORM stock_lock(p_item);
     FOR r IN SELECT m.location_id, (-sum(m.on_hand_delta))::bigint AS units
                FROM stock_movements m
               WHERE m.redemption_id = p_redemption AND m.kind IN ('redeemed', 'cancelled')

@@ -4,32 +4,18 @@ a line per event, and exit 2 on a bad filter."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 from loyalty.v1 import catalog_pb2, member_pb2
 from server.app import Stores
 from tests.auditlog.helpers import request_id, sent_as
+from tests.cli import surge
 from tests.conftest import TEST_SUBJECT, Running
 
 
 def _surge(stores: Stores, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stores.database_url,
-        "REDIS_URL": stores.redis_url,
-        "SURGE_LOG_FORMAT": "text",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", "audit-log", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return surge(stores, "audit-log", *args)
 
 
 async def test_the_cli_lists_the_trail(server: Running, clean: Stores) -> None:

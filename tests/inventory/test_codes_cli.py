@@ -3,31 +3,17 @@ the file's line numbers for rejected lines, the audit subject, and exit 2 when r
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from server.app import Stores
+from tests.cli import surge
 from tests.conftest import Running
 from tests.inventory.codes_helpers import pool, pool_item
 
 
 def _surge(stores: Stores, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stores.database_url,
-        "REDIS_URL": stores.redis_url,
-        "SURGE_LOG_FORMAT": "text",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", "codes", "import", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return surge(stores, "codes", "import", *args)
 
 
 async def test_the_cli_loads_a_file_and_reports_rejected_lines(

@@ -3,31 +3,17 @@ exit code (1 when lines were refused), a malformed file refused whole, a dry run
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 from loyalty.v1 import catalog_pb2
 from server.app import Stores
+from tests.cli import surge
 from tests.conftest import Running
 
 
 def _surge(stores: Stores, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stores.database_url,
-        "REDIS_URL": stores.redis_url,
-        "SURGE_LOG_FORMAT": "text",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", "stock", "count", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return surge(stores, "stock", "count", *args)
 
 
 async def _stock(server: Running, item_id: str) -> int:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -14,6 +11,7 @@ import pytest
 from loyalty.v1 import member_pb2
 from points.jobs import LedgerJobs
 from server.app import Stores
+from tests.cli import surge
 from tests.conftest import Running
 from tests.factories import failure, key, ts
 from tests.points.helpers import earn, set_lot_expiry
@@ -113,27 +111,10 @@ async def test_liability_report_errors(server: Running) -> None:
         )
 
 
-def _surge(stores: Stores, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": stores.database_url,
-        "REDIS_URL": stores.redis_url,
-        "SURGE_LOG_FORMAT": "text",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "server.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-
-
 def test_the_cli_runs_the_expiry_job_and_prints_the_report(clean: Stores) -> None:
-    expired = _surge(clean, "expire-points")
-    table = _surge(clean, "liability-report", "--from", "2026-01-01", "--to", "2026-03-01")
-    as_json = _surge(
+    expired = surge(clean, "expire-points")
+    table = surge(clean, "liability-report", "--from", "2026-01-01", "--to", "2026-03-01")
+    as_json = surge(
         clean,
         "liability-report",
         "--from",
@@ -144,7 +125,7 @@ def test_the_cli_runs_the_expiry_job_and_prints_the_report(clean: Stores) -> Non
         "day",
         "--json",
     )
-    bad = _surge(clean, "liability-report", "--from", "2026-13-01", "--to", "2026-03-01")
+    bad = surge(clean, "liability-report", "--from", "2026-13-01", "--to", "2026-03-01")
 
     assert expired.returncode == 0, expired.stderr
     assert "expired 0 points of 0 members" in expired.stdout

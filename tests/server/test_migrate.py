@@ -30,6 +30,7 @@ FUNCTIONS = {
     "stock_default_location",
     "stock_move",
     "stock_redeem",
+    "stock_lock",
     "stock_low_check",
     "stock_low_defer",
     "stock_low_settle",
