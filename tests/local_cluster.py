@@ -84,21 +84,27 @@ class LocalCluster:
             deadline = time.monotonic() + timeout_s
             for port in self.ports:
                 self._wait(lambda p=port: _ping(p), f"redis-server on {port}", deadline)
-            create = subprocess.run(
-                [
-                    cli,
-                    "--cluster",
-                    "create",
-                    *(f"127.0.0.1:{p}" for p in self.ports),
-                    "--cluster-replicas",
-                    str(REPLICAS_PER_PRIMARY),
-                    "--cluster-yes",
-                ],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=timeout_s,
-            )
+            try:
+                create = subprocess.run(
+                    [
+                        cli,
+                        "--cluster",
+                        "create",
+                        *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas",
+                        str(REPLICAS_PER_PRIMARY),
+                        "--cluster-yes",
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                    # What is left of the one deadline, not a fresh `timeout_s`.
+                    timeout=max(0.1, deadline - time.monotonic()),
+                )
+            except subprocess.TimeoutExpired as timed_out:
+                raise ClusterError(
+                    f"redis-cli --cluster create did not finish within {timeout_s} s"
+                ) from timed_out
             if create.returncode != 0:
                 raise ClusterError(f"redis-cli --cluster create failed:\n{create.stdout[-2000:]}")
             for port in self.ports:

@@ -62,7 +62,12 @@ def test_stop_leaves_no_process() -> None:
 
 
 def test_a_failed_start_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_cluster, "_cluster_ok", lambda port: False)
+    # The cluster never reports ok: fails at once rather than after a timeout, so the test
+    # does not depend on how fast `redis-cli --cluster create` is on a loaded machine.
+    def never_ok(port: int) -> bool:
+        raise local_cluster.ClusterError(f"cluster_state:ok never reached on {port}")
+
+    monkeypatch.setattr(local_cluster, "_cluster_ok", never_ok)
     spawned: list[int] = []
     spawn = LocalCluster._spawn
 
@@ -75,7 +80,7 @@ def test_a_failed_start_leaves_no_process(monkeypatch: pytest.MonkeyPatch) -> No
     folder = Path(tempfile.mkdtemp(prefix="surge-cluster-test-"))
     try:
         with pytest.raises(local_cluster.ClusterError, match="cluster_state:ok"):
-            LocalCluster(folder).start(timeout_s=5)
+            LocalCluster(folder).start(timeout_s=60)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     assert len(spawned) == 2 * PRIMARIES
