@@ -40,7 +40,7 @@ from common.errors import (
     Unavailable,
 )
 from common.metrics import Metrics
-from flashsale import idempotency, shards
+from flashsale import idempotency, pricing, shards
 from flashsale.campaigns import CampaignMeta, Campaigns
 from flashsale.committer import REFUSALS, CommitEntry, CommitResult, GroupCommitter
 from flashsale.gate import CampaignGate, Outcome, Reserve, hold_id
@@ -75,8 +75,10 @@ class Admission:
         settler: Settler,
         timing: Timing,
         metrics: Metrics,
+        pricer: pricing.Pricer,
     ) -> None:
         self._metrics = metrics
+        self._pricer = pricer
         self._pool = pool
         self._campaigns = campaigns
         self._members = members
@@ -236,8 +238,16 @@ class Admission:
             case Reserve.NOT_LOADED | Reserve.LAPSED:
                 raise RequestInProgress(key)  # state changed twice in a row: let them retry
 
-        # Step 3: points, on the member's slot; step 4 if it says no.
-        points = meta.points_price * quantity
+        # Step 3: points, on the member's slot; step 4 if it says no. The price is the one in
+        # force now (flashsale/pricing.py), stored with the redemption for its replays.
+        price = await self._pricer.price(
+            meta.price_rules,
+            list_price=meta.points_price,
+            member_id=member_id,
+            now=requested_at,
+            campaign_ends_at=meta.ends_at,
+        )
+        points = price.total(quantity)
         held = await self._pgate.hold(
             member_id, hold, points, deadline_ms=deadline_ms, campaign_id=meta.id
         )
@@ -292,6 +302,8 @@ class Admission:
             campaign_id=meta.id,
             quantity=quantity,
             points_total=points,
+            list_points_total=price.list_total(quantity),
+            price_rule_id=price.rule.id if price.rule is not None else None,
             cash_total_cents=meta.cash_price_cents * quantity,
             idempotency_key=key,
             request_hash=fingerprint,
@@ -386,6 +398,8 @@ def _from_entry(entry: CommitEntry, meta: CampaignMeta, status: RedemptionStatus
         item_id=meta.item_id,
         quantity=entry.quantity,
         points_total=entry.points_total,
+        list_points_total=entry.list_points_total,
+        price_rule_id=entry.price_rule_id,
         cash_total_cents=entry.cash_total_cents,
         status=status,
         redemption_code=entry.redemption_code,

@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import shards
+from flashsale import pricing, shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
@@ -54,6 +54,7 @@ class CampaignMeta:
     created_at: datetime
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
+    price_rules: tuple[pricing.PriceRule, ...] = ()  # time-windowed prices (flashsale/pricing.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -92,14 +93,23 @@ class CampaignPage:
 _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
-    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
+    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
+    + pricing.RULES_COLUMN
 )
 MAX_STOCK_SHARDS = 64
 
 
 class Campaigns:
-    def __init__(self, pool: AsyncConnectionPool, gate: CampaignGate, *, record_ttl_s: int) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        gate: CampaignGate,
+        *,
+        record_ttl_s: int,
+        tiers: Sequence[str] = (),
+    ) -> None:
         self._pool = pool
+        self.tiers = tuple(tiers)  # the program's tier names, which price rules may name
         self._gate = gate
         self._record_ttl_s = record_ttl_s
         self._meta: dict[str, tuple[CampaignMeta, float]] = {}  # id -> (terms, read at)
@@ -119,9 +129,11 @@ class Campaigns:
         ends_at: datetime,
         stock_shards: int = 1,
         allotments: Sequence[tuple[str, int]] = (),
+        price_rules: Sequence[pricing.PriceRule] = (),
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
-        are sold; empty: from available stock, the default location first."""
+        are sold; empty: from available stock, the default location first. `price_rules`:
+        time-windowed prices (flashsale/pricing.py)."""
         item_id = validation.uuid_id("item_id", item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
         validation.int_range("units_allotted", units_allotted, minimum=1, maximum=MAX_UNITS)
@@ -134,6 +146,13 @@ class Campaigns:
             raise InvalidArgument("ends_at", "must be after starts_at")
         validation.int_range("stock_shards", stock_shards, minimum=1, maximum=MAX_STOCK_SHARDS)
         locations.check_allotments(allotments, units_allotted)
+        pricing.check_rules(
+            price_rules,
+            campaign_starts_at=starts_at,
+            campaign_ends_at=ends_at,
+            cash_price_cents=cash_price_cents,
+            tiers=self.tiers,
+        )
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -187,6 +206,7 @@ class Campaigns:
             # locations are sold from in the order allotted.
             for location_id, units in drawn:
                 await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
+            await pricing.store_rules(cur, created["id"], price_rules)
             await auditlog.record(
                 conn,
                 auditlog.CREATE_CAMPAIGN,
@@ -207,7 +227,8 @@ class Campaigns:
                     {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
                     if allotments
                     else {}
-                ),
+                )
+                | ({"price_rules": pricing.as_audit(price_rules)} if price_rules else {}),
             )
         try:
             await self.load_into_gate(created["id"])
@@ -386,6 +407,7 @@ class Campaigns:
             created_at=row["created_at"],
             stock_shards=int(row["stock_shards"]),
             code_pool=row["code_source"] == CodeSource.POOL.value,
+            price_rules=pricing.rules_from_rows(row.get("price_rules")),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

@@ -36,7 +36,7 @@ from common.errors import (
     LimitBelowTaken,
     NotFound,
 )
-from flashsale import outbox
+from flashsale import outbox, pricing
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
 from inventory import codes, stock
@@ -60,6 +60,8 @@ class CampaignUpdate:
     per_member_limit: int | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # Replaces the campaign's price rules (an empty tuple removes them all).
+    price_rules: tuple[pricing.PriceRule, ...] | None = None
 
     def named(self) -> dict[str, Any]:
         return {
@@ -68,6 +70,8 @@ class CampaignUpdate:
 
 
 UPDATABLE = tuple(f.name for f in fields(CampaignUpdate))
+# The ones that are columns of the campaign's row (price rules are rows of their own).
+_COLUMNS = tuple(name for name in UPDATABLE if name != "price_rules")
 
 _LOCK = (
     "SELECT id::text, item_id::text, name, units_allotted, units_committed, units_held, "
@@ -111,7 +115,7 @@ class CampaignChanges:
                 raise NotFound("campaign", campaign_id)
             if row["ends_at"] <= row["now"]:
                 raise CampaignEnded(campaign_id, row["ends_at"].isoformat())
-            new: dict[str, Any] = {name: asked.get(name, row[name]) for name in UPDATABLE}
+            new: dict[str, Any] = {name: asked.get(name, row[name]) for name in _COLUMNS}
             if new["points_price"] == 0 and new["cash_price_cents"] == 0:
                 field = "points_price" if "points_price" in asked else "cash_price_cents"
                 raise InvalidArgument(field, "points_price and cash_price_cents are both 0")
@@ -121,7 +125,22 @@ class CampaignChanges:
             if new["ends_at"] <= row["now"]:
                 # Ending a sale gives its unsold units back: that is EndCampaign's work.
                 raise InvalidArgument("ends_at", "is in the past: EndCampaign ends a sale")
+            # The rules must still fit the campaign's window and price, whichever changed.
+            rules_before = await pricing.current_rules(cur, campaign_id)
+            rules = asked.pop("price_rules", rules_before)
+            pricing.check_rules(
+                rules,
+                campaign_starts_at=new["starts_at"],
+                campaign_ends_at=new["ends_at"],
+                cash_price_cents=new["cash_price_cents"],
+                tiers=self._campaigns.tiers,
+            )
             previous = {name: row[name] for name in asked if new[name] != row[name]}
+            now_changed = {name: new[name] for name in previous}
+            if not pricing.same_terms(rules, rules_before):
+                previous["price_rules"] = pricing.as_audit(rules_before)
+                now_changed["price_rules"] = pricing.as_audit(rules)
+                await pricing.store_rules(cur, campaign_id, rules)
             if previous:
                 changed = True
                 await self._apply(cur, row, new)
@@ -134,8 +153,8 @@ class CampaignChanges:
                     target_kind=auditlog.CAMPAIGN,
                     target_id=campaign_id,
                     content={
-                        "update_mask": sorted(asked),
-                        "changed": {name: new[name] for name in previous},
+                        "update_mask": sorted(update.named()),
+                        "changed": now_changed,
                         "previous": previous,
                     },
                 )

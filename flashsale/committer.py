@@ -50,6 +50,10 @@ class CommitEntry:
     # commit fence, so the sweeper never releases a hold whose commit is still running.
     fence: datetime
     payment_due_at: datetime | None
+    # The price's origin (flashsale/pricing.py): the units' list price, and the rule that
+    # set points_total when one did.
+    list_points_total: int | None = None
+    price_rule_id: str | None = None
 
     def as_json(self, ord_: int) -> dict[str, Any]:
         # Built by hand: dataclasses.asdict deep-copies, and this runs for every entry.
@@ -69,6 +73,8 @@ class CommitEntry:
             "requested_at": self.requested_at.isoformat(),
             "fence": self.fence.isoformat(),
             "payment_due_at": due.isoformat() if due is not None else None,
+            "list_points_total": self.list_points_total,
+            "price_rule_id": self.price_rule_id,
         }
 
 

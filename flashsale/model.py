@@ -136,6 +136,10 @@ class Redemption:
     replaced_by: str | None = None
     # Oldest first; filled where it is read (GetRedemption, a change to one redemption).
     history: tuple[HistoryEntry, ...] = ()
+    # The price it was admitted at (flashsale/pricing.py): the list price of its units (None:
+    # the points paid, as before price rules) and the rule that discounted it, if any.
+    list_points_total: int | None = None
+    price_rule_id: str | None = None
 
 
 @dataclass(frozen=True)

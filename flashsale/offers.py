@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common import paging, validation
 from common.errors import InvalidArgument, NotFound
+from flashsale import pricing
 from flashsale.gate import CampaignGate
 from inventory.items import ItemKind
 
@@ -39,6 +40,10 @@ class Offer:
     item_sku: str
     item_name: str
     item_kind: ItemKind
+    # Price rules (flashsale/pricing.py): all of the campaign's, and the price every member
+    # pays now (an all-tier rule in force, else points_price; a tier rule may pay less).
+    price_rules: tuple[pricing.PriceRule, ...] = ()
+    points_price_now: int = 0
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ _SELECT = (
     "c.cash_price_cents, c.per_member_limit, c.stock_shards, "
     "c.units_allotted - c.units_committed - c.units_held AS pg_remaining, "
     "i.id::text AS item_id, i.sku AS item_sku, i.name AS item_name, i.kind AS item_kind, "
-    "now() AS now FROM campaigns c JOIN items i ON i.id = c.item_id"
+    "now() AS now, " + pricing.RULES_COLUMN + " FROM campaigns c JOIN items i ON i.id = c.item_id"
 )
 
 
@@ -114,26 +119,45 @@ class Offers:
         in_gate = await self._gate.shards.remaining_many(
             [(r["campaign_id"], r["stock_shards"]) for r in rows]
         )
-        return [
-            Offer(
-                campaign_id=row["campaign_id"],
-                name=row["name"],
-                window=_window(row),
-                starts_at=row["starts_at"],
-                ends_at=row["ends_at"],
-                points_price=int(row["points_price"]),
-                cash_price_cents=int(row["cash_price_cents"]),
-                per_member_limit=int(row["per_member_limit"]),
-                approximate_units_remaining=(
-                    max(0, int(row["pg_remaining"])) if remaining is None else remaining
-                ),
-                item_id=row["item_id"],
-                item_sku=row["item_sku"],
-                item_name=row["item_name"],
-                item_kind=ItemKind(str(row["item_kind"])),
+        offers = []
+        for row, remaining in zip(rows, in_gate, strict=True):
+            rules = pricing.rules_from_rows(row["price_rules"])
+            now = pricing.price_now(
+                rules,
+                list_price=int(row["points_price"]),
+                tier=None,
+                now=row["now"],
+                campaign_ends_at=row["ends_at"],
             )
-            for row, remaining in zip(rows, in_gate, strict=True)
-        ]
+            offers.append(self._offer(row, remaining, rules, now.unit))
+        return offers
+
+    def _offer(
+        self,
+        row: dict[str, Any],
+        remaining: int | None,
+        rules: tuple[pricing.PriceRule, ...],
+        points_now: int,
+    ) -> Offer:
+        return Offer(
+            campaign_id=row["campaign_id"],
+            name=row["name"],
+            window=_window(row),
+            starts_at=row["starts_at"],
+            ends_at=row["ends_at"],
+            points_price=int(row["points_price"]),
+            cash_price_cents=int(row["cash_price_cents"]),
+            per_member_limit=int(row["per_member_limit"]),
+            approximate_units_remaining=(
+                max(0, int(row["pg_remaining"])) if remaining is None else remaining
+            ),
+            item_id=row["item_id"],
+            item_sku=row["item_sku"],
+            item_name=row["item_name"],
+            item_kind=ItemKind(str(row["item_kind"])),
+            price_rules=rules,
+            points_price_now=points_now,
+        )
 
 
 def _window(row: dict[str, Any]) -> OfferWindow:

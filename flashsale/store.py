@@ -39,7 +39,8 @@ SELECT = (
     "r.idempotency_key, r.request_hash, r.created_at, r.updated_at, r.payment_due_at, "
     "r.payment_reference, r.carrier, r.tracking_number, r.shipped_at, r.delivered_at, "
     "r.return_requested_at, r.return_reason, r.return_resolved_at, r.return_disposition, "
-    "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text "
+    "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text, "
+    "r.list_points_total, r.price_rule_id::text "
     "FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )
 
@@ -298,6 +299,8 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         return_info=_return_info(row),
         replacement_of=row.get("replacement_of"),
         replaced_by=row.get("replaced_by"),
+        list_points_total=row.get("list_points_total"),
+        price_rule_id=row.get("price_rule_id"),
     )
 
 

@@ -181,6 +181,17 @@ class Members:
             eligible=row["redemption_eligible"],
         )
 
+    async def current_tier(self, member_id: str, *, now: datetime | None = None) -> str:
+        """The tier the member holds now (a tier-priced campaign's price depends on it)."""
+        async with self._pool.connection() as conn:
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {store.MEMBER_STATE} FROM members m WHERE m.id = %s", (member_id,)
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFound("member", member_id)
+        return tiers.current(self._program, tiers.state_of(row), now or utc_now()).tier.name
+
     # -- The Redis gate ----------------------------------------------------------------------
 
     async def mirror(self, member_id: str) -> MemberMirror | None:

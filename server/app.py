@@ -43,6 +43,8 @@ from flashsale.gate import CampaignGate
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import Timing
 from flashsale.offers import Offers
+from flashsale.pricing import Pricer
+from flashsale.quotes import Quotes
 from flashsale.reads import RedemptionReads
 from flashsale.settle import Settler
 from flashsale.sweeper import Sweeper
@@ -119,7 +121,10 @@ class App:
         self.points = PointsLedger(self.pool, self.points_gate, program=settings.program)
         self.ledger_jobs = LedgerJobs(self.pool, self.points)
         self.campaigns = Campaigns(
-            self.pool, self.campaign_gate, record_ttl_s=settings.idempotency_ttl_seconds
+            self.pool,
+            self.campaign_gate,
+            record_ttl_s=settings.idempotency_ttl_seconds,
+            tiers=[t.name for t in settings.program.tiers],
         )
         # The redemption path: admission holds in Redis and hands entries to the group
         # committer, whose batches the settler mirrors back into Redis before anyone is
@@ -141,6 +146,8 @@ class App:
             max_waiting=settings.commit_queue_max,
             metrics=self.metrics,
         )
+        # Price rules (flashsale/pricing.py): one tier cache for Redeem and QuotePrice.
+        self.pricer = Pricer(self.points.members.current_tier)
         self.admission = Admission(
             self.pool,
             campaigns=self.campaigns,
@@ -155,7 +162,9 @@ class App:
                 payment_window_s=settings.payment_window_seconds,
             ),
             metrics=self.metrics,
+            pricer=self.pricer,
         )
+        self.quotes = Quotes(self.campaigns, self.pricer)
         self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
         self.fulfilment = Fulfilment(
             self.pool, self.settler, return_window_s=settings.return_window_seconds

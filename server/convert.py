@@ -33,7 +33,7 @@ from points.model import (
     Member,
     TierStatus,
 )
-from server import convert_fulfilment
+from server import convert_fulfilment, convert_pricing
 
 _KIND_TO_PB = {
     ItemKind.PHYSICAL: common_pb2.ITEM_KIND_PHYSICAL,
@@ -128,6 +128,7 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         units_committed=value.units_committed,
         create_time=timestamp(m.created_at),
         stock_shards=m.stock_shards,
+        price_rules=[convert_pricing.price_rule(r) for r in m.price_rules],
     )
 
 
@@ -208,6 +209,10 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
             )
         )
     convert_fulfilment.fill(message, value)
+    message.list_points_total = (
+        value.list_points_total if value.list_points_total is not None else value.points_total
+    )
+    message.price_rule_id = value.price_rule_id or ""
     return message
 
 

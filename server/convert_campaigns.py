@@ -8,7 +8,7 @@ from flashsale.changes import UPDATABLE, CampaignUpdate
 from flashsale.offers import Offer, OfferWindow
 from inventory.items import ItemKind
 from loyalty.v1 import campaign_pb2, common_pb2, redemption_pb2
-from server import convert
+from server import convert, convert_pricing
 
 _WINDOW_TO_PB = {
     OfferWindow.ON_SALE: redemption_pb2.OFFER_WINDOW_ON_SALE,
@@ -62,6 +62,8 @@ def offer(value: Offer) -> redemption_pb2.Offer:
         item_sku=value.item_sku,
         item_name=value.item_name,
         item_kind=_KIND_TO_PB[value.item_kind],
+        price_rules=[convert_pricing.price_rule(r) for r in value.price_rules],
+        points_price_now=value.points_price_now,
     )
 
 
@@ -79,6 +81,8 @@ def campaign_update(request: campaign_pb2.UpdateCampaignRequest) -> CampaignUpda
             )
         if path in ("starts_at", "ends_at"):
             values[path] = convert.required_time(path, c, path)
+        elif path == "price_rules":
+            values[path] = tuple(convert_pricing.price_rules(c.price_rules))
         else:
             values[path] = getattr(c, path)
     return CampaignUpdate(**values)  # type: ignore[arg-type]

@@ -118,6 +118,7 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
             app.points.members,
             app.offers,
             app.points.statements,
+            app.quotes,
         ),
         server,
     )

@@ -98,6 +98,7 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _REDEMPTION + "GetBalance": _MEMBER_SELF,
     _REDEMPTION + "ListOffers": _BROWSE,
     _REDEMPTION + "GetOffer": _BROWSE,
+    _REDEMPTION + "QuotePrice": _MEMBER_SELF,
     _REDEMPTION + "ListLedgerEntries": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _AUDIT + "ListAuditEvents": frozenset({OPERATOR, REPORTS}),
     _CODE + "ImportCodes": _OPERATOR,

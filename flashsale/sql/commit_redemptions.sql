@@ -3,7 +3,9 @@
 --
 -- p_batch is a JSON array of objects with: ord, id, member_id, campaign_id, quantity,
 -- points_total, cash_total_cents, idempotency_key, request_hash, shipping_address,
--- redemption_code, requested_at, fence, payment_due_at (null for points-only).
+-- redemption_code, requested_at, fence, payment_due_at (null for points-only),
+-- list_points_total and price_rule_id (the price's origin, flashsale/pricing.py; null: the
+-- list price was paid).
 --
 -- Each entry's guards are checked on rows this transaction has locked, before anything is
 -- written, so a refused entry writes nothing and never aborts the batch. The CHECK
@@ -88,6 +90,8 @@ CREATE TYPE commit_batch_entry AS (
     requested_at     timestamptz,
     fence            timestamptz,
     payment_due_at   timestamptz,
+    list_points_total bigint,
+    price_rule_id    uuid,
     ci               integer,
     mi               integer,
     pi               integer,
@@ -165,6 +169,7 @@ BEGIN
                          s.points_total, s.cash_total_cents, s.idempotency_key,
                          s.request_hash, s.shipping_address, s.redemption_code,
                          s.requested_at, s.fence, s.payment_due_at,
+                         s.list_points_total, s.price_rule_id,
                          s.ci, s.mi, s.pi, s.ki)::commit_batch_entry ORDER BY s.pos),
            count(*), max(s.ci), max(s.mi), max(s.ki)
       INTO v_entries, v_n, v_nc, v_nm, v_nk
@@ -179,7 +184,8 @@ BEGIN
                        quantity integer, points_total bigint, cash_total_cents bigint,
                        idempotency_key text, request_hash text, redemption_code text,
                        requested_at timestamptz, fence timestamptz,
-                       payment_due_at timestamptz)) s;
+                       payment_due_at timestamptz, list_points_total bigint,
+                       price_rule_id uuid)) s;
     IF v_n = 0 THEN
         RETURN;
     END IF;
@@ -327,11 +333,11 @@ BEGIN
         INSERT INTO redemptions (id, member_id, campaign_id, quantity, points_total,
                                  cash_total_cents, status, idempotency_key, request_hash,
                                  shipping_address, redemption_code, payment_due_at,
-                                 created_at, updated_at)
+                                 created_at, updated_at, list_points_total, price_rule_id)
         SELECT x.id, x.member_id, x.campaign_id, x.quantity, x.points_total,
                x.cash_total_cents, v_outcome[x.pos], x.idempotency_key, x.request_hash,
                x.shipping_address, x.redemption_code, x.payment_due_at,
-               x.requested_at, x.requested_at
+               x.requested_at, x.requested_at, x.list_points_total, x.price_rule_id
           FROM unnest(v_entries) x
          WHERE v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
          ORDER BY x.pos;

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
-from server import convert, convert_campaigns, convert_locations
+from server import convert, convert_campaigns, convert_locations, convert_pricing
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -32,6 +32,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             ends_at=convert.required_time("ends_at", request, "ends_at"),
             stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
             allotments=convert_locations.allotments(request.allotments),
+            price_rules=convert_pricing.price_rules(request.price_rules),
         )
         return convert.campaign(created)
 

@@ -8,11 +8,12 @@ from flashsale.admission import Admission
 from flashsale.lifecycle import Lifecycle
 from flashsale.model import RedeemRequest
 from flashsale.offers import Offers
+from flashsale.quotes import Quotes
 from flashsale.reads import RedemptionReads
 from loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
 from points.members import Members
 from points.statements import Statements
-from server import convert, convert_campaigns
+from server import convert, convert_campaigns, convert_pricing
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -27,7 +28,9 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         members: Members,
         offers: Offers,
         statements: Statements,
+        quotes: Quotes,
     ) -> None:
+        self._quotes = quotes
         self._admission = admission
         self._lifecycle = lifecycle
         self._reads = reads
@@ -128,3 +131,13 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
             entries=[convert.ledger_entry(e) for e in page.entries],
             next_page_token=page.next_page_token,
         )
+
+    async def QuotePrice(
+        self, request: redemption_pb2.QuotePriceRequest, context: Context
+    ) -> redemption_pb2.QuotePriceResponse:
+        quote = await self._quotes.quote(
+            member_id=request.member_id,
+            campaign_id=request.campaign_id,
+            quantity=request.quantity,
+        )
+        return convert_pricing.quote(quote)
