@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.exceptions
@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import shards
+from flashsale import points_back, shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
@@ -54,6 +54,7 @@ class CampaignMeta:
     created_at: datetime
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
+    points_back_percent: int = 0  # of the points paid, given back (flashsale/points_back.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -92,7 +93,8 @@ class CampaignPage:
 _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
-    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
+    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
+    "c.points_back_percent"
 )
 MAX_STOCK_SHARDS = 64
 
@@ -119,6 +121,7 @@ class Campaigns:
         ends_at: datetime,
         stock_shards: int = 1,
         allotments: Sequence[tuple[str, int]] = (),
+        points_back_percent: int = 0,
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
         are sold; empty: from available stock, the default location first."""
@@ -134,6 +137,7 @@ class Campaigns:
             raise InvalidArgument("ends_at", "must be after starts_at")
         validation.int_range("stock_shards", stock_shards, minimum=1, maximum=MAX_STOCK_SHARDS)
         locations.check_allotments(allotments, units_allotted)
+        points_back.check_percent(points_back_percent)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -167,8 +171,9 @@ class Campaigns:
                 drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
             await cur.execute(
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
-                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards, "
+                "points_back_percent) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id::text",
                 (
                     item_id,
                     name,
@@ -179,6 +184,7 @@ class Campaigns:
                     starts_at,
                     ends_at,
                     stock_shards,
+                    points_back_percent,
                 ),
             )
             created = await cur.fetchone()
@@ -203,6 +209,7 @@ class Campaigns:
                     "ends_at": ends_at,
                     "stock_shards": stock_shards,
                 }
+                | ({"points_back_percent": points_back_percent} if points_back_percent else {})
                 | (
                     {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
                     if allotments
@@ -386,6 +393,7 @@ class Campaigns:
             created_at=row["created_at"],
             stock_shards=int(row["stock_shards"]),
             code_pool=row["code_source"] == CodeSource.POOL.value,
+            points_back_percent=int(row["points_back_percent"]),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards
@@ -394,7 +402,3 @@ class Campaigns:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

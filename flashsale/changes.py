@@ -36,7 +36,7 @@ from common.errors import (
     LimitBelowTaken,
     NotFound,
 )
-from flashsale import outbox
+from flashsale import outbox, points_back
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
 from inventory import codes, stock
@@ -60,6 +60,8 @@ class CampaignUpdate:
     per_member_limit: int | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    # Applies to redemptions admitted after the change (flashsale/points_back.py).
+    points_back_percent: int | None = None
 
     def named(self) -> dict[str, Any]:
         return {
@@ -71,7 +73,8 @@ UPDATABLE = tuple(f.name for f in fields(CampaignUpdate))
 
 _LOCK = (
     "SELECT id::text, item_id::text, name, units_allotted, units_committed, units_held, "
-    "points_price, cash_price_cents, per_member_limit, starts_at, ends_at, now() AS now "
+    "points_price, cash_price_cents, per_member_limit, starts_at, ends_at, points_back_percent, "
+    "now() AS now "
     "FROM campaigns WHERE id = %s FOR UPDATE"
 )
 
@@ -102,6 +105,8 @@ class CampaignChanges:
             validation.int_range(
                 "per_member_limit", update.per_member_limit, minimum=1, maximum=MAX_UNITS
             )
+        if update.points_back_percent is not None:
+            points_back.check_percent(update.points_back_percent)
         changed = False
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -238,7 +243,7 @@ class CampaignChanges:
         await cur.execute(
             "UPDATE campaigns SET name = %s, units_allotted = %s, points_price = %s, "
             "cash_price_cents = %s, per_member_limit = %s, starts_at = %s, ends_at = %s, "
-            "meta_version = meta_version + 1 WHERE id = %s",
+            "points_back_percent = %s, meta_version = meta_version + 1 WHERE id = %s",
             (
                 new["name"],
                 new["units_allotted"],
@@ -247,6 +252,7 @@ class CampaignChanges:
                 new["per_member_limit"],
                 new["starts_at"],
                 new["ends_at"],
+                new["points_back_percent"],
                 row["id"],
             ),
         )

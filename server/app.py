@@ -140,6 +140,7 @@ class App:
             linger_s=settings.commit_linger_ms / 1000,
             max_waiting=settings.commit_queue_max,
             metrics=self.metrics,
+            points_expiry=settings.program.expiry,
         )
         self.admission = Admission(
             self.pool,
@@ -156,7 +157,12 @@ class App:
             ),
             metrics=self.metrics,
         )
-        self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
+        self.lifecycle = Lifecycle(
+            self.pool,
+            self.settler,
+            currency=settings.program.currency,
+            points_expiry=settings.program.expiry,
+        )
         self.fulfilment = Fulfilment(
             self.pool, self.settler, return_window_s=settings.return_window_seconds
         )

@@ -128,6 +128,7 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         units_committed=value.units_committed,
         create_time=timestamp(m.created_at),
         stock_shards=m.stock_shards,
+        points_back_percent=m.points_back_percent,
     )
 
 
@@ -192,6 +193,7 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
         update_time=timestamp(value.updated_at),
         payment_due_at=timestamp(value.payment_due_at),
         payment_reference=value.payment_reference or "",
+        points_back=value.points_back,
     )
     if value.shipping_address is not None:
         a = value.shipping_address

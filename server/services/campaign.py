@@ -32,6 +32,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             ends_at=convert.required_time("ends_at", request, "ends_at"),
             stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
             allotments=convert_locations.allotments(request.allotments),
+            points_back_percent=request.points_back_percent,
         )
         return convert.campaign(created)
 
