@@ -85,7 +85,8 @@ async def test_posted_with_the_commit_and_reversed_by_a_cancel(start_server: Sta
     sale = await campaign(api, 100)
     member = await api.member(points=1000)
 
-    made = await redeem(api, member.id, sale.id)
+    made = await redeem(api, member.id, sale.id, idem="double-points-1")
+    replayed = await redeem(api, member.id, sale.id, idem="double-points-1")
     after_redeem = await api.balance(member.id)
     ledger_after_redeem = await entries(api, member.id)
     await assert_ledger_holds(running, member.id)  # Redis mirrors the balance with them
@@ -95,6 +96,7 @@ async def test_posted_with_the_commit_and_reversed_by_a_cancel(start_server: Sta
 
     assert sale.points_back_percent == 100
     assert (made.points_total, made.points_back, got.points_back) == (300, 300, 300)
+    assert (replayed.id, replayed.points_back) == (made.id, 300)  # stored, replayed
     assert (after_redeem.balance, after_redeem.available) == (1000, 1000)
     back = f"points_back:{made.id}"
     assert ledger_after_redeem[1:] == [
@@ -208,6 +210,15 @@ async def test_points_and_cash_posts_at_confirmation(start_server: StartServer) 
         ("redeem", -200, 800, 0, f"redemption:{pending.id}"),
         ("earn", 200, 1000, 0, f"points_back:{pending.id}"),
     ]
+    await assert_ledger_holds(running, member.id)
+
+    # A pending one cancelled posted nothing, so nothing is taken back.
+    dropped = await redeem(api, member.id, sale.id)
+    await api.redemptions.CancelRedemption(
+        redemption_pb2.CancelRedemptionRequest(redemption_id=dropped.id, member_id=member.id)
+    )
+    assert (await api.balance(member.id)).balance == 1000
+    assert not [e for e in await entries(api, member.id) if dropped.id in e[4]]
     await assert_ledger_holds(running, member.id)
     assert (await settled_audit(running)).ok
 
