@@ -149,7 +149,7 @@ class Admission:
         # Step 6 ran in the committer (Settler.settle_batch); here the answer.
         if result.outcome in ("COMMITTED", "PENDING_PAYMENT"):
             status = RedemptionStatus(result.outcome)
-            made = _from_entry(entry, meta, status)
+            made = replace(_from_entry(entry, meta, status), points_back=result.points_back)
             if result.redemption_code != made.redemption_code:  # taken from the item's pool
                 made = replace(made, redemption_code=result.redemption_code)
             return Redeemed(made, replayed=False)

@@ -4,7 +4,7 @@ stock ledger's own checks are appended from their modules."""
 
 from __future__ import annotations
 
-from flashsale import outbox
+from flashsale import outbox, points_back
 from flashsale.model import SOLD_SQL
 from inventory import audit as stock_audit
 
@@ -103,3 +103,4 @@ PG_CHECKS: list[tuple[str, str]] = [
 
 PG_CHECKS += outbox.AUDIT_CHECKS
 PG_CHECKS += stock_audit.AUDIT_CHECKS
+PG_CHECKS += points_back.AUDIT_CHECKS

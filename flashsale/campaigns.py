@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis.exceptions
@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import pricing, shards
+from flashsale import points_back, pricing, shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
@@ -55,6 +55,7 @@ class CampaignMeta:
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
     price_rules: tuple[pricing.PriceRule, ...] = ()  # time-windowed prices (flashsale/pricing.py)
+    points_back_percent: int = 0  # of the points paid, given back (flashsale/points_back.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -94,7 +95,7 @@ _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
     "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
-    + pricing.RULES_COLUMN
+    "c.points_back_percent, " + pricing.RULES_COLUMN
 )
 MAX_STOCK_SHARDS = 64
 
@@ -130,6 +131,7 @@ class Campaigns:
         stock_shards: int = 1,
         allotments: Sequence[tuple[str, int]] = (),
         price_rules: Sequence[pricing.PriceRule] = (),
+        points_back_percent: int = 0,
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
         are sold; empty: from available stock, the default location first. `price_rules`:
@@ -153,6 +155,7 @@ class Campaigns:
             cash_price_cents=cash_price_cents,
             tiers=self.tiers,
         )
+        points_back.check_percent(points_back_percent)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
@@ -186,8 +189,9 @@ class Campaigns:
                 drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
             await cur.execute(
                 "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
-                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id::text",
+                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards, "
+                "points_back_percent) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                "RETURNING id::text",
                 (
                     item_id,
                     name,
@@ -198,6 +202,7 @@ class Campaigns:
                     starts_at,
                     ends_at,
                     stock_shards,
+                    points_back_percent,
                 ),
             )
             created = await cur.fetchone()
@@ -223,6 +228,7 @@ class Campaigns:
                     "ends_at": ends_at,
                     "stock_shards": stock_shards,
                 }
+                | ({"points_back_percent": points_back_percent} if points_back_percent else {})
                 | (
                     {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
                     if allotments
@@ -408,6 +414,7 @@ class Campaigns:
             stock_shards=int(row["stock_shards"]),
             code_pool=row["code_source"] == CodeSource.POOL.value,
             price_rules=pricing.rules_from_rows(row.get("price_rules")),
+            points_back_percent=int(row["points_back_percent"]),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards
@@ -416,7 +423,3 @@ class Campaigns:
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)

@@ -36,7 +36,7 @@ from common.errors import (
     LimitBelowTaken,
     NotFound,
 )
-from flashsale import outbox, pricing
+from flashsale import outbox, points_back, pricing
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
 from inventory import codes, stock
@@ -62,6 +62,8 @@ class CampaignUpdate:
     ends_at: datetime | None = None
     # Replaces the campaign's price rules (an empty tuple removes them all).
     price_rules: tuple[pricing.PriceRule, ...] | None = None
+    # Applies to redemptions admitted after the change (flashsale/points_back.py).
+    points_back_percent: int | None = None
 
     def named(self) -> dict[str, Any]:
         return {
@@ -75,7 +77,8 @@ _COLUMNS = tuple(name for name in UPDATABLE if name != "price_rules")
 
 _LOCK = (
     "SELECT id::text, item_id::text, name, units_allotted, units_committed, units_held, "
-    "points_price, cash_price_cents, per_member_limit, starts_at, ends_at, now() AS now "
+    "points_price, cash_price_cents, per_member_limit, starts_at, ends_at, points_back_percent, "
+    "now() AS now "
     "FROM campaigns WHERE id = %s FOR UPDATE"
 )
 
@@ -106,6 +109,8 @@ class CampaignChanges:
             validation.int_range(
                 "per_member_limit", update.per_member_limit, minimum=1, maximum=MAX_UNITS
             )
+        if update.points_back_percent is not None:
+            points_back.check_percent(update.points_back_percent)
         changed = False
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
@@ -257,7 +262,7 @@ class CampaignChanges:
         await cur.execute(
             "UPDATE campaigns SET name = %s, units_allotted = %s, points_price = %s, "
             "cash_price_cents = %s, per_member_limit = %s, starts_at = %s, ends_at = %s, "
-            "meta_version = meta_version + 1 WHERE id = %s",
+            "points_back_percent = %s, meta_version = meta_version + 1 WHERE id = %s",
             (
                 new["name"],
                 new["units_allotted"],
@@ -266,6 +271,7 @@ class CampaignChanges:
                 new["per_member_limit"],
                 new["starts_at"],
                 new["ends_at"],
+                new["points_back_percent"],
                 row["id"],
             ),
         )

@@ -16,7 +16,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -28,6 +28,7 @@ from common.errors import CommitQueueFull, Unavailable
 from common.metrics import Metrics
 from flashsale.gate import CampaignMirror
 from points.gate import MemberMirror
+from points.program import ExpiryPolicy
 
 log = logging.getLogger(__name__)
 _RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
@@ -88,6 +89,9 @@ class CommitResult:
     # The code an accepted entry was given: the entry's own (generated) or, for an item
     # whose codes come from a pool, the one commit_redemptions() took from it.
     redemption_code: str | None = None
+    # The points the entry is given back (its campaign's points_back_percent of its points,
+    # decided by commit_redemptions() from the locked campaign row; 0 when refused).
+    points_back: int = 0
 
 
 # Outcomes that are business refusals: PostgreSQL's guards said no (Redis was behind).
@@ -127,8 +131,12 @@ class GroupCommitter:
         metrics: Metrics,
         linger_s: float = 0.0,
         max_waiting: int = 2048,
+        points_expiry: ExpiryPolicy | None = None,
     ) -> None:
         self._pool = pool
+        # When a points-back lot posted by a batch expires (the program's policy; None:
+        # never, as the SQL takes a missing expiry).
+        self._points_expiry = points_expiry
         self._metrics = metrics
         self._after_commit = after_commit
         self._max_batch = max_batch
@@ -237,7 +245,11 @@ class GroupCommitter:
                 w.future.set_result(r)
 
     async def _commit(self, entries: list[CommitEntry]) -> list[CommitResult]:
-        payload = Jsonb([e.as_json(i) for i, e in enumerate(entries)])
+        expires = self._points_expiry.expires_at(datetime.now(UTC)) if self._points_expiry else None
+        back_expiry = expires.isoformat() if expires is not None else None
+        payload = Jsonb(
+            [e.as_json(i) | {"points_back_expires_at": back_expiry} for i, e in enumerate(entries)]
+        )
         for attempt in range(3):
             try:
                 async with self._pool.connection() as conn:
@@ -272,4 +284,5 @@ def _result(row: dict[str, Any]) -> CommitResult:
         campaign,
         member,
         row["redemption_code"],
+        row["points_back"] or 0,
     )

@@ -28,6 +28,7 @@ from flashsale import history, outbox, store
 from flashsale.model import SOLD, Redemption, RedemptionStatus
 from flashsale.settle import Settler
 from inventory import codes
+from points.program import ExpiryPolicy
 
 # Cancel: before shipping only; a cancelled one again returns it as it is.
 _CANCELLABLE = frozenset(
@@ -41,10 +42,19 @@ _CANCELLABLE = frozenset(
 
 
 class Lifecycle:
-    def __init__(self, pool: AsyncConnectionPool, settler: Settler, *, currency: str) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        settler: Settler,
+        *,
+        currency: str,
+        points_expiry: ExpiryPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._settler = settler
         self._currency = currency  # the mall's: every redemption's cash is in it
+        # A confirmation's points-back lot expires by the program's policy (None: never).
+        self._points_expiry = points_expiry or ExpiryPolicy("never")
 
     async def cancel(self, *, redemption_id: str, member_id: str, reason: str) -> Redemption:
         redemption_id = validation.uuid_id("redemption_id", redemption_id)
@@ -137,7 +147,7 @@ class Lifecycle:
                 window_closed = True
             else:
                 try:
-                    await store.confirm(conn, row, reference)
+                    await store.confirm(conn, row, reference, self._points_expiry)
                 except psycopg.errors.UniqueViolation as e:
                     # Another redemption was confirmed with this reference, before or in a
                     # race this transaction lost: leaving the block rolls everything back.

@@ -134,6 +134,9 @@ class Redemption:
     return_info: ReturnInfo | None = None
     replacement_of: str | None = None
     replaced_by: str | None = None
+    # Points given back (flashsale/points_back.py): posted, or for one waiting for payment
+    # to be posted at confirmation; kept as decided after a cancel or return reverses them.
+    points_back: int = 0
     # Oldest first; filled where it is read (GetRedemption, a change to one redemption).
     history: tuple[HistoryEntry, ...] = ()
     # The price it was admitted at (flashsale/pricing.py): the list price of its units (None:

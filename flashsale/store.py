@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from common import actor
-from flashsale import history
+from flashsale import history, points_back
 from flashsale.gate import CampaignMirror
 from flashsale.model import (
     Address,
@@ -25,6 +25,7 @@ from flashsale.model import (
 from inventory import stock
 from inventory.items import ItemKind
 from points.gate import MemberMirror
+from points.program import ExpiryPolicy
 
 # The unique index (server/migrations/0005) by which a payment reference confirms one
 # redemption only; its violation is the caller's ALREADY_EXISTS.
@@ -40,8 +41,8 @@ SELECT = (
     "r.payment_reference, r.carrier, r.tracking_number, r.shipped_at, r.delivered_at, "
     "r.return_requested_at, r.return_reason, r.return_resolved_at, r.return_disposition, "
     "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text, "
-    "r.list_points_total, r.price_rule_id::text "
-    "FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
+    "r.list_points_total, r.price_rule_id::text, "
+    "r.points_back FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )
 
 
@@ -65,7 +66,7 @@ async def lock(conn: AsyncConnection[Any], redemption_id: str) -> dict[str, Any]
     await cur.execute(
         "SELECT r.id::text, r.member_id::text, r.campaign_id::text, r.quantity, r.points_total, "
         "r.cash_total_cents, r.status, r.idempotency_key, r.request_hash, r.payment_due_at, r.payment_reference, "
-        "r.redemption_code, r.replacement_of::text, c.item_id::text, "
+        "r.redemption_code, r.replacement_of::text, r.points_back, c.item_id::text, "
         "i.kind AS item_kind FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id "
         "JOIN items i ON i.id = c.item_id WHERE r.id = %s FOR UPDATE OF r",
         (redemption_id,),
@@ -100,7 +101,9 @@ async def give_back(
             "SELECT post_entry(%s, 'refund', %s, 0, %s, %s)",
             (row["member_id"], points, reference, reason),
         )
-    elif not committed:
+    if committed:  # after the refund, so the two net (flashsale/points_back.py)
+        await points_back.reverse(conn, row, reason)
+    else:
         await conn.execute(
             "UPDATE members SET points_held = points_held - %s, version = version + 1 WHERE id = %s",
             (points, row["member_id"]),
@@ -116,7 +119,10 @@ async def give_back(
     await history.record(conn, row["id"], status, actor=actor.current().subject, note=reason)
 
 
-async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: str) -> None:
+async def confirm(
+    conn: AsyncConnection[Any], row: dict[str, Any], reference: str, expiry: ExpiryPolicy
+) -> None:
+    """The payment confirmed: held units and points are spent, the points back posted."""
     qty, points = row["quantity"], row["points_total"]
     await conn.execute(
         "UPDATE campaigns SET units_held = units_held - %s, units_committed = units_committed + %s, "
@@ -136,6 +142,7 @@ async def confirm(conn: AsyncConnection[Any], row: dict[str, Any], reference: st
             "'flash-sale redemption, payment confirmed')",
             (row["member_id"], -points, spent),
         )
+    await points_back.post(conn, row, expiry)
     await stock.redeem(conn, row["id"], row["campaign_id"], qty)
     code = new_redemption_code() if row["item_kind"] == ItemKind.VIRTUAL.value else None
     await conn.execute(
@@ -177,6 +184,7 @@ async def refund_points(conn: AsyncConnection[Any], row: dict[str, Any], reason:
             "SELECT post_entry(%s, 'refund', %s, 0, %s, %s)",
             (row["member_id"], row["points_total"], reference, reason),
         )
+        await points_back.reverse(conn, row, reason)
         await conn.execute("SELECT repay_debt(%s, %s)", (row["member_id"], reference))
 
 
@@ -301,6 +309,7 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         replaced_by=row.get("replaced_by"),
         list_points_total=row.get("list_points_total"),
         price_rule_id=row.get("price_rule_id"),
+        points_back=row.get("points_back") or 0,
     )
 
 

@@ -145,6 +145,7 @@ class App:
             linger_s=settings.commit_linger_ms / 1000,
             max_waiting=settings.commit_queue_max,
             metrics=self.metrics,
+            points_expiry=settings.program.expiry,
         )
         # Price rules (flashsale/pricing.py): one tier cache for Redeem and QuotePrice.
         self.pricer = Pricer(self.points.members.current_tier)
@@ -165,7 +166,12 @@ class App:
             pricer=self.pricer,
         )
         self.quotes = Quotes(self.campaigns, self.pricer)
-        self.lifecycle = Lifecycle(self.pool, self.settler, currency=settings.program.currency)
+        self.lifecycle = Lifecycle(
+            self.pool,
+            self.settler,
+            currency=settings.program.currency,
+            points_expiry=settings.program.expiry,
+        )
         self.fulfilment = Fulfilment(
             self.pool, self.settler, return_window_s=settings.return_window_seconds
         )

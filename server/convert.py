@@ -129,6 +129,7 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         create_time=timestamp(m.created_at),
         stock_shards=m.stock_shards,
         price_rules=[convert_pricing.price_rule(r) for r in m.price_rules],
+        points_back_percent=m.points_back_percent,
     )
 
 
@@ -193,6 +194,7 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
         update_time=timestamp(value.updated_at),
         payment_due_at=timestamp(value.payment_due_at),
         payment_reference=value.payment_reference or "",
+        points_back=value.points_back,
     )
     if value.shipping_address is not None:
         a = value.shipping_address

@@ -5,7 +5,7 @@
 -- points_total, cash_total_cents, idempotency_key, request_hash, shipping_address,
 -- redemption_code, requested_at, fence, payment_due_at (null for points-only),
 -- list_points_total and price_rule_id (the price's origin, flashsale/pricing.py; null: the
--- list price was paid).
+-- list price was paid), and points_back_expires_at (when a points-back lot posted now expires; null: never).
 --
 -- Each entry's guards are checked on rows this transaction has locked, before anything is
 -- written, so a refused entry writes nothing and never aborts the batch. The CHECK
@@ -18,7 +18,14 @@
 -- NOT_FOUND, HOLD_EXPIRED (past the fence: the sweeper may release the hold),
 -- CAMPAIGN_NOT_ACTIVE, MEMBER_FROZEN, BELOW_REDEMPTION_THRESHOLD, SOLD_OUT, LIMIT_EXCEEDED,
 -- INSUFFICIENT_POINTS. Every row also returns the versioned counters Redis mirrors, and
--- an accepted entry the code it was given (see "Code pools" below).
+-- an accepted entry the code it was given (see "Code pools" below) and its points back.
+--
+-- Points back (issue 16 item 4, migration 0018, flashsale/sql/points_back.sql): an
+-- accepted entry is given back floor(points_total x its campaign's points_back_percent /
+-- 100), read from the locked campaign row and stored on the redemption. A COMMITTED
+-- entry's are posted here (4e): an earned lot, an 'earn' entry after the batch's 'redeem'
+-- entries, a points.earned event; the member's balance (and so the spendable points
+-- Redis mirrors) includes them. A PENDING_PAYMENT entry's are posted at confirmation.
 --
 -- Code pools (issue 15 item 2, migration 0011): an entry whose item takes its codes from a
 -- pool (items.code_source = 'POOL') is given one code of the pool (item_codes) in this
@@ -92,6 +99,7 @@ CREATE TYPE commit_batch_entry AS (
     payment_due_at   timestamptz,
     list_points_total bigint,
     price_rule_id    uuid,
+    points_back_expires_at timestamptz,
     ci               integer,
     mi               integer,
     pi               integer,
@@ -104,7 +112,7 @@ RETURNS TABLE (
     campaign_taken integer, campaign_version bigint,
     member_units integer, member_units_version bigint,
     member_spendable bigint, member_version bigint, member_frozen boolean,
-    redemption_code text
+    redemption_code text, points_back bigint
 )
 LANGUAGE plpgsql
 -- The statements below take the batch as array parameters. With custom plans (the default
@@ -162,6 +170,9 @@ DECLARE
     v_code_ids bigint[];
     v_code text[];
     v_uncoded bigint;
+    -- Points back by pos (0 unless accepted), and whether a COMMITTED entry posts any.
+    v_back bigint[];
+    v_gives_back boolean := false;
 BEGIN
     -- 1. Parse once. shipping_address is taken with -> as 0003 did, so a JSON null stays
     -- a jsonb null (jsonb_to_record would make it SQL NULL).
@@ -169,7 +180,7 @@ BEGIN
                          s.points_total, s.cash_total_cents, s.idempotency_key,
                          s.request_hash, s.shipping_address, s.redemption_code,
                          s.requested_at, s.fence, s.payment_due_at,
-                         s.list_points_total, s.price_rule_id,
+                         s.list_points_total, s.price_rule_id, s.points_back_expires_at,
                          s.ci, s.mi, s.pi, s.ki)::commit_batch_entry ORDER BY s.pos),
            count(*), max(s.ci), max(s.mi), max(s.ki)
       INTO v_entries, v_n, v_nc, v_nm, v_nk
@@ -185,7 +196,7 @@ BEGIN
                        idempotency_key text, request_hash text, redemption_code text,
                        requested_at timestamptz, fence timestamptz,
                        payment_due_at timestamptz, list_points_total bigint,
-                       price_rule_id uuid)) s;
+                       price_rule_id uuid, points_back_expires_at timestamptz)) s;
     IF v_n = 0 THEN
         RETURN;
     END IF;
@@ -231,6 +242,7 @@ BEGIN
     v_rid := array_fill(NULL::uuid, ARRAY[v_n]);
     v_rhash := array_fill(NULL::text, ARRAY[v_n]);
     v_code := array_fill(NULL::text, ARRAY[v_n]);
+    v_back := array_fill(0::bigint, ARRAY[v_n]);
 
     -- 2b. Code pools: which campaigns sell a pool item, and up to one free code per entry
     -- of each such item, locked now (under the campaign locks, before any decision). SKIP
@@ -314,6 +326,9 @@ BEGIN
                 v_outcome[i] := 'COMMITTED';
                 v_spends := v_spends OR e.points_total > 0;
             END IF;
+            -- Points back: decided now from the locked row (floor: integer division).
+            v_back[i] := e.points_total * c.points_back_percent / 100;
+            v_gives_back := v_gives_back OR (v_back[i] > 0 AND e.payment_due_at IS NULL);
             v_c_units[e.ci] := v_c_units[e.ci] + e.quantity;
             v_p_taken[e.pi] := v_p_taken[e.pi] + e.quantity;
             v_m_points[e.mi] := v_m_points[e.mi] + e.points_total;
@@ -333,11 +348,13 @@ BEGIN
         INSERT INTO redemptions (id, member_id, campaign_id, quantity, points_total,
                                  cash_total_cents, status, idempotency_key, request_hash,
                                  shipping_address, redemption_code, payment_due_at,
-                                 created_at, updated_at, list_points_total, price_rule_id)
+                                 created_at, updated_at, list_points_total, price_rule_id,
+                                 points_back)
         SELECT x.id, x.member_id, x.campaign_id, x.quantity, x.points_total,
                x.cash_total_cents, v_outcome[x.pos], x.idempotency_key, x.request_hash,
                x.shipping_address, x.redemption_code, x.payment_due_at,
-               x.requested_at, x.requested_at, x.list_points_total, x.price_rule_id
+               x.requested_at, x.requested_at, x.list_points_total, x.price_rule_id,
+               v_back[x.pos]
           FROM unnest(v_entries) x
          WHERE v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
          ORDER BY x.pos;
@@ -407,13 +424,16 @@ BEGIN
 
         -- 0003 touched the member for a pending entry (points held, even 0) and for a
         -- committed one with points (balance); a committed cash-only entry left it alone.
+        -- A committed entry's points back (4e) are in the balance from here on.
         UPDATE members mr
-           SET points_balance = mr.points_balance - d.spent,
+           SET points_balance = mr.points_balance - d.spent + d.back,
                points_held = mr.points_held + d.held,
                version = mr.version + 1
           FROM (SELECT x.member_id,
                        coalesce(sum(x.points_total) FILTER (WHERE x.payment_due_at IS NULL), 0)
                            AS spent,
+                       coalesce(sum(v_back[x.pos]) FILTER (WHERE x.payment_due_at IS NULL), 0)
+                           AS back,
                        coalesce(sum(x.points_total)
                                     FILTER (WHERE x.payment_due_at IS NOT NULL), 0) AS held
                   FROM unnest(v_entries) x
@@ -543,6 +563,58 @@ BEGIN
          ORDER BY ev.pos, ev.k;
     END IF;
 
+    -- 4e. Points back of the COMMITTED entries, set-based: one lot each (the program's
+    -- expiry, as the committer computed it), one 'earn' entry each after all of the
+    -- batch's 'redeem' entries (its balance_after: the member's balance as locked, less
+    -- the batch's committed spends, plus this and the member's earlier points back), and
+    -- their points.earned events (as post_entry writes them). A member in debt repays it
+    -- from them, as after any credit (rare: a member in debt has nothing left to spend).
+    IF v_gives_back THEN
+        WITH spent AS (
+            SELECT x.pos, x.id, x.member_id, x.mi, x.points_back_expires_at,
+                   coalesce(sum(x.points_total) FILTER (WHERE v_outcome[x.pos] = 'COMMITTED')
+                                OVER (PARTITION BY x.mi), 0) AS spent
+              FROM unnest(v_entries) x
+        ), back AS MATERIALIZED (
+            SELECT s.pos, s.id, s.member_id, s.points_back_expires_at, v_back[s.pos] AS points,
+                   'points_back:' || s.id AS reference,
+                   (v_m[s.mi]).points_balance - s.spent
+                       + sum(v_back[s.pos]) OVER (PARTITION BY s.mi ORDER BY s.pos)
+                       AS balance_after,
+                   (v_m[s.mi]).points_debt AS debt_after
+              FROM spent s
+             WHERE v_outcome[s.pos] = 'COMMITTED' AND v_back[s.pos] > 0
+        ), lots AS (
+            INSERT INTO point_lots (member_id, source, amount, remaining, earned_at,
+                                    expires_at, reference)
+            SELECT b.member_id, 'earn', b.points, b.points, v_now, b.points_back_expires_at,
+                   b.reference
+              FROM back b ORDER BY b.pos
+        ), entries AS (
+            INSERT INTO ledger_entries (member_id, kind, amount, balance_after, debt_after,
+                                        reference, reason)
+            SELECT b.member_id, 'earn', b.points, b.balance_after, b.debt_after, b.reference,
+                   'points back on a flash-sale redemption'
+              FROM back b ORDER BY b.pos
+            RETURNING id, member_id, amount, balance_after, debt_after, reference, reason, seq
+        )
+        INSERT INTO events (type, subject_kind, subject_id, payload)
+        SELECT 'points.earned', 'member', en.member_id::text,
+               jsonb_build_object(
+                   'member_id', en.member_id, 'entry_id', en.id, 'kind', 'earn',
+                   'amount', en.amount, 'balance_after', en.balance_after,
+                   'debt_after', en.debt_after, 'reference', en.reference,
+                   'reason', en.reason, 'counterparty_id', NULL)
+          FROM entries en ORDER BY en.seq;
+        PERFORM repay_debt(d.member_id, d.reference)
+           FROM (SELECT DISTINCT ON (x.mi) x.member_id, 'redemption:' || x.id AS reference
+                   FROM unnest(v_entries) x
+                  WHERE v_outcome[x.pos] = 'COMMITTED' AND v_back[x.pos] > 0
+                    AND (v_m[x.mi]).points_debt > 0
+                  ORDER BY x.mi, x.pos DESC) d
+          ORDER BY d.member_id;
+    END IF;
+
     -- 5. Answer each entry with the batch-final state of its rows, each row read once.
     -- NOT_FOUND entries carry no mirror, as in 0003, whichever row was missing.
     SELECT cs.r, ms.r, ps.r
@@ -567,7 +639,8 @@ BEGIN
            CASE WHEN f.known THEN (v_mf[x.mi]).version END,
            CASE WHEN f.known THEN (v_mf[x.mi]).frozen END,
            CASE WHEN v_outcome[x.pos] IN ('COMMITTED', 'PENDING_PAYMENT')
-                THEN coalesce(v_code[x.pos], x.redemption_code) END
+                THEN coalesce(v_code[x.pos], x.redemption_code) END,
+           v_back[x.pos]
       FROM unnest(v_entries) x
      CROSS JOIN LATERAL (SELECT v_outcome[x.pos] <> 'NOT_FOUND' AS known) f
      ORDER BY x.pos;

@@ -33,6 +33,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
             allotments=convert_locations.allotments(request.allotments),
             price_rules=convert_pricing.price_rules(request.price_rules),
+            points_back_percent=request.points_back_percent,
         )
         return convert.campaign(created)
 

@@ -23,8 +23,10 @@ FUNCTIONS = {
     "events_notify",
     "expire_due_lots",
     "post_entry",
+    "post_points_back",
     "repay_debt",
     "restore_lots",
+    "reverse_points_back",
     "spend_lots",
     "stock_allot",
     "stock_default_location",
@@ -48,6 +50,7 @@ FILES = [
     "inventory/low_stock.sql",
     "inventory/stock.sql",
     "flashsale/commit_redemptions.sql",
+    "flashsale/points_back.sql",
 ]
 
 
