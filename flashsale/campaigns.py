@@ -18,8 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import shards
+from flashsale import bundles, shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
+from flashsale.model import BundlePart
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
 from inventory.errors import ItemRetired
@@ -54,6 +55,8 @@ class CampaignMeta:
     created_at: datetime
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
+    # A bundle's parts (flashsale/bundles.py): item_id is the first's; units are bundles.
+    bundle: tuple[BundlePart, ...] = ()
 
     @property
     def needs_payment(self) -> bool:
@@ -92,7 +95,8 @@ class CampaignPage:
 _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
-    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
+    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
+    + bundles.PARTS_COLUMN
 )
 MAX_STOCK_SHARDS = 64
 
@@ -119,12 +123,17 @@ class Campaigns:
         ends_at: datetime,
         stock_shards: int = 1,
         allotments: Sequence[tuple[str, int]] = (),
+        bundle_parts: Sequence[BundlePart] = (),
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
-        are sold; empty: from available stock, the default location first."""
-        item_id = validation.uuid_id("item_id", item_id)
+        are sold; empty: from available stock, the default location first. `bundle_parts`:
+        a bundle (flashsale/bundles.py), units_allotted in bundles, 0: as many as fit."""
+        parts = bundles.validate(bundle_parts, item_id, stock_shards, allotments)
+        item_id = validation.uuid_id("item_id", parts[0].item_id if parts else item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
-        validation.int_range("units_allotted", units_allotted, minimum=1, maximum=MAX_UNITS)
+        validation.int_range(
+            "units_allotted", units_allotted, minimum=0 if parts else 1, maximum=MAX_UNITS
+        )
         validation.int_range("points_price", points_price, minimum=0, maximum=MAX_PRICE)
         validation.int_range("cash_price_cents", cash_price_cents, minimum=0, maximum=MAX_PRICE)
         if points_price == 0 and cash_price_cents == 0:
@@ -136,6 +145,8 @@ class Campaigns:
         locations.check_allotments(allotments, units_allotted)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
+            if parts:  # every part's item locked (in id order) and checked first
+                units_allotted = await bundles.check_items(conn, parts, units_allotted)
             await cur.execute(
                 "SELECT stock_on_hand, code_source, state, retired_at FROM items "
                 "WHERE id = %s FOR UPDATE",
@@ -162,7 +173,7 @@ class Campaigns:
             if item["stock_on_hand"] < units_allotted:
                 raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
             # None: wherever there is some (stock_allot's default-first order).
-            drawn: list[tuple[str | None, int]] = [(None, units_allotted)]
+            drawn: list[tuple[str | None, int]] = [] if parts else [(None, units_allotted)]
             if allotments:
                 drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
             await cur.execute(
@@ -185,6 +196,8 @@ class Campaigns:
             assert created is not None
             # The units leave the item's available stock (inventory/stock.py); a campaign's
             # locations are sold from in the order allotted.
+            if parts:  # each part's quantity per bundle
+                await bundles.create(conn, created["id"], parts, units_allotted)
             for location_id, units in drawn:
                 await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
             await auditlog.record(
@@ -203,6 +216,7 @@ class Campaigns:
                     "ends_at": ends_at,
                     "stock_shards": stock_shards,
                 }
+                | ({"bundle_parts": [vars(p) for p in parts]} if parts else {})
                 | (
                     {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
                     if allotments
@@ -386,6 +400,7 @@ class Campaigns:
             created_at=row["created_at"],
             stock_shards=int(row["stock_shards"]),
             code_pool=row["code_source"] == CodeSource.POOL.value,
+            bundle=bundles.from_json(row["bundle_parts"]),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

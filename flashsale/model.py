@@ -113,6 +113,15 @@ class ReturnInfo:
 
 
 @dataclass(frozen=True)
+class BundlePart:
+    """One item of a bundle campaign (flashsale/bundles.py): `quantity` units of it in each
+    bundle sold."""
+
+    item_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
 class Redemption:
     id: str
     member_id: str
@@ -136,6 +145,8 @@ class Redemption:
     replaced_by: str | None = None
     # Oldest first; filled where it is read (GetRedemption, a change to one redemption).
     history: tuple[HistoryEntry, ...] = ()
+    # A bundle's parts, per one bundle (empty for a campaign of one item).
+    bundle_parts: tuple[BundlePart, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from common import actor
-from flashsale import history
+from flashsale import bundles, history
 from flashsale.gate import CampaignMirror
 from flashsale.model import (
     Address,
@@ -39,8 +39,9 @@ SELECT = (
     "r.idempotency_key, r.request_hash, r.created_at, r.updated_at, r.payment_due_at, "
     "r.payment_reference, r.carrier, r.tracking_number, r.shipped_at, r.delivered_at, "
     "r.return_requested_at, r.return_reason, r.return_resolved_at, r.return_disposition, "
-    "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text "
-    "FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
+    "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text, "
+    + bundles.PARTS_COLUMN
+    + " FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )
 
 
@@ -298,6 +299,7 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         return_info=_return_info(row),
         replacement_of=row.get("replacement_of"),
         replaced_by=row.get("replaced_by"),
+        bundle_parts=bundles.from_json(row.get("bundle_parts")),
     )
 
 

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
+from flashsale.model import BundlePart
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
 from server import convert, convert_campaigns, convert_locations
 
@@ -32,6 +33,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             ends_at=convert.required_time("ends_at", request, "ends_at"),
             stock_shards=request.stock_shards if request.HasField("stock_shards") else 1,
             allotments=convert_locations.allotments(request.allotments),
+            bundle_parts=[BundlePart(p.item_id, p.quantity) for p in request.bundle_parts],
         )
         return convert.campaign(created)
 
