@@ -75,11 +75,14 @@ def validate(
     return tuple(checked)
 
 
-async def check_items(conn: AsyncConnection[Any], parts: Sequence[BundlePart], bundles: int) -> int:
+async def check_items(
+    conn: AsyncConnection[Any], parts: Sequence[BundlePart], bundles: int, *, most: int
+) -> int:
     """Locks the parts' items and their levels (stock_lock_items) and checks them: each
     exists, is not retired, is not a code-pool item (a pool gives one code per redemption),
     and all are of one kind. Returns the bundles to allot: `bundles`, or when 0 as many as
-    the scarcest part allows. InsufficientStock names the first item short."""
+    the scarcest part allows (at most `most`). InsufficientStock names the first item
+    short."""
     await conn.execute("SELECT stock_lock_items(%s::uuid[])", ([p.item_id for p in parts],))
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute(
@@ -107,7 +110,7 @@ async def check_items(conn: AsyncConnection[Any], parts: Sequence[BundlePart], b
             )
         kind = item["kind"]
     if bundles == 0:  # as many as the scarcest part allows
-        bundles = min(items[p.item_id]["stock_on_hand"] // p.quantity for p in parts)
+        bundles = min(most, *(items[p.item_id]["stock_on_hand"] // p.quantity for p in parts))
         if bundles == 0:
             scarcest = min(parts, key=lambda p: items[p.item_id]["stock_on_hand"] // p.quantity)
             available = items[scarcest.item_id]["stock_on_hand"]
@@ -164,7 +167,7 @@ async def change_allotment(
     """An UpdateCampaign moving a bundle's allotment by `delta` bundles (the campaign is
     locked and the cut checked against units taken by the caller)."""
     if delta > 0:
-        await check_items(conn, parts, delta)
+        await check_items(conn, parts, delta, most=delta)
         await _allot(conn, campaign_id, parts, delta)
     elif delta < 0:  # every part (stock_release)
         await stock.release(conn, campaign_id, -delta, reason="campaign allotment lowered")

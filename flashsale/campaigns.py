@@ -146,7 +146,9 @@ class Campaigns:
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             if parts:  # every part's item locked (in id order) and checked first
-                units_allotted = await bundles.check_items(conn, parts, units_allotted)
+                units_allotted = await bundles.check_items(
+                    conn, parts, units_allotted, most=MAX_UNITS
+                )
             await cur.execute(
                 "SELECT stock_on_hand, code_source, state, retired_at FROM items "
                 "WHERE id = %s FOR UPDATE",

@@ -317,3 +317,35 @@ async def test_a_part_of_a_live_bundle_cannot_be_retired(server: Running) -> Non
     with pytest.raises(grpc.aio.AioRpcError) as retired:
         await api.campaigns.CreateCampaign(bundle_request([(a, 1), (b, 1)], units=1))
     assert failure(retired.value).reason == "ITEM_RETIRED"
+
+
+async def test_a_paid_bundle_takes_every_part_when_its_payment_is_confirmed(
+    server: Running, stock: Any
+) -> None:
+    api = server.api
+    a, b = await two_items(server, 10, 10)
+    campaign = await api.campaigns.CreateCampaign(
+        bundle_request([(a, 2), (b, 3)], units=3, cash_price_cents=500)
+    )
+    member = await api.member(points=1000)
+    pending = (await api.redeem(member.id, campaign.id, quantity=2)).redemption
+    assert pending.status == redemption_pb2.REDEMPTION_STATUS_PENDING_PAYMENT
+    assert pending.cash_total_cents == 1000  # the price is per bundle
+    # Held inside the allotment, per part, until the payment: nothing has left yet.
+    held = await stock.GetStockLevels(stock_pb2.GetStockLevelsRequest(item_id=b))
+    assert (held.on_hand, held.allotted, held.held) == (10, 9, 6)
+
+    confirmed = await api.redemptions.ConfirmPayment(
+        redemption_pb2.ConfirmPaymentRequest(
+            redemption_id=pending.id,
+            member_id=member.id,
+            payment_reference="pay-bundle",
+            amount_cents=1000,
+            currency="CNY",
+        )
+    )
+
+    assert confirmed.status == redemption_pb2.REDEMPTION_STATUS_COMMITTED
+    assert await levels(stock, a) == (6, 2, 4)
+    assert await levels(stock, b) == (4, 3, 1)
+    assert (await settled_audit(server)).ok
