@@ -349,3 +349,35 @@ async def test_a_paid_bundle_takes_every_part_when_its_payment_is_confirmed(
     assert await levels(stock, a) == (6, 2, 4)
     assert await levels(stock, b) == (4, 3, 1)
     assert (await settled_audit(server)).ok
+
+
+async def test_a_bundle_and_a_campaign_of_one_of_its_items_sell_side_by_side(
+    server: Running, stock: Any
+) -> None:
+    """The group commit, cancels and an end on campaigns sharing an item at once: each
+    sells exactly its allotment, nothing deadlocks, and the ledger adds up."""
+    api = server.api
+    a, b = await two_items(server, 12, 12)
+    bundle = await api.campaigns.CreateCampaign(bundle_request([(b, 2), (a, 1)], units=4))
+    single = await api.campaign(units=4, item_id=b, kind=SERVICE)
+    members = [await api.member(points=1000) for _ in range(12)]
+
+    ok, refused = await outcomes(api.redeem(m.id, c.id) for m in members for c in (bundle, single))
+
+    assert len(ok) == 8 and refused == {"SOLD_OUT": 16}
+    # b: 8 to the bundle, 4 to the single campaign, all sold; a: 4 sold of 12.
+    assert await levels(stock, b) == (0, 0, 0)
+    assert await levels(stock, a) == (8, 0, 8)
+    bundled = [r.redemption for r in ok if r.redemption.campaign_id == bundle.id]
+    await outcomes(
+        api.redemptions.CancelRedemption(
+            redemption_pb2.CancelRedemptionRequest(
+                redemption_id=r.id, member_id=r.member_id, reason="changed my mind"
+            )
+        )
+        for r in bundled[:2]
+    )
+    await api.campaigns.EndCampaign(C.EndCampaignRequest(campaign_id=bundle.id))
+    assert await levels(stock, b) == (4, 0, 4)
+    assert await levels(stock, a) == (10, 0, 10)
+    assert (await settled_audit(server)).ok
