@@ -409,4 +409,5 @@ def _from_entry(entry: CommitEntry, meta: CampaignMeta, status: RedemptionStatus
         updated_at=entry.requested_at,
         payment_due_at=entry.payment_due_at,
         payment_reference=None,
+        bundle_parts=meta.bundle,
     )

@@ -18,8 +18,9 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import points_back, pricing, shards
+from flashsale import bundles, points_back, pricing, shards
 from flashsale.gate import CampaignGate, CampaignLoad, hold_id
+from flashsale.model import BundlePart
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
 from inventory.errors import ItemRetired
@@ -56,6 +57,8 @@ class CampaignMeta:
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
     price_rules: tuple[pricing.PriceRule, ...] = ()  # time-windowed prices (flashsale/pricing.py)
     points_back_percent: int = 0  # of the points paid, given back (flashsale/points_back.py)
+    # A bundle's parts (flashsale/bundles.py): item_id is the first's; units are bundles.
+    bundle: tuple[BundlePart, ...] = ()
 
     @property
     def needs_payment(self) -> bool:
@@ -95,7 +98,7 @@ _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
     "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
-    "c.points_back_percent, " + pricing.RULES_COLUMN
+    "c.points_back_percent, " + pricing.RULES_COLUMN + ", " + bundles.PARTS_COLUMN
 )
 MAX_STOCK_SHARDS = 64
 
@@ -132,13 +135,18 @@ class Campaigns:
         allotments: Sequence[tuple[str, int]] = (),
         price_rules: Sequence[pricing.PriceRule] = (),
         points_back_percent: int = 0,
+        bundle_parts: Sequence[BundlePart] = (),
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
         are sold; empty: from available stock, the default location first. `price_rules`:
-        time-windowed prices (flashsale/pricing.py)."""
-        item_id = validation.uuid_id("item_id", item_id)
+        time-windowed prices (flashsale/pricing.py). `bundle_parts`: a bundle
+        (flashsale/bundles.py), units_allotted in bundles, 0: as many as fit."""
+        parts = bundles.validate(bundle_parts, item_id, stock_shards, allotments)
+        item_id = validation.uuid_id("item_id", parts[0].item_id if parts else item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
-        validation.int_range("units_allotted", units_allotted, minimum=1, maximum=MAX_UNITS)
+        validation.int_range(
+            "units_allotted", units_allotted, minimum=0 if parts else 1, maximum=MAX_UNITS
+        )
         validation.int_range("points_price", points_price, minimum=0, maximum=MAX_PRICE)
         validation.int_range("cash_price_cents", cash_price_cents, minimum=0, maximum=MAX_PRICE)
         if points_price == 0 and cash_price_cents == 0:
@@ -158,6 +166,10 @@ class Campaigns:
         points_back.check_percent(points_back_percent)
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
+            if parts:  # every part's item locked (in id order) and checked first
+                units_allotted = await bundles.check_items(
+                    conn, parts, units_allotted, most=MAX_UNITS
+                )
             await cur.execute(
                 "SELECT stock_on_hand, code_source, state, retired_at FROM items "
                 "WHERE id = %s FOR UPDATE",
@@ -184,7 +196,7 @@ class Campaigns:
             if item["stock_on_hand"] < units_allotted:
                 raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
             # None: wherever there is some (stock_allot's default-first order).
-            drawn: list[tuple[str | None, int]] = [(None, units_allotted)]
+            drawn: list[tuple[str | None, int]] = [] if parts else [(None, units_allotted)]
             if allotments:
                 drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
             await cur.execute(
@@ -209,6 +221,8 @@ class Campaigns:
             assert created is not None
             # The units leave the item's available stock (inventory/stock.py); a campaign's
             # locations are sold from in the order allotted.
+            if parts:  # each part's quantity per bundle
+                await bundles.create(conn, created["id"], parts, units_allotted)
             for location_id, units in drawn:
                 await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
             await pricing.store_rules(cur, created["id"], price_rules)
@@ -229,6 +243,7 @@ class Campaigns:
                     "stock_shards": stock_shards,
                 }
                 | ({"points_back_percent": points_back_percent} if points_back_percent else {})
+                | ({"bundle_parts": [vars(p) for p in parts]} if parts else {})
                 | (
                     {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
                     if allotments
@@ -415,6 +430,7 @@ class Campaigns:
             code_pool=row["code_source"] == CodeSource.POOL.value,
             price_rules=pricing.rules_from_rows(row.get("price_rules")),
             points_back_percent=int(row["points_back_percent"]),
+            bundle=bundles.from_json(row["bundle_parts"]),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

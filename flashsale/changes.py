@@ -36,7 +36,7 @@ from common.errors import (
     LimitBelowTaken,
     NotFound,
 )
-from flashsale import outbox, points_back, pricing
+from flashsale import bundles, outbox, points_back, pricing
 from flashsale.campaigns import MAX_PRICE, MAX_UNITS, Campaign, Campaigns
 from flashsale.settle import Settler
 from inventory import codes, stock
@@ -233,7 +233,10 @@ class CampaignChanges:
         taken = row["units_committed"] + row["units_held"]
         if new["units_allotted"] < taken:
             raise AllotmentBelowTaken(row["id"], taken, new["units_allotted"])
-        if delta or new["cash_price_cents"] != row["cash_price_cents"]:
+        parts = await bundles.parts_of(cur.connection, row["id"]) if delta else ()
+        if parts:  # a bundle: every part's stock moves (flashsale/bundles.py)
+            await bundles.change_allotment(cur.connection, row["id"], parts, delta)
+        elif delta or new["cash_price_cents"] != row["cash_price_cents"]:
             await cur.execute(
                 "SELECT stock_on_hand, code_source FROM items WHERE id = %s FOR UPDATE",
                 (row["item_id"],),

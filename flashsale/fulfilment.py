@@ -42,7 +42,7 @@ from common.errors import (
     NotFound,
     ReturnWindowClosed,
 )
-from flashsale import history, store
+from flashsale import bundles, history, store
 from flashsale.model import Redemption, RedemptionStatus, ReturnDisposition
 from flashsale.settle import Settler
 from inventory import stock
@@ -229,14 +229,15 @@ class Fulfilment:
                 "note": note,
             }
             qty = row["quantity"]
+            parts = await bundles.lock_for_return(conn, row, exchange=exchange)
             await store.item_stock(conn, row["item_id"])  # the item row locked first
             # One change of the item for the low-stock signal (stock.one_change).
             async with stock.one_change(conn, row["item_id"]):
                 # The units come back on hand (the stock ledger), and a write-off takes them
                 # out again at once: both movements name the redemption.
                 restock = disposition is ReturnDisposition.RESTOCK
-                await stock.return_units(
-                    conn, row["id"], row["item_id"], qty, write_off=not restock, reason="returned"
+                await bundles.return_units(
+                    conn, row, parts, write_off=not restock, reason="returned"
                 )
                 if restock:
                     details["restocked_units"] = qty

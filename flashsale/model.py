@@ -113,6 +113,15 @@ class ReturnInfo:
 
 
 @dataclass(frozen=True)
+class BundlePart:
+    """One item of a bundle campaign (flashsale/bundles.py): `quantity` units of it in each
+    bundle sold."""
+
+    item_id: str
+    quantity: int
+
+
+@dataclass(frozen=True)
 class Redemption:
     id: str
     member_id: str
@@ -143,6 +152,8 @@ class Redemption:
     # the points paid, as before price rules) and the rule that discounted it, if any.
     list_points_total: int | None = None
     price_rule_id: str | None = None
+    # A bundle's parts, per one bundle (empty for a campaign of one item).
+    bundle_parts: tuple[BundlePart, ...] = ()
 
 
 @dataclass(frozen=True)

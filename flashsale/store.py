@@ -11,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 
 from common import actor
-from flashsale import history, points_back
+from flashsale import bundles, history, points_back
 from flashsale.gate import CampaignMirror
 from flashsale.model import (
     Address,
@@ -42,7 +42,9 @@ SELECT = (
     "r.return_requested_at, r.return_reason, r.return_resolved_at, r.return_disposition, "
     "r.cash_refund_cents, r.return_rejection, r.replacement_of::text, r.replaced_by::text, "
     "r.list_points_total, r.price_rule_id::text, "
-    "r.points_back FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
+    "r.points_back, "
+    + bundles.PARTS_COLUMN
+    + " FROM redemptions r JOIN campaigns c ON c.id = r.campaign_id"
 )
 
 
@@ -310,6 +312,7 @@ def redemption_from_row(row: dict[str, Any]) -> Redemption:
         list_points_total=row.get("list_points_total"),
         price_rule_id=row.get("price_rule_id"),
         points_back=row.get("points_back") or 0,
+        bundle_parts=bundles.from_json(row.get("bundle_parts")),
     )
 
 

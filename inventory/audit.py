@@ -24,27 +24,36 @@ AUDIT_CHECKS: list[tuple[str, str]] = [
     ),
     (
         "campaign's allotment by location differs from units allotted - units committed",
-        "SELECT c.id::text, c.units_allotted - c.units_committed, coalesce(sum(cs.remaining), 0) "
-        "FROM campaigns c LEFT JOIN campaign_stock cs ON cs.campaign_id = c.id GROUP BY c.id "
-        "HAVING c.units_allotted - c.units_committed <> coalesce(sum(cs.remaining), 0)",
+        # Per part: a bundle's allotment of each item is its bundles times the quantity.
+        "SELECT c.id::text, p.item_id::text, (c.units_allotted - c.units_committed) * p.quantity, "
+        "coalesce(sum(cs.remaining), 0) FROM campaigns c "
+        "JOIN campaign_parts p ON p.campaign_id = c.id "
+        "LEFT JOIN campaign_stock cs ON cs.campaign_id = c.id AND cs.item_id = p.item_id "
+        "GROUP BY c.id, p.item_id, p.quantity "
+        "HAVING (c.units_allotted - c.units_committed) * p.quantity "
+        "<> coalesce(sum(cs.remaining), 0)",
     ),
     (
         "units allotted at a location differ from its campaigns' allotments there",
         "SELECT coalesce(s.item_id, a.item_id)::text, coalesce(s.location_id, a.location_id)::text, "
         "s.allotted, a.remaining FROM (SELECT * FROM stock_levels WHERE allotted <> 0) s "
-        "FULL JOIN (SELECT c.item_id, cs.location_id, sum(cs.remaining) AS remaining "
-        "  FROM campaign_stock cs JOIN campaigns c ON c.id = cs.campaign_id "
-        "  WHERE cs.remaining <> 0 GROUP BY c.item_id, cs.location_id) a "
+        "FULL JOIN (SELECT cs.item_id, cs.location_id, sum(cs.remaining) AS remaining "
+        "  FROM campaign_stock cs "
+        "  WHERE cs.remaining <> 0 GROUP BY cs.item_id, cs.location_id) a "
         "ON a.item_id = s.item_id AND a.location_id = s.location_id "
         "WHERE s.allotted IS DISTINCT FROM a.remaining",
     ),
     (
         "redemption's units taken from stock differ from its quantity (sold) or zero",
-        "SELECT r.id::text, r.status, r.quantity, coalesce(m.units, 0) FROM redemptions r "
+        # A bundle's redemption takes its quantity times each part's quantity of each item.
+        "SELECT r.id::text, r.status, r.quantity * p.units, coalesce(m.units, 0) "
+        "FROM redemptions r JOIN (SELECT campaign_id, sum(quantity) AS units "
+        "  FROM campaign_parts GROUP BY campaign_id) p ON p.campaign_id = r.campaign_id "
         "LEFT JOIN (SELECT redemption_id, -sum(on_hand_delta) AS units FROM stock_movements "
         "  WHERE kind IN ('redeemed', 'cancelled') GROUP BY redemption_id) m "
         "ON m.redemption_id = r.id "
-        f"WHERE coalesce(m.units, 0) <> CASE WHEN r.status IN {SOLD_SQL} THEN r.quantity ELSE 0 END",
+        "WHERE coalesce(m.units, 0) <> "
+        f"CASE WHEN r.status IN {SOLD_SQL} THEN r.quantity * p.units ELSE 0 END",
     ),
     (
         "item's low-stock flag disagrees with its available units and threshold",

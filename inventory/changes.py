@@ -121,8 +121,10 @@ class ItemChanges:
             if row["state"] == ItemState.RETIRED:
                 return item_from_row(row)  # retired already: nothing to do, no event
             await cur.execute(
-                "SELECT id::text, ends_at, count(*) OVER () AS live FROM campaigns "
-                "WHERE item_id = %s AND ends_at > now() ORDER BY ends_at, id LIMIT 1",
+                # A bundle's parts too (campaign_parts, flashsale/bundles.py).
+                "SELECT c.id::text, c.ends_at, count(*) OVER () AS live FROM campaigns c "
+                "JOIN campaign_parts p ON p.campaign_id = c.id "
+                "WHERE p.item_id = %s AND c.ends_at > now() ORDER BY c.ends_at, c.id LIMIT 1",
                 (item_id,),
             )
             live = await cur.fetchone()

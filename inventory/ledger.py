@@ -101,8 +101,9 @@ class StockLedger:
             # committed: units redeemed and not cancelled, by the ledger's own rows.
             await cur.execute(
                 "SELECT i.sku, "
-                "(SELECT coalesce(sum(c.units_held), 0) FROM campaigns c "
-                " WHERE c.item_id = i.id) AS held, "
+                # A bundle holds each part's quantity per bundle (campaign_parts).
+                "(SELECT coalesce(sum(c.units_held * p.quantity), 0) FROM campaigns c "
+                " JOIN campaign_parts p ON p.campaign_id = c.id WHERE p.item_id = i.id) AS held, "
                 "(SELECT coalesce(-sum(m.on_hand_delta), 0) FROM stock_movements m "
                 " WHERE m.item_id = i.id AND m.kind IN ('redeemed', 'cancelled')) AS committed "
                 "FROM items i WHERE i.id = %s",

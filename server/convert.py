@@ -13,7 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from common.errors import InvalidArgument
 from flashsale.campaigns import Campaign
-from flashsale.model import Address, Redemption
+from flashsale.model import Address, BundlePart, Redemption
 from inventory.catalogue import ItemState
 from inventory.items import CodeSource, Item, ItemKind
 from loyalty.v1 import (
@@ -130,7 +130,12 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         stock_shards=m.stock_shards,
         price_rules=[convert_pricing.price_rule(r) for r in m.price_rules],
         points_back_percent=m.points_back_percent,
+        bundle_parts=[bundle_part(p) for p in m.bundle],
     )
+
+
+def bundle_part(value: BundlePart) -> campaign_pb2.BundlePart:
+    return campaign_pb2.BundlePart(item_id=value.item_id, quantity=value.quantity)
 
 
 def member(value: Member) -> member_pb2.Member:
@@ -195,6 +200,7 @@ def redemption(value: Redemption) -> redemption_pb2.Redemption:
         payment_due_at=timestamp(value.payment_due_at),
         payment_reference=value.payment_reference or "",
         points_back=value.points_back,
+        bundle_parts=[bundle_part(p) for p in value.bundle_parts],
     )
     if value.shipping_address is not None:
         a = value.shipping_address

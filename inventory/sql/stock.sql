@@ -25,6 +25,18 @@ BEGIN
 END
 $$;
 
+-- Several items (a bundle's parts): every item row by id, then all their levels by (item,
+-- location). The same order as stock_lock's for one item, so a bundle's writer and a
+-- single item's cannot wait on each other in a circle.
+CREATE OR REPLACE FUNCTION stock_lock_items(p_items uuid[]) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM 1 FROM items WHERE id = ANY (p_items) ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM stock_levels s WHERE s.item_id = ANY (p_items)
+     ORDER BY s.item_id, s.location_id FOR UPDATE;
+END
+$$;
+
 -- One movement and the balances it changes. When available stock changes, an item with a
 -- low-stock threshold that crosses it writes stock.low / stock.replenished (migration 0016).
 -- The CHECKs of stock_levels, items and
@@ -113,7 +125,7 @@ $$;
 -- A campaign's allotment grows by p_units, drawn from p_location, or (NULL) first from the
 -- locations the campaign already draws from, in its order (an UpdateCampaign raising the
 -- allotment), then as stock_take_available draws; each location drawn from joins the
--- campaign's list.
+-- campaign's list of that item (a bundle calls it once per part, migration 0019).
 CREATE OR REPLACE FUNCTION stock_allot(
     p_campaign uuid, p_item uuid, p_units bigint, p_location uuid, p_actor text, p_reason text
 ) RETURNS void
@@ -128,7 +140,8 @@ BEGIN
         FOR r IN SELECT cs.location_id, s.on_hand - s.allotted AS free
                    FROM campaign_stock cs
                    JOIN stock_levels s ON s.item_id = p_item AND s.location_id = cs.location_id
-                  WHERE cs.campaign_id = p_campaign AND s.on_hand > s.allotted
+                  WHERE cs.campaign_id = p_campaign AND cs.item_id = p_item
+                    AND s.on_hand > s.allotted
                   ORDER BY cs.position
         LOOP
             EXIT WHEN v_left = 0;
@@ -143,47 +156,57 @@ BEGIN
     FOR r IN SELECT * FROM stock_take_available(p_item, v_left, p_location, 'allotted',
                                                 p_campaign, NULL, NULL, p_actor, p_reason)
     LOOP
-        INSERT INTO campaign_stock AS cs (campaign_id, location_id, position, remaining)
-        VALUES (p_campaign, r.location_id,
+        INSERT INTO campaign_stock AS cs (campaign_id, item_id, location_id, position, remaining)
+        VALUES (p_campaign, p_item, r.location_id,
                 (SELECT coalesce(max(position), 0) + 1 FROM campaign_stock
-                  WHERE campaign_id = p_campaign),
+                  WHERE campaign_id = p_campaign AND item_id = p_item),
                 r.units)
-        ON CONFLICT (campaign_id, location_id)
+        ON CONFLICT (campaign_id, item_id, location_id)
         DO UPDATE SET remaining = cs.remaining + excluded.remaining;
     END LOOP;
 END
 $$;
 
 -- A campaign gives p_units of its allotment back (an update lowering it, EndCampaign),
--- from its last location first. Callers release only units neither sold nor held.
+-- from its last location first. Callers release only units neither sold nor held. For a
+-- bundle p_units are bundles: each part gives back p_units * its quantity, the parts' item
+-- rows and levels locked first (stock_lock_items).
 CREATE OR REPLACE FUNCTION stock_release(
     p_campaign uuid, p_units bigint, p_actor text, p_reason text
 ) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_item uuid;
-    v_left bigint := p_units;
+    v_left bigint;
     v_take bigint;
+    p record;
     r record;
 BEGIN
-    SELECT item_id INTO v_item FROM campaigns WHERE id = p_campaign;
-    PERFORM stock_lock(v_item);
-    FOR r IN SELECT cs.location_id, cs.remaining FROM campaign_stock cs
-              WHERE cs.campaign_id = p_campaign AND cs.remaining > 0
-              ORDER BY cs.position DESC
+    PERFORM stock_lock_items(ARRAY(SELECT item_id FROM campaign_parts
+                                    WHERE campaign_id = p_campaign));
+    FOR p IN SELECT cp.item_id, cp.quantity FROM campaign_parts cp
+              WHERE cp.campaign_id = p_campaign ORDER BY cp.item_id
     LOOP
-        EXIT WHEN v_left = 0;
-        v_take := least(v_left, r.remaining);
-        PERFORM stock_move(v_item, r.location_id, 'released', 0, -v_take, p_campaign, NULL,
-                           NULL, p_actor, p_reason);
-        UPDATE campaign_stock SET remaining = remaining - v_take
-         WHERE campaign_id = p_campaign AND location_id = r.location_id;
-        v_left := v_left - v_take;
+        v_left := p_units * p.quantity;
+        FOR r IN SELECT cs.location_id, cs.remaining FROM campaign_stock cs
+                  WHERE cs.campaign_id = p_campaign AND cs.item_id = p.item_id
+                    AND cs.remaining > 0
+                  ORDER BY cs.position DESC
+        LOOP
+            EXIT WHEN v_left = 0;
+            v_take := least(v_left, r.remaining);
+            PERFORM stock_move(p.item_id, r.location_id, 'released', 0, -v_take, p_campaign,
+                               NULL, NULL, p_actor, p_reason);
+            UPDATE campaign_stock SET remaining = remaining - v_take
+             WHERE campaign_id = p_campaign AND item_id = p.item_id
+               AND location_id = r.location_id;
+            v_left := v_left - v_take;
+        END LOOP;
+        IF v_left > 0 THEN
+            RAISE EXCEPTION 'campaign % holds % units of item % fewer than the % to release',
+                p_campaign, v_left, p.item_id, p_units * p.quantity
+                USING ERRCODE = 'check_violation';
+        END IF;
     END LOOP;
-    IF v_left > 0 THEN
-        RAISE EXCEPTION 'campaign % holds % units fewer than the % to release', p_campaign,
-            v_left, p_units USING ERRCODE = 'check_violation';
-    END IF;
 END
 $$;
 
@@ -191,8 +214,10 @@ $$;
 -- campaign's locations in position order. Set-based for the group commit (one call per
 -- batch): the batch's redemptions of a campaign laid end to end cover [0, their units),
 -- the campaign's locations' remainders laid end to end cover [0, its remaining); each
--- overlap is one 'redeemed' movement (as commit_redemptions takes point lots). The
--- campaigns are locked by the caller.
+-- overlap is one 'redeemed' movement (as commit_redemptions takes point lots). A bundle
+-- (migration 0019) does this per part: a redemption of k bundles needs k * quantity of
+-- each part's item, matched against that item's remainders. The campaigns are locked by
+-- the caller.
 CREATE OR REPLACE FUNCTION stock_redeem(
     p_ids uuid[], p_campaigns uuid[], p_quantities integer[], p_actor text
 ) RETURNS void
@@ -203,26 +228,28 @@ BEGIN
     -- The levels this can touch, locked in the one order (two batches of different
     -- campaigns of one item would otherwise lock its locations in either order).
     PERFORM 1 FROM stock_levels s
-      JOIN campaign_stock cs ON cs.location_id = s.location_id
-      JOIN campaigns c ON c.id = cs.campaign_id AND c.item_id = s.item_id
+      JOIN campaign_stock cs ON cs.location_id = s.location_id AND cs.item_id = s.item_id
      WHERE cs.campaign_id = ANY (p_campaigns) AND cs.remaining > 0
      ORDER BY s.item_id, s.location_id FOR UPDATE OF s;
     WITH need AS MATERIALIZED (
-        SELECT n.id, n.campaign_id,
-               sum(n.quantity) OVER w - n.quantity AS lo, sum(n.quantity) OVER w AS hi
+        SELECT n.id, n.campaign_id, p.item_id, n.quantity::bigint * p.quantity AS units,
+               sum(n.quantity::bigint * p.quantity) OVER w - n.quantity::bigint * p.quantity
+                   AS lo,
+               sum(n.quantity::bigint * p.quantity) OVER w AS hi
           FROM unnest(p_ids, p_campaigns, p_quantities) WITH ORDINALITY
                AS n(id, campaign_id, quantity, k)
-        WINDOW w AS (PARTITION BY n.campaign_id ORDER BY n.k)
+          JOIN campaign_parts p ON p.campaign_id = n.campaign_id
+        WINDOW w AS (PARTITION BY n.campaign_id, p.item_id ORDER BY n.k)
     ), have AS MATERIALIZED (
-        SELECT cs.campaign_id, cs.location_id, c.item_id, cs.position,
+        SELECT cs.campaign_id, cs.location_id, cs.item_id, cs.position,
                sum(cs.remaining) OVER w - cs.remaining AS lo, sum(cs.remaining) OVER w AS hi
-          FROM campaign_stock cs JOIN campaigns c ON c.id = cs.campaign_id
+          FROM campaign_stock cs
          WHERE cs.campaign_id = ANY (p_campaigns) AND cs.remaining > 0
-        WINDOW w AS (PARTITION BY cs.campaign_id ORDER BY cs.position)
+        WINDOW w AS (PARTITION BY cs.campaign_id, cs.item_id ORDER BY cs.position)
     ), piece AS MATERIALIZED (
         SELECT n.id, n.campaign_id, h.item_id, h.location_id, h.position,
                least(n.hi, h.hi) - greatest(n.lo, h.lo) AS units
-          FROM need n JOIN have h ON h.campaign_id = n.campaign_id
+          FROM need n JOIN have h ON h.campaign_id = n.campaign_id AND h.item_id = n.item_id
          WHERE h.hi > n.lo AND h.lo < n.hi
     ), levels AS (
         UPDATE stock_levels s
@@ -232,16 +259,17 @@ BEGIN
          WHERE s.item_id = p.item_id AND s.location_id = p.location_id
     ), allotments AS (
         UPDATE campaign_stock cs SET remaining = cs.remaining - p.units
-          FROM (SELECT campaign_id, location_id, sum(units) AS units FROM piece
-                 GROUP BY campaign_id, location_id) p
-         WHERE cs.campaign_id = p.campaign_id AND cs.location_id = p.location_id
+          FROM (SELECT campaign_id, item_id, location_id, sum(units) AS units FROM piece
+                 GROUP BY campaign_id, item_id, location_id) p
+         WHERE cs.campaign_id = p.campaign_id AND cs.item_id = p.item_id
+           AND cs.location_id = p.location_id
     ), recorded AS (
         INSERT INTO stock_movements (item_id, location_id, kind, on_hand_delta,
                                      allotted_delta, campaign_id, redemption_id, actor)
         SELECT item_id, location_id, 'redeemed', -units, -units, campaign_id, id, p_actor
-          FROM piece ORDER BY campaign_id, id, position
+          FROM piece ORDER BY campaign_id, id, item_id, position
     )
-    SELECT coalesce((SELECT sum(q) FROM unnest(p_quantities) q), 0)
+    SELECT coalesce((SELECT sum(units) FROM need), 0)
            - coalesce((SELECT sum(units) FROM piece), 0)
       INTO v_missing;
     IF v_missing <> 0 THEN  -- allotments hold units_allotted - units_committed: a bug
@@ -252,7 +280,8 @@ END
 $$;
 
 -- A cancelled redemption's units go back where its commit took them: into its campaign's
--- allotment, at the same locations. Nothing if it took none (never committed).
+-- allotment, at the same locations (every part of a bundle). Nothing if it took none
+-- (never committed).
 CREATE OR REPLACE FUNCTION stock_unredeem(p_redemption uuid, p_actor text, p_reason text)
 RETURNS void
 LANGUAGE plpgsql AS $$
@@ -265,12 +294,13 @@ BEGIN
                 AND m.allotted_delta <> 0
               GROUP BY m.item_id, m.location_id, m.campaign_id
              HAVING sum(m.on_hand_delta) < 0
-              ORDER BY m.location_id
+              ORDER BY m.item_id, m.location_id
     LOOP
         PERFORM stock_move(r.item_id, r.location_id, 'cancelled', r.units, r.units,
                            r.campaign_id, p_redemption, NULL, p_actor, p_reason);
         UPDATE campaign_stock SET remaining = remaining + r.units
-         WHERE campaign_id = r.campaign_id AND location_id = r.location_id;
+         WHERE campaign_id = r.campaign_id AND item_id = r.item_id
+           AND location_id = r.location_id;
     END LOOP;
 END
 $$;
@@ -278,7 +308,7 @@ $$;
 -- A returned redemption's units back on hand, each where it was redeemed from (the default
 -- location if the ledger has no record); written off at once when they are not fit to
 -- sell, so the ledger shows both. The item's levels are locked in location order first,
--- as every writer takes them.
+-- as every writer takes them. A bundle's return calls it once per part (p_item).
 CREATE OR REPLACE FUNCTION stock_return(
     p_redemption uuid, p_item uuid, p_units bigint, p_write_off boolean, p_actor text,
     p_reason text
@@ -292,7 +322,8 @@ BEGIN
     PERFORM stock_lock(p_item);
     FOR r IN SELECT m.location_id, (-sum(m.on_hand_delta))::bigint AS units
                FROM stock_movements m
-              WHERE m.redemption_id = p_redemption AND m.kind IN ('redeemed', 'cancelled')
+              WHERE m.redemption_id = p_redemption AND m.item_id = p_item
+                AND m.kind IN ('redeemed', 'cancelled')
               GROUP BY m.location_id HAVING sum(m.on_hand_delta) < 0
               ORDER BY min(m.id)
     LOOP

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from flashsale.campaigns import Campaigns
 from flashsale.changes import CampaignChanges
+from flashsale.model import BundlePart
 from loyalty.v1 import campaign_pb2, campaign_pb2_grpc
 from server import convert, convert_campaigns, convert_locations, convert_pricing
 
@@ -34,6 +35,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             allotments=convert_locations.allotments(request.allotments),
             price_rules=convert_pricing.price_rules(request.price_rules),
             points_back_percent=request.points_back_percent,
+            bundle_parts=[BundlePart(p.item_id, p.quantity) for p in request.bundle_parts],
         )
         return convert.campaign(created)
 

@@ -163,9 +163,9 @@ class World:
         )
         for c in self.campaigns:
             conn.execute(
-                "INSERT INTO campaign_stock (campaign_id, location_id, position, remaining) "
-                "VALUES (%s, stock_default_location(), 1, %s)",
-                (c["id"], c["allotted"] - c["committed"]),
+                "INSERT INTO campaign_stock (campaign_id, item_id, location_id, position, "
+                "remaining) VALUES (%s, %s, stock_default_location(), 1, %s)",
+                (c["id"], self.item, c["allotted"] - c["committed"]),
             )
         for m in self.members:
             conn.execute(

@@ -33,6 +33,7 @@ FUNCTIONS = {
     "stock_move",
     "stock_redeem",
     "stock_lock",
+    "stock_lock_items",
     "stock_low_check",
     "stock_low_defer",
     "stock_low_settle",

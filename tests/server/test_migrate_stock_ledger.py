@@ -226,6 +226,11 @@ def test_every_shape_of_todays_data_becomes_movements_that_add_up(old: str) -> N
         remaining: dict[str, int] = dict(
             conn.execute("SELECT campaign_id::text, remaining FROM campaign_stock").fetchall()
         )
+        # Migration 0019 (bundles): each row's item is its campaign's.
+        other_item = conn.execute(
+            "SELECT count(*) FROM campaign_stock cs JOIN campaigns c ON c.id = cs.campaign_id "
+            "WHERE cs.item_id IS DISTINCT FROM c.item_id"
+        ).fetchone()
     assert failing == []
     # Opening balance: 15 now - 3 by hand + 5 sold (4 of campaigns, 1 exchange) = 17.
     assert kinds == [
@@ -235,3 +240,4 @@ def test_every_shape_of_todays_data_becomes_movements_that_add_up(old: str) -> N
         ("redeemed", 5, -5, -4),
     ]
     assert remaining == {ids["ended"]: 1, ids["running"]: 4, ids["card"]: 1}
+    assert other_item == (0,)
