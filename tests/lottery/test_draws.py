@@ -9,11 +9,13 @@ from collections import Counter
 import grpc
 import pytest
 
+from lottery.gate import LotteryKeys
 from loyalty.v1 import lottery_pb2, member_pb2
-from tests.conftest import Running
+from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 from tests.flashsale.helpers import outcomes
 from tests.lottery.helpers import NONE, draw, lottery, pg_rows, stub
+from tests.points.helpers import earn, program, start_with_program
 
 
 async def _lottery_state(server: Running, lottery_id: str) -> lottery_pb2.Lottery:
@@ -194,3 +196,39 @@ async def test_bad_draw_requests_name_the_field(server: Running) -> None:
             field,
         )
     assert (await server.api.balance(member.id)).balance == 1000
+
+
+async def test_below_the_redemption_threshold_a_draw_is_refused(start_server: StartServer) -> None:
+    running = await start_with_program(start_server, program(redemption_threshold=1000))
+    lot = await lottery(running, cost=10)
+    member = await running.api.member()
+    await earn(running, member.id, 999)
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await draw(running, member.id, lot.id)
+    await earn(running, member.id, 1)
+    drawn = await draw(running, member.id, lot.id)
+
+    assert failure(refused.value).reason == "BELOW_REDEMPTION_THRESHOLD"
+    assert drawn.draw.cost_points == 10
+    assert (await running.api.balance(member.id)).balance == 990
+
+
+async def test_redis_prize_stock_matches_postgresql_after_a_surge(server: Running) -> None:
+    lot = await lottery(server, stock=7, weight=3, consolation_weight=2, cost=1)
+    members = [await server.api.member(points=50) for _ in range(10)]
+
+    await outcomes(draw(server, m.id, lot.id) for m in members for _ in range(6))
+
+    awarded = pg_rows(
+        server,
+        "SELECT position, stock, awarded FROM lottery_prizes WHERE lottery_id = %s "
+        "ORDER BY position",
+        lot.id,
+    )
+    redis_left = await server.app.redis.hmget(LotteryKeys(lot.id).state, ["left1", "left2"])
+    assert [int(x or 0) for x in redis_left] == [7 - awarded[0][2], -1]
+    assert awarded[0][2] <= 7
+    assert pg_rows(server, "SELECT count(*) FROM lottery_draws") == [(60,)]
+    # Nothing is left held: every draw was settled before it was answered.
+    assert await server.app.redis.zcard(LotteryKeys(lot.id).deadlines) == 0
