@@ -54,6 +54,7 @@ class CampaignMeta:
     created_at: datetime
     stock_shards: int = 1  # Redis hash slots holding the units (flashsale/shards.py)
     code_pool: bool = False  # the item's codes come from a pool (inventory/codes.py)
+    lottery_prize: bool = False  # won by LotteryService.Draw only (lottery/prizes.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -92,7 +93,7 @@ class CampaignPage:
 _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
-    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards"
+    "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, c.lottery_prize"
 )
 MAX_STOCK_SHARDS = 64
 
@@ -386,6 +387,7 @@ class Campaigns:
             created_at=row["created_at"],
             stock_shards=int(row["stock_shards"]),
             code_pool=row["code_source"] == CodeSource.POOL.value,
+            lottery_prize=bool(row.get("lottery_prize")),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

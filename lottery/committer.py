@@ -40,6 +40,11 @@ class DrawEntry:
     fence: datetime
     hold: str
     day: str  # the UTC day Redis counted the draw on (its release names it)
+    # A GOOD prize's redemption (stage B): its id, the address (physical), the code (a
+    # virtual item's generated code; None for a pool item, whose code the commit takes).
+    redemption_id: str | None = None
+    shipping_address: dict[str, str] | None = None
+    redemption_code: str | None = None
 
     def as_json(self, ord_: int) -> dict[str, Any]:
         return {
@@ -53,6 +58,9 @@ class DrawEntry:
             "cost_points": self.cost_points,
             "requested_at": self.requested_at.isoformat(),
             "fence": self.fence.isoformat(),
+            "redemption_id": self.redemption_id,
+            "shipping_address": self.shipping_address,
+            "redemption_code": self.redemption_code,
         }
 
 
@@ -63,6 +71,7 @@ class DrawResult:
     request_hash: str | None
     prize_id: str | None
     member: MemberMirror | None
+    redemption_id: str | None = None
 
 
 AfterCommit = Callable[[list[tuple[DrawEntry, DrawResult]]], Awaitable[None]]
@@ -185,4 +194,5 @@ def _result(row: dict[str, Any]) -> DrawResult:
         row["request_hash"],
         str(row["prize_id"]) if row["prize_id"] else None,
         member,
+        str(row["redemption_id"]) if row["redemption_id"] else None,
     )

@@ -36,7 +36,7 @@ from common.errors import (
     NotFound,
     RequestInProgress,
 )
-from flashsale.model import Address, Timing
+from flashsale.model import Address, Timing, new_redemption_code
 from lottery import store
 from lottery.committer import DrawCommitter, DrawEntry, DrawResult
 from lottery.errors import DrawLimitExceeded, LotteryNotActive
@@ -110,15 +110,16 @@ class Draws:
         lottery_id = validation.uuid_id("lottery_id", lottery_id)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
         terms = await self._lotteries.terms(lottery_id)
+        goods = await self._lotteries.goods(lottery_id)
         address = None
         if shipping_address is not None:
             address = shipping_address.validated()
-        elif await self._lotteries.has_physical_prize(lottery_id):
-            # Asked before drawing: a member who wins a parcel must say where it goes.
+        elif any(physical for physical, _ in goods.values()):
+            # Asked before drawing: a member who may win a parcel must say where it goes.
             raise InvalidArgument("shipping_address", "is required: a prize is a physical item")
         fp = fingerprint(member_id, lottery_id, address)
         for _ in range(_ATTEMPTS):
-            drawn = await self._draw_once(terms, member_id, key, fp)
+            drawn = await self._draw_once(terms, goods, member_id, key, fp, address)
             if drawn is not None:
                 return drawn
         raise RequestInProgress(key)
@@ -132,7 +133,15 @@ class Draws:
             raise NotFound("draw", draw_id)
         return found
 
-    async def _draw_once(self, terms: Lottery, member_id: str, key: str, fp: str) -> Drawn | None:
+    async def _draw_once(
+        self,
+        terms: Lottery,
+        goods: dict[str, tuple[bool, bool]],
+        member_id: str,
+        key: str,
+        fp: str,
+        address: Address | None,
+    ) -> Drawn | None:
         """One pass of steps 2-6: the answer, or None to draw again."""
         lottery_id = terms.id
         hold = hold_id(member_id, key)
@@ -207,6 +216,16 @@ class Draws:
 
         # Step 5: PostgreSQL, shared with every draw waiting then; step 6 in settle_batch.
         deadline = datetime.fromtimestamp(deadline_ms / 1000, UTC)
+        redemption_id: str | None = None
+        redemption_code: str | None = None
+        shipping: dict[str, str] | None = None
+        if prize.campaign_id is not None:  # a good: delivered as a redemption (stage B)
+            physical, pool = goods[prize.id]
+            redemption_id = str(uuid.uuid4())
+            if physical:
+                shipping = asdict(address) if address else None
+            elif not pool:
+                redemption_code = new_redemption_code()
         entry = DrawEntry(
             id=str(uuid.uuid4()),
             lottery_id=lottery_id,
@@ -219,6 +238,9 @@ class Draws:
             fence=deadline - timedelta(seconds=self._timing.commit_fence_s),
             hold=hold,
             day=day,
+            redemption_id=redemption_id,
+            shipping_address=shipping,
+            redemption_code=redemption_code,
         )
         result = await self.committer.submit(entry)
         match result.outcome:
@@ -229,7 +251,7 @@ class Draws:
                     member_id=member_id,
                     prize=prize,
                     cost_points=entry.cost_points,
-                    redemption_id=None,
+                    redemption_id=result.redemption_id,
                     idempotency_key=key,
                     created_at=now,
                 )

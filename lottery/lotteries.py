@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import actor, paging, validation
 from common.errors import InvalidArgument, NotFound
+from lottery import prizes as prize_campaigns
 from lottery import store
 from lottery.gate import LotteryGate, LotteryLoad, utc_day
 from lottery.model import Lottery, PrizeKind, PrizeSpec
@@ -30,7 +31,7 @@ class Lotteries:
         self._pool = pool
         self._gate = gate
         self._terms: dict[str, Lottery] = {}
-        self._physical: dict[str, bool] = {}
+        self._goods: dict[str, dict[str, tuple[bool, bool]]] = {}
 
     async def create(
         self,
@@ -67,6 +68,16 @@ class Lotteries:
                 created_by=actor.current().subject,
             )
             await store.insert_prizes(conn, lottery_id, checked)
+            inserted = await store.lottery(conn, lottery_id)
+            assert inserted is not None
+            await prize_campaigns.create_campaigns(
+                conn,
+                lottery_name=name,
+                starts_at=starts_at,
+                ends_at=ends_at,
+                per_member_total=per_member_total,
+                prizes=inserted.prizes,
+            )
             await auditlog.record(
                 conn,
                 auditlog.CREATE_LOTTERY,
@@ -128,12 +139,13 @@ class Lotteries:
             found = self._terms[lottery_id] = await self.get(lottery_id)
         return found
 
-    async def has_physical_prize(self, lottery_id: str) -> bool:
-        """Whether a prize is a physical item (a draw must then give an address)."""
-        found = self._physical.get(lottery_id)
+    async def goods(self, lottery_id: str) -> dict[str, tuple[bool, bool]]:
+        """Per GOOD prize id: (its item is physical, its codes come from a pool). Fixed at
+        creation, so kept."""
+        found = self._goods.get(lottery_id)
         if found is None:
             async with self._pool.connection() as conn:
-                found = self._physical[lottery_id] = await store.physical_prizes(conn, lottery_id)
+                found = self._goods[lottery_id] = await prize_campaigns.goods(conn, lottery_id)
         return found
 
     async def load_into_gate(self, lottery_id: str) -> None:

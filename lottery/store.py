@@ -65,16 +65,6 @@ async def missing_items(conn: AsyncConnection[Any], item_ids: Sequence[str]) -> 
     return [str(r[0]) for r in await cur.fetchall()]
 
 
-async def physical_prizes(conn: AsyncConnection[Any], lottery_id: str) -> bool:
-    cur = await conn.execute(
-        "SELECT EXISTS (SELECT 1 FROM lottery_prizes p JOIN items i ON i.id = p.item_id "
-        "WHERE p.lottery_id = %s AND i.kind = 'PHYSICAL')",
-        (lottery_id,),
-    )
-    row = await cur.fetchone()
-    return bool(row and row[0])
-
-
 async def lottery(conn: AsyncConnection[Any], lottery_id: str) -> Lottery | None:
     cur = conn.cursor(row_factory=dict_row)
     await cur.execute("SELECT * FROM lotteries WHERE id = %s", (lottery_id,))

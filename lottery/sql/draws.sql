@@ -2,9 +2,12 @@
 -- batch on an autocommit connection, like commit_redemptions.
 --
 -- p_batch is a JSON array of objects with: ord, id, lottery_id, member_id, idempotency_key,
--- request_hash, prize_id, cost_points, requested_at, fence.
+-- request_hash, prize_id, cost_points, requested_at, fence, and for a GOOD prize the
+-- redemption to make: redemption_id, shipping_address, redemption_code (null for a pool
+-- item: commit_redemptions takes its code from the pool).
 --
--- Lock order (docs/inventory.md): lotteries, then members, each by id. Prize rows and
+-- Lock order (docs/inventory.md): lotteries, then the prize campaigns of the batch's prizes,
+-- then members, each by id (commit_redemptions, called below, locks the same rows again). Prize rows and
 -- lottery_members rows are written only under their lottery's lock, so they need none of
 -- their own. Each entry's guards are checked on the locked rows, in batch order, before it
 -- writes anything, so a refused entry writes nothing and never aborts the batch:
@@ -16,7 +19,12 @@
 -- An accepted draw spends its cost like a redemption: a 'redeem' ledger entry with
 -- reference 'lottery_draw:<id>' (post_entry, which also writes points.spent), lots soonest
 -- expiry first (spend_lots), the prize's awarded count, the member's counters, and its
--- lottery.drawn event, all in this transaction. The CHECKs on lottery_prizes (awarded <=
+-- lottery.drawn event, all in this transaction. A GOOD prize with a prize campaign
+-- (lottery/prizes.py) becomes a redemption of that campaign by commit_redemptions() in the
+-- same transaction (key 'lottery:<draw id>', points 0): stock ledger, code, events and
+-- fulfilment as for any redemption. Should it refuse (the campaign's units or a pool's
+-- codes gone: an operator cut them), the draw's writes are undone (a savepoint) and the
+-- draw answers PRIZE_GONE, so no prize is awarded that cannot be delivered. The CHECKs on lottery_prizes (awarded <=
 -- stock), lottery_members (limits) and members (no overdraft) stay the last word.
 -- Every row returns the member's mirror for Redis (spendable, version, frozen).
 -- `surge migrate` applies this file again whenever its content changes (server/migrate.py).
@@ -25,7 +33,8 @@ DROP FUNCTION IF EXISTS commit_draws(jsonb);
 CREATE OR REPLACE FUNCTION commit_draws(p_batch jsonb)
 RETURNS TABLE (
     ord integer, outcome text, draw_id uuid, request_hash text, prize_id uuid,
-    member_spendable bigint, member_version bigint, member_frozen boolean
+    member_spendable bigint, member_version bigint, member_frozen boolean,
+    redemption_id uuid
 )
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -38,9 +47,15 @@ DECLARE
     d lottery_draws;
     v_day date;
     v_outcome text;
+    v_redemption record;
 BEGIN
     PERFORM 1 FROM lotteries
      WHERE id IN (SELECT (x ->> 'lottery_id')::uuid FROM jsonb_array_elements(p_batch) x)
+     ORDER BY id FOR UPDATE;
+    PERFORM 1 FROM campaigns
+     WHERE id IN (SELECT lp.campaign_id FROM lottery_prizes lp
+                   WHERE lp.id IN (SELECT (x ->> 'prize_id')::uuid
+                                     FROM jsonb_array_elements(p_batch) x))
      ORDER BY id FOR UPDATE;
     PERFORM 1 FROM members
      WHERE id IN (SELECT (x ->> 'member_id')::uuid FROM jsonb_array_elements(p_batch) x)
@@ -59,10 +74,12 @@ BEGIN
                jsonb_to_record(j.value) AS x(
                    ord integer, id uuid, lottery_id uuid, member_id uuid,
                    idempotency_key text, request_hash text, prize_id uuid,
-                   cost_points bigint, requested_at timestamptz, fence timestamptz)
+                   cost_points bigint, requested_at timestamptz, fence timestamptz,
+                   redemption_id uuid, shipping_address jsonb, redemption_code text)
          ORDER BY j.pos
     LOOP
         v_outcome := NULL;
+        redemption_id := NULL;
         draw_id := NULL;
         request_hash := NULL;
         prize_id := NULL;
@@ -80,6 +97,7 @@ BEGIN
             draw_id := d.id;
             request_hash := d.request_hash;
             prize_id := d.prize_id;
+            redemption_id := d.redemption_id;
         ELSIF l.id IS NULL OR m.id IS NULL OR p.id IS NULL THEN
             v_outcome := 'NOT_FOUND';
         ELSIF clock_timestamp() > e.fence THEN
@@ -99,6 +117,7 @@ BEGIN
         ELSIF m.points_balance - m.points_held < e.cost_points THEN
             v_outcome := 'INSUFFICIENT_POINTS';
         ELSE
+          BEGIN  -- a savepoint: a prize that cannot be delivered undoes the draw's writes
             v_outcome := 'COMMITTED';
             INSERT INTO lottery_draws (id, lottery_id, member_id, idempotency_key, request_hash,
                                        prize_id, cost_points, day, created_at)
@@ -124,9 +143,29 @@ BEGIN
                                    'member_id', e.member_id, 'prize_id', e.prize_id,
                                    'prize_kind', p.kind, 'item_id', p.item_id,
                                    'cost_points', e.cost_points));
+            IF p.campaign_id IS NOT NULL THEN
+                SELECT r.outcome, r.redemption_id INTO v_redemption
+                  FROM commit_redemptions(jsonb_build_array(jsonb_build_object(
+                      'ord', 0, 'id', e.redemption_id, 'member_id', e.member_id,
+                      'campaign_id', p.campaign_id, 'quantity', 1, 'points_total', 0,
+                      'cash_total_cents', 0, 'idempotency_key', 'lottery:' || e.id,
+                      'request_hash', e.request_hash, 'shipping_address', e.shipping_address,
+                      'redemption_code', e.redemption_code, 'requested_at', e.requested_at,
+                      'fence', e.fence, 'payment_due_at', NULL))) r;
+                IF v_redemption.outcome <> 'COMMITTED' THEN
+                    RAISE EXCEPTION 'prize campaign refused: %', v_redemption.outcome
+                          USING ERRCODE = 'LT001';
+                END IF;
+                UPDATE lottery_draws SET redemption_id = v_redemption.redemption_id
+                 WHERE id = e.id;
+                redemption_id := v_redemption.redemption_id;
+            END IF;
             draw_id := e.id;
             request_hash := e.request_hash;
             prize_id := e.prize_id;
+          EXCEPTION WHEN SQLSTATE 'LT001' THEN
+            v_outcome := 'PRIZE_GONE';
+          END;
         END IF;
         ord := e.ord;
         outcome := v_outcome;

@@ -71,3 +71,13 @@ CREATE TABLE lottery_members (
     CONSTRAINT lottery_members_total CHECK (draws_total <= total_limit),
     CONSTRAINT lottery_members_day CHECK (draws_day <= day_limit)
 );
+
+-- Stage B: a GOOD prize is delivered as a redemption of its own "prize campaign" (the
+-- lottery's window, units_allotted = the prize's stock taken from the item's stock through
+-- the stock ledger, price 0), so stock ledger, codes, events and fulfilment apply as to
+-- any redemption. Redeem refuses such a campaign (flashsale/admission.py): its units are
+-- won by a draw, paid for by the draw's cost. Today's campaigns are not prize campaigns.
+ALTER TABLE campaigns ADD COLUMN lottery_prize boolean NOT NULL DEFAULT false;
+ALTER TABLE campaigns DROP CONSTRAINT campaigns_has_price;
+ALTER TABLE campaigns ADD CONSTRAINT campaigns_has_price
+    CHECK (lottery_prize OR points_price > 0 OR cash_price_cents > 0);
