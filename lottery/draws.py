@@ -345,10 +345,15 @@ class Draws:
         await self._pgate.settle(member_id, hold_id=hold)
         return settled
 
-    async def sweep(self, lotteries: list[str], now_ms: int) -> int:
-        """Settles every lapsed draw of these lotteries; how many."""
+    async def sweep_lapsed(self) -> int:
+        """The sweeper's leader pass (flashsale/sweeper.py): settles every draw held past
+        its deadline (a server killed mid-draw, a settle lost) in the lotteries open or
+        ended within the last hour; how many it settled."""
+        async with self._pool.connection() as conn:
+            lotteries = await store.lotteries_to_watch(conn)
         swept = 0
         for lottery_id in lotteries:
+            now_ms = await self._gate.now_ms(lottery_id)
             for hold in await self._gate.lapsed(lottery_id, now_ms):
                 swept += int(await self.settle_lapsed(lottery_id, hold))
         return swept

@@ -16,7 +16,7 @@ from typing import Any
 
 from common.autopipeline import AutoPipeline
 from common.metrics import Metrics
-from common.redis_nodes import AnyRedis, register_script
+from common.redis_nodes import AnyRedis, RedisClock, register_script
 
 
 class DrawCode(IntEnum):
@@ -167,6 +167,10 @@ class LotteryGate:
         """Hold ids of draws past their deadline (the sweeper settles them)."""
         raw = await self._redis.zrangebyscore(LotteryKeys(lottery_id).deadlines, 0, before_ms)
         return [_text(h) for h in raw]
+
+    async def now_ms(self, lottery_id: str) -> int:
+        """Redis's clock as draw.lua on this lottery's slot sees it (its deadlines')."""
+        return await RedisClock(self._redis).now_ms(LotteryKeys(lottery_id).state)
 
     async def load(self, lottery_id: str, load: LotteryLoad, *, now: datetime) -> bool:
         k = LotteryKeys(lottery_id)

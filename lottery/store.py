@@ -104,6 +104,15 @@ async def lotteries_page(
     return [_lottery(r, prizes.get(str(r["id"]), [])) for r in rows]
 
 
+async def lotteries_to_watch(conn: AsyncConnection[Any]) -> list[str]:
+    """Lotteries whose draws may still be held: open, or ended within the last hour."""
+    cur = await conn.execute(
+        "SELECT id::text FROM lotteries WHERE starts_at <= now() + interval '1 minute' "
+        "AND ends_at > now() - interval '1 hour' ORDER BY id"
+    )
+    return [r[0] for r in await cur.fetchall()]
+
+
 async def member_counts(
     conn: AsyncConnection[Any], lottery_id: str, day: str
 ) -> list[tuple[str, int, int]]:

@@ -186,6 +186,7 @@ class App:
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,
             low_stock=self.low_stock,
+            sweep_draws=self.draws.sweep_lapsed,
             release_ended=lambda: self.campaign_changes.release_ended(
                 grace=timedelta(
                     seconds=settings.commit_fence_seconds + settings.sweep_interval_seconds
