@@ -190,8 +190,10 @@ class LotteryGate:
         args.append(len(load.members))
         for member_id, total, today in load.members:
             args += [member_id, total, today]
+        # A plain EVALSHA, not the auto-pipeline: `surge rebuild-cache` loads lotteries
+        # without a running server.
         with self._metrics.redis_call("draw_load"):
-            reply = await self._calls.call(self._load, [k.state, k.totals, k.day(day)], args)
+            reply = await self._load(keys=[k.state, k.totals, k.day(day)], args=args)
         return bool(int(reply[0]))
 
     async def load_scripts(self) -> None:

@@ -148,8 +148,16 @@ class Lotteries:
                 found = self._goods[lottery_id] = await prize_campaigns.goods(conn, lottery_id)
         return found
 
-    async def load_into_gate(self, lottery_id: str) -> None:
-        """Loads the lottery's state into Redis from PostgreSQL (set-if-absent)."""
+    async def load_all_into_gate(self) -> int:
+        """`surge rebuild-cache`: every lottery open or ended within the hour into Redis
+        (set-if-absent: a live state is left alone); how many were loaded."""
+        async with self._pool.connection() as conn:
+            ids = await store.lotteries_to_watch(conn)
+        return sum([int(await self.load_into_gate(i)) for i in ids])
+
+    async def load_into_gate(self, lottery_id: str) -> bool:
+        """Loads the lottery's state into Redis from PostgreSQL (set-if-absent); whether
+        it was absent."""
         now = datetime.now(UTC)
         day, _ = utc_day(now)
         async with self._pool.connection() as conn:
@@ -158,7 +166,7 @@ class Lotteries:
                 raise NotFound("lottery", lottery_id)
             members = await store.member_counts(conn, lottery_id, day)
         prizes = [(p.weight, -1 if p.remaining is None else p.remaining) for p in found.prizes]
-        await self._gate.load(
+        return await self._gate.load(
             lottery_id,
             LotteryLoad(
                 starts_ms=int(found.starts_at.timestamp() * 1000),

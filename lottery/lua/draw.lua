@@ -112,6 +112,9 @@ redis.call('HSET', record, 'state', 'held', 'member', member, 'fp', fp, 'prize',
 redis.call('PERSIST', record)
 redis.call('ZADD', deadlines, deadline, hold_id)
 redis.call('HINCRBY', totals, member, 1)
+if redis.call('PTTL', totals) < 0 then  -- created by this draw: it ends with the state
+  redis.call('PEXPIRE', totals, math.max(1, redis.call('PTTL', state)))
+end
 redis.call('HINCRBY', day, member, 1)
 redis.call('EXPIRE', day, ARGV[7])
 return {1, deadline, prize}

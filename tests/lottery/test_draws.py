@@ -232,3 +232,34 @@ async def test_redis_prize_stock_matches_postgresql_after_a_surge(server: Runnin
     assert pg_rows(server, "SELECT count(*) FROM lottery_draws") == [(60,)]
     # Nothing is left held: every draw was settled before it was answered.
     assert await server.app.redis.zcard(LotteryKeys(lot.id).deadlines) == 0
+
+
+async def test_postgresql_holds_the_limits_and_the_stock_when_redis_is_wrong(
+    server: Running,
+) -> None:
+    lot = await lottery(server, stock=1, weight=1_000_000, consolation_weight=1, total=1, cost=10)
+    member, other = await server.api.member(points=1000), await server.api.member(points=1000)
+    won = await draw(server, member.id, lot.id)
+    keys = LotteryKeys(lot.id)
+    # Redis forgets the member's draw and the award (a lost write, a bad restore).
+    await server.app.redis.hdel(keys.totals, member.id)
+    await server.app.redis.hset(keys.state, "left1", 1)
+
+    with pytest.raises(grpc.aio.AioRpcError) as limited:
+        await draw(server, member.id, lot.id)
+    consolation = await draw(server, other.id, lot.id)
+
+    assert won.draw.prize.id == lot.prizes[0].id
+    assert failure(limited.value).reason == "LIMIT_EXCEEDED"
+    # The prize Redis still offered was gone in PostgreSQL: drawn again, the consolation.
+    assert consolation.draw.prize.kind == NONE
+    assert int(await server.app.redis.hget(keys.state, "left1") or 0) == 0
+    assert pg_rows(
+        server,
+        "SELECT awarded FROM lottery_prizes WHERE lottery_id = %s ORDER BY position",
+        lot.id,
+    ) == [(1,), (1,)]
+    assert (await server.api.balance(member.id)).balance == 990
+    assert (await server.api.balance(other.id)).balance == 990
+    # Every key Redis remembers ends: the counters end with the lottery's state.
+    assert await server.app.redis.ttl(keys.totals) > 0

@@ -80,3 +80,20 @@ async def test_a_committed_draw_whose_settle_was_lost_is_marked_done(server: Run
     assert again.replayed and again.draw.id == first.draw.id
     assert (await server.api.balance(member.id)).balance == 900
     assert pg_rows(server, "SELECT awarded FROM lottery_prizes WHERE kind = 'GOOD'") == [(1,)]
+
+
+async def test_rebuild_loads_a_flushed_lottery_from_postgresql(server: Running) -> None:
+    lot = await lottery(server, stock=3, weight=1_000_000, consolation_weight=1, total=5)
+    member = await server.api.member(points=1000)
+    for _ in range(2):
+        await draw(server, member.id, lot.id)
+    keys = LotteryKeys(lot.id)
+    await server.app.redis.flushall()
+
+    loaded = await server.app.lotteries.load_all_into_gate()
+    again = await server.app.lotteries.load_all_into_gate()  # a live state is left alone
+
+    assert (loaded, again) == (1, 0)
+    assert int(await server.app.redis.hget(keys.state, "left1") or 0) == 1
+    assert int(await server.app.redis.hget(keys.totals, member.id) or 0) == 2
+    assert await server.app.redis.ttl(keys.state) > 0
