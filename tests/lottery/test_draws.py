@@ -13,7 +13,7 @@ from lottery.gate import LotteryKeys
 from loyalty.v1 import lottery_pb2, member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
-from tests.flashsale.helpers import outcomes
+from tests.flashsale.helpers import outcomes, settled_audit
 from tests.lottery.helpers import NONE, draw, lottery, pg_rows, stub
 from tests.points.helpers import earn, program, start_with_program
 
@@ -97,6 +97,8 @@ async def test_concurrent_draws_never_award_more_than_stock_then_only_consolatio
         server,
         "SELECT count(*), -sum(amount) FROM ledger_entries WHERE reference LIKE 'lottery_draw:%%'",
     ) == [(200, 2000)]
+    report = await settled_audit(server)
+    assert report.ok, report
     # With the stock gone every further draw is the consolation, and the odds say so.
     if len(won) == 5:
         later = await draw(server, members[0].id, lot.id)

@@ -9,6 +9,7 @@ import pytest
 from loyalty.v1 import catalog_pb2, common_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import ADDRESS, failure
+from tests.flashsale.helpers import settled_audit
 from tests.lottery.helpers import GOOD, NONE, create_request, draw, lottery, pg_rows, prize, stub
 
 
@@ -41,6 +42,8 @@ async def test_a_won_good_is_a_redemption_with_the_stock_ledger_moved(server: Ru
     # A retry answers the same draw and the same redemption.
     again = await draw(server, member.id, lot.id, idem=drawn.draw.idempotency_key)
     assert (again.replayed, again.draw.redemption_id) == (True, drawn.draw.redemption_id)
+    # The service's own audit (ledger, stock, campaigns, Redis) finds nothing wrong.
+    assert (await settled_audit(server)).ok
 
 
 async def test_redeem_on_a_prize_campaign_is_refused_and_changes_nothing(server: Running) -> None:
