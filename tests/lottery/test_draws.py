@@ -265,3 +265,17 @@ async def test_postgresql_holds_the_limits_and_the_stock_when_redis_is_wrong(
     assert (await server.api.balance(other.id)).balance == 990
     # Every key Redis remembers ends: the counters end with the lottery's state.
     assert await server.app.redis.ttl(keys.totals) > 0
+
+
+async def test_prizes_are_drawn_by_weight(server: Running) -> None:
+    # Weights 1 : 3 with stock to spare: a quarter of the draws win the good. 400 draws give
+    # 100 expected, sd ~8.7; the bounds are over 5 sd away, so this fails only if the pick
+    # is wrong (e.g. uniform, or the consolation always).
+    lot = await lottery(server, stock=1000, weight=1, consolation_weight=3, cost=1, daily=10)
+    members = [await server.api.member(points=10) for _ in range(40)]
+
+    ok, refused = await outcomes(draw(server, m.id, lot.id) for m in members for _ in range(10))
+
+    assert (len(ok), refused) == (400, Counter())
+    won = sum(1 for r in ok if r.draw.prize.id == lot.prizes[0].id)
+    assert 55 <= won <= 145, won
