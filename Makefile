@@ -62,6 +62,10 @@ loadtest: setup ## Locust surge + audit; PROFILE=ci|surge, CHAOS=1 kills the ser
 loadtest-chaos: setup ## The load test with the server SIGKILLed and restarted mid-surge
 	$(BIN)/python -m loadtest.run --profile $(PROFILE) --chaos $(LOADTEST_ARGS)
 
+.PHONY: loadtest-lottery
+loadtest-lottery: setup ## Lottery profile: thousands draw from few prizes, then its audit; CHAOS=1 kills the server
+	$(BIN)/python -m loadtest.lottery $(if $(filter 1,$(CHAOS)),--chaos) $(LOTTERY_ARGS)
+
 SOAK_MINUTES ?= 10
 .PHONY: soak
 soak: setup ## Redis memory under a steady surge: keys and bytes per 10k calls (SOAK_MINUTES=10)

@@ -35,6 +35,7 @@ TRANSFER_STOCK = "location.transfer_stock"
 # Low-stock thresholds and physical counts (inventory/low_stock.py, inventory/counts.py).
 SET_LOW_STOCK_THRESHOLD = "stock_counts.set_low_stock_threshold"
 SUBMIT_STOCK_COUNT = "stock_counts.submit_stock_count"
+CREATE_LOTTERY = "lottery.create_lottery"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -59,6 +60,7 @@ ACTIONS = (
     TRANSFER_STOCK,
     SET_LOW_STOCK_THRESHOLD,
     SUBMIT_STOCK_COUNT,
+    CREATE_LOTTERY,
 )
 
 # What an event's target_id names.
@@ -68,7 +70,8 @@ CAMPAIGN = "campaign"
 MEMBER = "member"
 REDEMPTION = "redemption"
 LOCATION = "location"
-TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION)
+LOTTERY = "lottery"
+TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY)
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,4 @@ class EventType(StrEnum):
     CAMPAIGN_REOPENED = "campaign.reopened"
     CODE_CONSUMED = "code.consumed"
     CODE_POOL_LOW = "code.pool_low"
+    LOTTERY_DRAWN = "lottery.drawn"  # a draw committed (lottery/sql/draws.sql)

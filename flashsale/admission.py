@@ -111,6 +111,8 @@ class Admission:
         validation.int_range("quantity", request.quantity, minimum=1, maximum=MAX_QUANTITY)
         key = validation.idempotency_key("idempotency_key", request.idempotency_key)
         meta = await self._campaigns.meta(campaign_id)
+        if meta.lottery_prize:  # its units are won by a draw, paid for by the draw's cost
+            raise InvalidArgument("campaign_id", "is a lottery's prize: won by Draw, not redeemed")
         if meta.code_pool and request.quantity != 1:
             # One code per redemption: a pool's code is one unit (docs/design.md, code pools).
             raise InvalidArgument("quantity", "must be 1 for an item whose codes come from a pool")

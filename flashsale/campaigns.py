@@ -59,6 +59,7 @@ class CampaignMeta:
     points_back_percent: int = 0  # of the points paid, given back (flashsale/points_back.py)
     # A bundle's parts (flashsale/bundles.py): item_id is the first's; units are bundles.
     bundle: tuple[BundlePart, ...] = ()
+    lottery_prize: bool = False  # won by LotteryService.Draw only (lottery/prizes.py)
 
     @property
     def needs_payment(self) -> bool:
@@ -98,7 +99,7 @@ _COLUMNS = (
     "c.id::text, c.item_id::text, i.kind AS item_kind, i.code_source, c.name, c.units_allotted, "
     "c.points_price, c.cash_price_cents, c.per_member_limit, c.starts_at, c.ends_at, "
     "c.created_at, c.units_committed, c.units_held, c.version, c.stock_shards, "
-    "c.points_back_percent, " + pricing.RULES_COLUMN + ", " + bundles.PARTS_COLUMN
+    "c.lottery_prize, c.points_back_percent, " + pricing.RULES_COLUMN + ", " + bundles.PARTS_COLUMN
 )
 MAX_STOCK_SHARDS = 64
 
@@ -431,6 +432,7 @@ class Campaigns:
             price_rules=pricing.rules_from_rows(row.get("price_rules")),
             points_back_percent=int(row["points_back_percent"]),
             bundle=bundles.from_json(row["bundle_parts"]),
+            lottery_prize=bool(row.get("lottery_prize")),
         )
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards

@@ -80,6 +80,7 @@ class Sweeper:
         code_pools: CodePools | None = None,
         low_stock: LowStock | None = None,
         release_ended: Callable[[], Awaitable[int]] | None = None,
+        sweep_draws: Callable[[], Awaitable[int]] | None = None,
     ) -> None:
         """leading: whether this process runs the cluster-wide part of each pass now."""
         self._pool = pool
@@ -95,6 +96,7 @@ class Sweeper:
         self._code_pools = code_pools
         self._low_stock = low_stock
         self._release_ended = release_ended
+        self._sweep_draws = sweep_draws  # lapsed lottery draws (lottery/draws.py)
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self.last: SweepReport = SweepReport()
@@ -134,6 +136,8 @@ class Sweeper:
         report.expired = await self._lifecycle.expire_overdue()
         if self._release_ended is not None:  # ended sales' unsold units back to the item
             report.allotments_released = await self._release_ended()
+        if self._sweep_draws is not None:  # lottery draws a crash left held
+            report.released += await self._sweep_draws()
         self._record(report)
         self.last = report
         self.passes += 1

@@ -39,6 +39,9 @@ EXPECTED_REFUSALS: dict[str, frozenset[str]] = {
     "ConfirmPayment": frozenset({"PAYMENT_WINDOW_CLOSED"}),
     # A points + cash redemption may expire before its owner gets round to cancelling it.
     "CancelRedemption": frozenset({"REDEMPTION_NOT_CANCELLABLE"}),
+    # The lottery profile (loadtest/lottery.py): members draw until their points or limits
+    # run out.
+    "Draw": frozenset({"LIMIT_EXCEEDED", "INSUFFICIENT_POINTS", "LOTTERY_NOT_ACTIVE"}),
 }
 
 # Refusals Redeem remembers per key: a retry with the same key must get the same one.

@@ -56,7 +56,7 @@ from inventory.low_stock import LowStock
 from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from server import reflection, registry, tls
+from server import reflection, registry, tls, wiring_lottery
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor
@@ -179,6 +179,8 @@ class App:
         self.campaign_changes = CampaignChanges(self.pool, self.campaigns, self.settler)
         self.offers = Offers(self.pool, self.campaign_gate)
         self.audit_trail = AuditTrail(self.pool)
+        # Lottery draws: their own gate and group committer (lottery/draws.py).
+        self.lottery_gate, self.lotteries, self.draws = wiring_lottery.build(self)
         # WatchEvents: its own small pool and one shared LISTEN (events/stream.py); the
         # leader prunes past retention.
         self.event_stream = EventStream(
@@ -199,6 +201,7 @@ class App:
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,
             low_stock=self.low_stock,
+            sweep_draws=self.draws.sweep_lapsed,
             release_ended=lambda: self.campaign_changes.release_ended(
                 grace=timedelta(
                     seconds=settings.commit_fence_seconds + settings.sweep_interval_seconds
@@ -260,7 +263,9 @@ class App:
             await self.redis.initialize()
         await self.campaign_gate.load_scripts()
         await self.points_gate.load_scripts()
+        await self.lottery_gate.load_scripts()
         self.committer.start()
+        self.draws.committer.start()
         await self.event_stream.start()
         server = grpc.aio.server(
             interceptors=[
@@ -341,6 +346,7 @@ class App:
             await self.server.stop(self.settings.shutdown_grace_seconds)
         await self.probe.stop()
         await self.committer.close()
+        await self.draws.committer.close()
         await self.sweeper.stop()
         await self.leadership.stop()  # stops the ledger jobs if it led; frees the lock
         await self.event_stream.close()  # idempotent: closed above when serving

@@ -283,12 +283,13 @@ async def _rebuild(settings: Settings, stores: Stores) -> int:
             app.points_gate,
             ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
         )
+        lotteries = await app.lotteries.load_all_into_gate()  # set-if-absent, lottery/load.lua
     finally:
         await app.redis.aclose()
         await app.pool.close()
     print(
         f"campaigns created {report.campaigns_created}, refreshed {report.campaigns_refreshed}; "
-        f"members {report.members}"
+        f"members {report.members}; lotteries loaded {lotteries}"
     )
     return 0
 

@@ -35,7 +35,7 @@ _LOCK_ID = 0x5375726765  # "Surge"
 # finds what it calls. events and auditlog call nothing (events.append_event is called by
 # every domain that records a change; auditlog's trigger guards
 # audit_events).
-REPEATABLE_DOMAINS = ("events", "auditlog", "points", "inventory", "flashsale")
+REPEATABLE_DOMAINS = ("events", "auditlog", "points", "inventory", "flashsale", "lottery")
 
 
 @dataclass(frozen=True)

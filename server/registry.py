@@ -28,6 +28,8 @@ from loyalty.v1 import (
     fulfilment_pb2_grpc,
     locations_pb2,
     locations_pb2_grpc,
+    lottery_pb2,
+    lottery_pb2_grpc,
     member_pb2,
     member_pb2_grpc,
     redemption_pb2,
@@ -46,6 +48,7 @@ from server.services import (
     events,
     fulfilment,
     locations,
+    lottery,
     member,
     redemption,
     stock,
@@ -68,6 +71,7 @@ _MODULES = (
     stock_pb2,
     locations_pb2,
     stock_counts_pb2,
+    lottery_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -135,4 +139,7 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     )
     stock_counts_pb2_grpc.add_StockCountServiceServicer_to_server(
         stock_counts.StockCountService(app.low_stock, app.stock_counts), server
+    )
+    lottery_pb2_grpc.add_LotteryServiceServicer_to_server(
+        lottery.LotteryService(app.lotteries, app.draws), server
     )

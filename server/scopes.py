@@ -6,7 +6,8 @@ the table is refused to everyone (a new RPC is closed until it is given a scope 
 checks that every RPC in protos/ has one).
 
 - storefront: what a shop's gateway does for a member it has signed in: browse, redeem,
-  read and cancel the member's own redemptions, balances, statements, transfers.
+  read and cancel the member's own redemptions, balances, statements, transfers,
+  lottery draws.
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
 - fulfilment: the warehouse moving physical redemptions on after COMMITTED: packing,
@@ -18,7 +19,7 @@ checks that every RPC in protos/ has one).
 - operator:   the mall's staff: catalogue (items, products, descriptive updates,
               retirement), stock and its locations, low-stock thresholds and physical
               counts (StockCountService), code pools (ImportCodes, GetCodePool),
-              campaigns, members, corrections, tiers, and everything the reads and
+              campaigns, lotteries, members, corrections, tiers, and everything the reads and
               reports show.
 - reports:    finance and auditors: read-only reports, reads and the audit trail (also
               stock levels and movements, ListLowStockItems and GetStockCount).
@@ -46,6 +47,7 @@ _EVENTS = "/loyalty.v1.EventService/"
 _STOCK = "/loyalty.v1.StockService/"
 _LOCATION = "/loyalty.v1.LocationService/"
 _STOCK_COUNTS = "/loyalty.v1.StockCountService/"
+_LOTTERY = "/loyalty.v1.LotteryService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -119,6 +121,11 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _STOCK_COUNTS + "ListLowStockItems": _REPORTS,
     _STOCK_COUNTS + "SubmitStockCount": _OPERATOR,
     _STOCK_COUNTS + "GetStockCount": _REPORTS,
+    _LOTTERY + "CreateLottery": _OPERATOR,
+    _LOTTERY + "GetLottery": _BROWSE,
+    _LOTTERY + "ListLotteries": _BROWSE,
+    _LOTTERY + "Draw": frozenset({STOREFRONT}),
+    _LOTTERY + "GetDraw": frozenset({STOREFRONT, OPERATOR, REPORTS}),
 }
 
 

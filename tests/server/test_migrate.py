@@ -19,6 +19,7 @@ from tests.server.databases import scratch_database
 FUNCTIONS = {
     "append_event",
     "audit_events_refuse_change",
+    "commit_draws",
     "commit_redemptions",
     "events_notify",
     "expire_due_lots",
@@ -52,6 +53,7 @@ FILES = [
     "inventory/stock.sql",
     "flashsale/commit_redemptions.sql",
     "flashsale/points_back.sql",
+    "lottery/draws.sql",
 ]
 
 
@@ -77,7 +79,7 @@ def _recorded(url: str) -> dict[str, tuple[str, Any]]:
     return {name: (digest, at) for name, digest, at in rows}
 
 
-def test_the_file_list_is_events_auditlog_points_inventory_then_flashsale_by_name() -> None:
+def test_the_file_list_is_events_auditlog_points_inventory_flashsale_then_lottery_by_name() -> None:
     assert [name for name, _ in function_files()] == FILES
 
 
