@@ -252,6 +252,22 @@ class AllotmentBelowTaken(Refusal):
         return {"campaign_id": self.campaign_id, "units_taken": str(self.taken)}
 
 
+class LotteryPrizeCampaign(Refusal):
+    """The campaign holds a lottery's prize: its lottery manages it (lottery/prizes.py)."""
+
+    reason = "LOTTERY_PRIZE_CAMPAIGN"
+
+    def __init__(self, campaign_id: str) -> None:
+        super().__init__(
+            f"campaign {campaign_id} holds a lottery's prize: it is changed by its lottery, "
+            "and ends with it"
+        )
+        self.campaign_id = campaign_id
+
+    def metadata(self) -> dict[str, str]:
+        return {"campaign_id": self.campaign_id}
+
+
 class LimitBelowTaken(Refusal):
     """per_member_limit cut below the units a member already took (invariant 3)."""
 

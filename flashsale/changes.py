@@ -34,6 +34,7 @@ from common.errors import (
     InsufficientStock,
     InvalidArgument,
     LimitBelowTaken,
+    LotteryPrizeCampaign,
     NotFound,
 )
 from flashsale import bundles, outbox, points_back, pricing
@@ -78,7 +79,7 @@ _COLUMNS = tuple(name for name in UPDATABLE if name != "price_rules")
 _LOCK = (
     "SELECT id::text, item_id::text, name, units_allotted, units_committed, units_held, "
     "points_price, cash_price_cents, per_member_limit, starts_at, ends_at, points_back_percent, "
-    "now() AS now "
+    "lottery_prize, now() AS now "
     "FROM campaigns WHERE id = %s FOR UPDATE"
 )
 
@@ -118,6 +119,8 @@ class CampaignChanges:
             row = await cur.fetchone()
             if row is None:
                 raise NotFound("campaign", campaign_id)
+            if row["lottery_prize"]:  # its units and window are its lottery's prize stock
+                raise LotteryPrizeCampaign(campaign_id)
             if row["ends_at"] <= row["now"]:
                 raise CampaignEnded(campaign_id, row["ends_at"].isoformat())
             new: dict[str, Any] = {name: asked.get(name, row[name]) for name in _COLUMNS}
@@ -179,6 +182,10 @@ class CampaignChanges:
             taken = row["units_committed"] + row["units_held"]
             unsold = row["units_allotted"] - taken
             already_over = row["ends_at"] <= row["now"]
+            if row["lottery_prize"] and not already_over:
+                # Draws may still win these units; once the lottery is over, the sweeper (or
+                # an operator) gives the prizes not won back to the item, as for any sale.
+                raise LotteryPrizeCampaign(campaign_id)
             if already_over and unsold == 0:
                 return await self._campaigns.get(campaign_id)  # nothing to do: no event
             ends_at = row["now"] if not already_over else row["ends_at"]

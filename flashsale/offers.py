@@ -79,7 +79,8 @@ class Offers:
             raise InvalidArgument("window", "must be ON_SALE, UPCOMING or unspecified (both)")
         size = paging.page_size(page_size)
         after = paging.decode(page_token)
-        clauses: list[str] = ["c.ends_at > now()"]
+        # A lottery's prize is won by a draw, never offered (its price is 0).
+        clauses: list[str] = ["c.ends_at > now()", "NOT c.lottery_prize"]
         params: list[Any] = []
         if windows == {OfferWindow.ON_SALE}:
             clauses.append("c.starts_at <= now()")
@@ -107,7 +108,7 @@ class Offers:
         campaign_id = validation.uuid_id("campaign_id", campaign_id)
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"{_SELECT} WHERE c.id = %s", (campaign_id,)
+                f"{_SELECT} WHERE c.id = %s AND NOT c.lottery_prize", (campaign_id,)
             )
             row = await cur.fetchone()
         if row is None:

@@ -131,6 +131,7 @@ def campaign(value: Campaign) -> campaign_pb2.Campaign:
         price_rules=[convert_pricing.price_rule(r) for r in m.price_rules],
         points_back_percent=m.points_back_percent,
         bundle_parts=[bundle_part(p) for p in m.bundle],
+        lottery_prize=m.lottery_prize,
     )
 
 

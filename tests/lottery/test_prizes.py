@@ -6,7 +6,7 @@ from __future__ import annotations
 import grpc
 import pytest
 
-from loyalty.v1 import catalog_pb2, common_pb2, redemption_pb2
+from loyalty.v1 import campaign_pb2, catalog_pb2, common_pb2, redemption_pb2
 from tests.conftest import Running
 from tests.factories import ADDRESS, failure
 from tests.flashsale.helpers import settled_audit
@@ -57,6 +57,34 @@ async def test_redeem_on_a_prize_campaign_is_refused_and_changes_nothing(server:
     assert (f.code, f.field) == (grpc.StatusCode.INVALID_ARGUMENT, "campaign_id")
     assert (await server.api.get_campaign(lot.prizes[0].campaign_id)).units_committed == 0
     assert (await server.api.balance(member.id)).balance == 1000
+
+
+async def test_a_prize_campaign_is_not_offered_nor_changed_by_an_operator(
+    server: Running,
+) -> None:
+    lot = await lottery(server, stock=3)
+    campaign_id = lot.prizes[0].campaign_id
+    api = server.api
+    update = campaign_pb2.UpdateCampaignRequest(
+        campaign=campaign_pb2.Campaign(id=campaign_id, points_price=1, units_allotted=30)
+    )
+    update.update_mask.paths.extend(["points_price", "units_allotted"])
+
+    offers = await api.redemptions.ListOffers(redemption_pb2.ListOffersRequest())
+    with pytest.raises(grpc.aio.AioRpcError) as offer:
+        await api.redemptions.GetOffer(redemption_pb2.GetOfferRequest(campaign_id=campaign_id))
+    with pytest.raises(grpc.aio.AioRpcError) as updated:
+        await api.campaigns.UpdateCampaign(update)
+    with pytest.raises(grpc.aio.AioRpcError) as ended:
+        await api.campaigns.EndCampaign(campaign_pb2.EndCampaignRequest(campaign_id=campaign_id))
+
+    assert campaign_id not in [o.campaign_id for o in offers.offers]
+    assert offer.value.code() == grpc.StatusCode.NOT_FOUND
+    for refused in (updated, ended):
+        assert failure(refused.value).reason == "LOTTERY_PRIZE_CAMPAIGN"
+    campaign = await api.get_campaign(campaign_id)
+    assert campaign.lottery_prize
+    assert (campaign.points_price, campaign.units_allotted, campaign.units_remaining) == (0, 3, 3)
 
 
 async def test_a_physical_prize_needs_the_address_before_drawing(server: Running) -> None:
