@@ -22,12 +22,9 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from common import dependencies, validation
+from common import validation
 from common.errors import (
     BelowRedemptionThreshold,
-    CampaignNotActive,
-    CommitQueueFull,
-    DomainError,
     HoldExpired,
     IdempotencyKeyReused,
     InsufficientPoints,
@@ -37,12 +34,11 @@ from common.errors import (
     NotFound,
     RequestInProgress,
     SoldOut,
-    Unavailable,
 )
 from common.metrics import Metrics
-from flashsale import idempotency, pricing, shards
+from flashsale import idempotency, pricing, refusals, shards
 from flashsale.campaigns import CampaignMeta, Campaigns
-from flashsale.committer import REFUSALS, CommitEntry, CommitResult, GroupCommitter
+from flashsale.committer import REFUSALS, CommitEntry, GroupCommitter
 from flashsale.gate import CampaignGate, Outcome, Reserve, hold_id
 from flashsale.model import (
     MAX_QUANTITY,
@@ -94,7 +90,7 @@ class Admission:
         try:
             redeemed = await self._redeem_once(request)
         except BaseException as e:
-            self._metrics.count_redemption(outcome_of(e))
+            self._metrics.count_redemption(refusals.outcome_of(e))
             raise
         if redeemed.replayed:
             outcome = "replayed"
@@ -163,7 +159,7 @@ class Admission:
             log.warning(
                 "PostgreSQL refused what Redis admitted (%s): Redis was behind", result.outcome
             )
-            raise _pg_refusal(meta, member_id, result)
+            raise refusals.pg_refusal(meta, member_id, result)
         if result.outcome == "HOLD_EXPIRED":
             raise HoldExpired(key)
         raise NotFound("member", member_id)
@@ -228,9 +224,9 @@ class Admission:
             case Reserve.DONE:
                 return None
             case Reserve.REFUSED_BEFORE:
-                raise _refusal(meta, member_id, *units.values[:3])
+                raise refusals.refusal(meta, member_id, *units.values[:3])
             case Reserve.NOT_ACTIVE:
-                raise _not_active(meta)
+                raise refusals.not_active(meta)
             case Reserve.LIMIT_EXCEEDED:
                 raise LimitExceeded(meta.id, int(units.values[0]), int(units.values[1]))
             case Reserve.SOLD_OUT:
@@ -331,65 +327,6 @@ class Admission:
 
 
 # -- Pure helpers ------------------------------------------------------------------------
-
-_OUTCOMES: dict[type[BaseException], str] = {
-    SoldOut: "sold_out",
-    InsufficientPoints: "insufficient_points",
-    LimitExceeded: "limit_exceeded",
-    CampaignNotActive: "campaign_not_active",
-    MemberFrozen: "member_frozen",
-    BelowRedemptionThreshold: "below_threshold",
-    IdempotencyKeyReused: "key_reused",
-    InvalidArgument: "invalid",
-    NotFound: "not_found",
-    RequestInProgress: "retry",
-    HoldExpired: "retry",
-    Unavailable: "unavailable",
-    CommitQueueFull: "overloaded",
-}
-
-
-def outcome_of(exc: BaseException) -> str:
-    """The surge_redemptions_total outcome of a failed Redeem: the most specific class wins."""
-    for cls in type(exc).__mro__:
-        if cls in _OUTCOMES:
-            return _OUTCOMES[cls]
-    failure = dependencies.failure_of(exc)
-    if failure is not None:
-        return "retry" if failure.lost_race else "unavailable"
-    return "error"
-
-
-def _refusal(meta: CampaignMeta, member_id: str, reason: Any, n1: Any, n2: Any) -> DomainError:
-    a, b = int(n1 or 0), int(n2 or 0)
-    match reason:
-        case "SOLD_OUT":
-            return SoldOut(meta.id, a)
-        case "LIMIT_EXCEEDED":
-            return LimitExceeded(meta.id, a or meta.per_member_limit, b)
-        case "INSUFFICIENT_POINTS":
-            return InsufficientPoints(member_id, a, b)
-        case "MEMBER_FROZEN":
-            return MemberFrozen(member_id)
-        case "BELOW_REDEMPTION_THRESHOLD":
-            return BelowRedemptionThreshold(member_id)
-    return _not_active(meta)
-
-
-def _pg_refusal(meta: CampaignMeta, member_id: str, result: CommitResult) -> DomainError:
-    if result.outcome == "SOLD_OUT" and result.campaign is not None:
-        if meta.code_pool:  # units may be left with no code to give them: none to sell
-            return SoldOut(meta.id, 0)
-        return SoldOut(meta.id, max(0, meta.units_allotted - result.campaign.taken))
-    if result.outcome == "LIMIT_EXCEEDED" and result.campaign is not None:
-        return LimitExceeded(meta.id, meta.per_member_limit, result.campaign.member_taken)
-    if result.outcome == "INSUFFICIENT_POINTS" and result.member is not None:
-        return InsufficientPoints(member_id, max(0, result.member.spendable), 0)
-    return _refusal(meta, member_id, result.outcome, 0, 0)
-
-
-def _not_active(meta: CampaignMeta) -> CampaignNotActive:
-    return CampaignNotActive(meta.id, meta.starts_at.isoformat(), meta.ends_at.isoformat())
 
 
 def _from_entry(entry: CommitEntry, meta: CampaignMeta, status: RedemptionStatus) -> Redemption:

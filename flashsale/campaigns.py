@@ -18,8 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 import auditlog
 from common import paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
-from flashsale import bundles, points_back, pricing, shards
-from flashsale.gate import CampaignGate, CampaignLoad, hold_id
+from flashsale import bundles, loading, points_back, pricing
+from flashsale.gate import CampaignGate
 from flashsale.model import BundlePart
 from inventory import codes, locations, stock
 from inventory.catalogue import ItemState
@@ -342,62 +342,12 @@ class Campaigns:
             return [ActiveUnits(*r) for r in await cur.fetchall()]
 
     async def load_into_gate(self, campaign_id: str) -> bool:
-        """Puts the campaign into Redis from PostgreSQL: records of recent redemptions first
-        (so replays keep their outcome), then the state, created if absent or refreshed
-        where PostgreSQL is newer. Never overwrites live counters. Returns True if created."""
-        async with self._pool.connection() as conn:
-            cur = conn.cursor(row_factory=dict_row)
-            await cur.execute(
-                "SELECT units_allotted, per_member_limit, starts_at, ends_at, "
-                "units_committed + units_held AS taken, version, meta_version, stock_shards "
-                "FROM campaigns WHERE id = %s",
-                (campaign_id,),
-            )
-            row = await cur.fetchone()
-            if row is None:
-                raise NotFound("campaign", campaign_id)
-            await cur.execute(
-                "SELECT member_id::text, units_taken, version FROM campaign_members "
-                "WHERE campaign_id = %s",
-                (campaign_id,),
-            )
-            members = [
-                (r["member_id"], r["units_taken"], r["version"]) for r in await cur.fetchall()
-            ]
-            await cur.execute(
-                "SELECT member_id::text, idempotency_key, request_hash FROM redemptions "
-                "WHERE campaign_id = %s AND created_at > now() - %s",
-                (campaign_id, timedelta(seconds=self._record_ttl_s)),
-            )
-            records = [
-                (hold_id(r["member_id"], r["idempotency_key"]), r["request_hash"])
-                for r in await cur.fetchall()
-            ]
-        k = self._shards[campaign_id] = row["stock_shards"]
-        if k > 1:  # each record on its member's home shard
-            homes: dict[str, list[tuple[str, str]]] = {}
-            for hold, fingerprint in records:
-                member = hold.split(":", 1)[0]
-                homes.setdefault(shards.home(campaign_id, member, k), []).append(
-                    (hold, fingerprint)
-                )
-            for shard, done in homes.items():
-                await self._gate.restore_records(shard, done)
-        else:
-            await self._gate.restore_records(campaign_id, records)
-        state = CampaignLoad(
-            allotted=row["units_allotted"],
-            limit=row["per_member_limit"],
-            starts_ms=_ms(row["starts_at"]),
-            ends_ms=_ms(row["ends_at"]),
-            taken=row["taken"],
-            version=row["version"],
-            members=members,
-            meta_version=row["meta_version"],
+        """Puts the campaign into Redis from PostgreSQL (flashsale/loading.py). Returns True
+        if its state was created."""
+        created, self._shards[campaign_id] = await loading.load_campaign(
+            self._pool, self._gate, campaign_id, record_ttl_s=self._record_ttl_s
         )
-        if k > 1:
-            return await self._gate.shards.load(campaign_id, k, state)
-        return await self._gate.load(campaign_id, state)
+        return created
 
     async def _campaigns(self, rows: list[dict[str, Any]]) -> list[Campaign]:
         """Rows to campaigns, with the units held in flight read in one Redis round trip."""
@@ -437,7 +387,3 @@ class Campaigns:
         self._meta[meta.id] = (meta, time.monotonic())
         self._shards[meta.id] = meta.stock_shards
         return meta
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
