@@ -83,7 +83,9 @@ class Admission:
         self._committer = committer
         self._settler = settler
         self._timing = timing
-        self._in_flight = idempotency.InFlight()
+        self._in_flight = idempotency.InFlight[Redeemed](
+            lambda first: Redeemed(first.redemption, replayed=True)
+        )
 
     async def redeem(self, request: RedeemRequest) -> Redeemed:
         """Redeems, and counts the outcome (surge_redemptions_total)."""

@@ -15,12 +15,15 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Generic, TypeVar
 
 from psycopg_pool import AsyncConnectionPool
 
 from common.errors import IdempotencyKeyReused, RequestInProgress
 from flashsale import store
 from flashsale.model import Address, Redeemed
+
+Outcome = TypeVar("Outcome")
 
 
 def fingerprint(member_id: str, campaign_id: str, quantity: int, address: Address | None) -> str:
@@ -35,24 +38,25 @@ def fingerprint(member_id: str, campaign_id: str, quantity: int, address: Addres
     return hashlib.sha256(body.encode()).hexdigest()[:32]
 
 
-class InFlight:
+class InFlight(Generic[Outcome]):
     """One key, one outcome in this process: calls with a key whose first call is running
-    share that call's answer (as a replay), or are refused if their request differs."""
+    share that call's answer (as a replay: `as_replay`), or are refused if their request
+    differs. Redeem's outcome is a Redeemed, a lottery draw's a Drawn."""
 
-    def __init__(self) -> None:
-        self._running: dict[tuple[str, str], tuple[str, asyncio.Future[Redeemed]]] = {}
+    def __init__(self, as_replay: Callable[[Outcome], Outcome]) -> None:
+        self._as_replay = as_replay
+        self._running: dict[tuple[str, str], tuple[str, asyncio.Future[Outcome]]] = {}
 
     async def run(
-        self, member_id: str, key: str, request_hash: str, call: Callable[[], Awaitable[Redeemed]]
-    ) -> Redeemed:
+        self, member_id: str, key: str, request_hash: str, call: Callable[[], Awaitable[Outcome]]
+    ) -> Outcome:
         slot = (member_id, key)
         running = self._running.get(slot)
         if running is not None:
             if running[0] != request_hash:
                 raise IdempotencyKeyReused(key)
-            first = await asyncio.shield(running[1])
-            return Redeemed(first.redemption, replayed=True)
-        future: asyncio.Future[Redeemed] = asyncio.get_running_loop().create_future()
+            return self._as_replay(await asyncio.shield(running[1]))
+        future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._running[slot] = (request_hash, future)
         try:
             result = await call()

@@ -36,6 +36,7 @@ from common.errors import (
     NotFound,
     RequestInProgress,
 )
+from flashsale.idempotency import InFlight
 from flashsale.model import Address, Timing, new_redemption_code
 from lottery import store
 from lottery.committer import DrawCommitter, DrawEntry, DrawResult
@@ -90,6 +91,7 @@ class Draws:
         self._gate = gate
         self._pgate = points_gate
         self._timing = timing
+        self._in_flight = InFlight[Drawn](lambda first: Drawn(first.draw, replayed=True))
         self.committer = DrawCommitter(
             pool,
             after_commit=self.settle_batch,
@@ -118,11 +120,17 @@ class Draws:
             # Asked before drawing: a member who may win a parcel must say where it goes.
             raise InvalidArgument("shipping_address", "is required: a prize is a physical item")
         fp = fingerprint(member_id, lottery_id, address)
-        for _ in range(_ATTEMPTS):
-            drawn = await self._draw_once(terms, goods, member_id, key, fp, address)
-            if drawn is not None:
-                return drawn
-        raise RequestInProgress(key)
+
+        async def attempts() -> Drawn:
+            for _ in range(_ATTEMPTS):
+                drawn = await self._draw_once(terms, goods, member_id, key, fp, address)
+                if drawn is not None:
+                    return drawn
+            raise RequestInProgress(key)
+
+        # One key, one outcome: a second call with the key while the first runs here waits
+        # for the first's answer (a replay of the same prize) instead of racing it.
+        return await self._in_flight.run(member_id, key, fp, attempts)
 
     async def get(self, *, member_id: str, draw_id: str) -> Draw:
         member_id = validation.uuid_id("member_id", member_id)

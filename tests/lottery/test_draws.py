@@ -53,6 +53,19 @@ async def test_a_draw_spends_its_cost_once_and_a_retry_returns_the_same_prize(
     ) == [(150,)]
 
 
+async def test_concurrent_calls_with_one_key_share_one_draw(server: Running) -> None:
+    lot = await lottery(server, cost=100)
+    member = await server.api.member(points=1000)
+    idem = key()
+
+    drawn, refused = await outcomes(draw(server, member.id, lot.id, idem=idem) for _ in range(5))
+
+    assert not refused  # none waits out a REQUEST_IN_PROGRESS: they share the first's answer
+    assert len({d.draw.id for d in drawn}) == 1 and len({d.draw.prize.id for d in drawn}) == 1
+    assert sorted(d.replayed for d in drawn) == [False, True, True, True, True]
+    assert (await server.api.balance(member.id)).balance == 900
+
+
 async def test_same_key_for_another_lottery_is_key_reused_and_changes_nothing(
     server: Running,
 ) -> None:
