@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from common import validation
-from common.errors import CampaignNotActive
+from common.errors import CampaignNotActive, InvalidArgument
 from flashsale.campaigns import Campaigns
 from flashsale.model import MAX_QUANTITY
 from flashsale.pricing import Price, Pricer
@@ -30,6 +30,8 @@ class Quotes:
         campaign_id = validation.uuid_id("campaign_id", campaign_id)
         validation.int_range("quantity", quantity, minimum=1, maximum=MAX_QUANTITY)
         meta = await self._campaigns.meta(campaign_id)
+        if meta.lottery_prize:  # as Redeem answers: won by a draw, never sold at a price
+            raise InvalidArgument("campaign_id", "is a lottery's prize: won by Draw, not redeemed")
         now = datetime.now(UTC)
         if not meta.starts_at <= now < meta.ends_at:
             raise CampaignNotActive(meta.id, meta.starts_at.isoformat(), meta.ends_at.isoformat())

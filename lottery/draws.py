@@ -60,6 +60,9 @@ _SAVED = {
     "LIMIT_TOTAL",
     "LIMIT_DAILY",
 }
+# Refusals Redis may give a retry of a committed key it no longer remembers: the member's
+# counts (which include that draw) or the window (which may have closed since).
+_MAY_HIDE_A_DRAW = {"TOTAL", "DAILY", "LIMIT_TOTAL", "LIMIT_DAILY"}
 _ATTEMPTS = 3  # draws again after PostgreSQL found the drawn prize gone (Redis was behind)
 
 
@@ -178,12 +181,18 @@ class Draws:
                 raise IdempotencyKeyReused(key)
             case DrawCode.DONE:
                 return await self._replay(member_id, key, fp)
-            case DrawCode.REFUSED_BEFORE:
-                raise _refusal(terms, member_id, str(values[0]), _int(values[1]), _int(values[2]))
+            case DrawCode.REFUSED_BEFORE | DrawCode.LIMIT_EXCEEDED:
+                reason = str(values[0])
+                if reason in _MAY_HIDE_A_DRAW:
+                    committed = await self._committed(member_id, key, fp)
+                    if committed is not None:
+                        return committed
+                raise _refusal(terms, member_id, reason, _int(values[1]), _int(values[2]))
             case DrawCode.NOT_ACTIVE:
+                committed = await self._committed(member_id, key, fp)
+                if committed is not None:
+                    return committed
                 raise _not_active(terms)
-            case DrawCode.LIMIT_EXCEEDED:
-                raise _refusal(terms, member_id, str(values[0]), _int(values[1]), _int(values[2]))
             case DrawCode.LAPSED:
                 await self.settle_lapsed(lottery_id, hold)
                 return None
@@ -279,6 +288,22 @@ class Draws:
             "PostgreSQL refused a draw Redis admitted (%s): Redis was behind", result.outcome
         )
         raise _refusal(terms, member_id, result.outcome, 0, 0)
+
+    async def _committed(self, member_id: str, key: str, fp: str) -> Drawn | None:
+        """The key's committed draw as a replay, if PostgreSQL has one.
+
+        Redis may refuse a retry of a committed key by the member's count or the window
+        when it no longer has the key's record (flushed, failed over, or past its TTL,
+        then loaded again with the member's counts, which include this very draw): the
+        draw was paid for, so the retry answers it, not a refusal."""
+        async with self._pool.connection() as conn:
+            found = await store.draw_by_key(conn, member_id, key)
+        if found is not None:
+            draw, request_hash = found
+            if request_hash != fp:
+                raise IdempotencyKeyReused(key)
+            return Drawn(draw, replayed=True)
+        return None
 
     async def _replay(self, member_id: str, key: str, fp: str) -> Drawn:
         async with self._pool.connection() as conn:

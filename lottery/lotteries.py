@@ -24,6 +24,7 @@ MAX_PRIZES = 32
 MAX_WEIGHT = 1_000_000
 MAX_STOCK = 10_000_000
 MAX_DRAWS = 1_000_000
+MAX_PRICE = 10**12  # as a campaign's (flashsale/campaigns.py)
 
 
 class Lotteries:
@@ -45,9 +46,13 @@ class Lotteries:
         prizes: Sequence[PrizeSpec],
     ) -> Lottery:
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
-        validation.positive("cost_points", cost_points)
+        # Lua counts in doubles: bounded as a campaign's price is.
+        validation.int_range("cost_points", cost_points, minimum=1, maximum=MAX_PRICE)
         if ends_at <= starts_at:
             raise InvalidArgument("ends_at", "must be after starts_at")
+        if ends_at <= datetime.now(UTC):
+            # As CreateCampaign: its prizes' stock would be allotted to draws that never come.
+            raise InvalidArgument("ends_at", "is in the past: the lottery could never open")
         validation.int_range("per_member_daily", per_member_daily, minimum=1, maximum=MAX_DRAWS)
         validation.int_range("per_member_total", per_member_total, minimum=1, maximum=MAX_DRAWS)
         checked = _checked_prizes(prizes)

@@ -60,6 +60,16 @@ BEGIN
     PERFORM 1 FROM members
      WHERE id IN (SELECT (x ->> 'member_id')::uuid FROM jsonb_array_elements(p_batch) x)
      ORDER BY id FOR UPDATE;
+    -- The stock levels the batch's prizes may take, all now and in (item, location) order,
+    -- as stock_redeem locks them for a batch of redemptions: the per-draw
+    -- commit_redemptions calls below then find them locked, in whatever order the draws
+    -- come, and cannot deadlock with a redemption batch or a cancel taking the same items.
+    PERFORM 1 FROM campaign_stock cs
+      JOIN stock_levels s ON s.item_id = cs.item_id AND s.location_id = cs.location_id
+     WHERE cs.campaign_id IN (SELECT lp.campaign_id FROM lottery_prizes lp
+                               WHERE lp.id IN (SELECT (x ->> 'prize_id')::uuid
+                                                 FROM jsonb_array_elements(p_batch) x))
+     ORDER BY s.item_id, s.location_id FOR UPDATE OF s;
     -- A point is never spent past its expiry (as commit_redemptions).
     PERFORM expire_due_lots(s.member_id, v_now)
        FROM (SELECT DISTINCT pl.member_id FROM point_lots pl

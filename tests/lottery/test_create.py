@@ -4,6 +4,7 @@ GetLottery's odds."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import grpc
 import pytest
@@ -47,6 +48,11 @@ async def test_bad_lotteries_are_refused_naming_the_field_and_create_nothing(
     bad_window = create_request([good, none])
     bad_window.ends_at.CopyFrom(bad_window.starts_at)
     cases.append((bad_window, "ends_at"))
+    over = create_request([good, none])
+    over.starts_at.FromDatetime(datetime.now(UTC) - timedelta(hours=2))
+    over.ends_at.FromDatetime(datetime.now(UTC) - timedelta(hours=1))
+    cases.append((over, "ends_at"))  # its prizes would be allotted to a lottery never open
+    cases.append((create_request([good, none], cost=10**13), "cost_points"))
 
     for request, field in cases:
         with pytest.raises(grpc.aio.AioRpcError) as bad:

@@ -9,7 +9,7 @@ from collections import Counter
 import grpc
 import pytest
 
-from lottery.gate import LotteryKeys
+from lottery.gate import LotteryKeys, hold_id
 from loyalty.v1 import lottery_pb2, member_pb2
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
@@ -278,6 +278,32 @@ async def test_postgresql_holds_the_limits_and_the_stock_when_redis_is_wrong(
     assert (await server.api.balance(other.id)).balance == 990
     # Every key Redis remembers ends: the counters end with the lottery's state.
     assert await server.app.redis.ttl(keys.totals) > 0
+
+
+async def test_a_retry_of_a_committed_draw_redis_forgot_is_answered_not_refused(
+    server: Running,
+) -> None:
+    lot = await lottery(server, total=1, cost=10)
+    member = await server.api.member(points=1000)
+    idem = key()
+    first = await draw(server, member.id, lot.id, idem=idem)
+    # The answer was lost and Redis forgot the key's record (a flush, a failover, its TTL):
+    # it is loaded again from PostgreSQL with the member's count, which includes the draw.
+    await server.app.redis.delete(LotteryKeys(lot.id).record(hold_id(member.id, idem)))
+
+    again = await draw(server, member.id, lot.id, idem=idem)
+    still = await draw(server, member.id, lot.id, idem=idem)  # its refusal was remembered
+    with pytest.raises(grpc.aio.AioRpcError) as limited:
+        await draw(server, member.id, lot.id)  # a new key is refused by the limit
+
+    assert (again.replayed, again.draw.id, again.draw.prize.id) == (
+        True,
+        first.draw.id,
+        first.draw.prize.id,
+    )
+    assert (still.replayed, still.draw.id) == (True, first.draw.id)
+    assert failure(limited.value).reason == "LIMIT_EXCEEDED"
+    assert (await server.api.balance(member.id)).balance == 990
 
 
 async def test_prizes_are_drawn_by_weight(server: Running) -> None:
