@@ -140,8 +140,13 @@ BEGIN
                     l.per_member_daily)
             ON CONFLICT (lottery_id, member_id) DO UPDATE
                SET draws_total = x.draws_total + 1,
-                   draws_day = CASE WHEN x.day = excluded.day THEN x.draws_day + 1 ELSE 1 END,
-                   day = excluded.day,
+                   -- A draw of yesterday committed after one of today (admitted just
+                   -- before midnight, committed just after) leaves today's count alone:
+                   -- Redis counted it against yesterday's.
+                   draws_day = CASE WHEN x.day = excluded.day THEN x.draws_day + 1
+                                    WHEN x.day > excluded.day THEN x.draws_day
+                                    ELSE 1 END,
+                   day = greatest(x.day, excluded.day),
                    total_limit = excluded.total_limit,
                    day_limit = excluded.day_limit;
             PERFORM post_entry(e.member_id, 'redeem', -e.cost_points, 0,

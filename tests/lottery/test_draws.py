@@ -318,3 +318,29 @@ async def test_prizes_are_drawn_by_weight(server: Running) -> None:
     assert (len(ok), refused) == (400, Counter())
     won = sum(1 for r in ok if r.draw.prize.id == lot.prizes[0].id)
     assert 55 <= won <= 145, won
+
+
+async def test_a_late_commit_of_yesterday_leaves_todays_count_alone(server: Running) -> None:
+    lot = await lottery(server, cost=10)
+    member = await server.api.member(points=1000)
+    await draw(server, member.id, lot.id)
+    # As if a draw of tomorrow had committed first (a draw admitted before midnight commits
+    # after one admitted after it): the member's row already counts tomorrow's day.
+    pg_rows(
+        server,
+        "UPDATE lottery_members SET day = day + 1, draws_day = 1 "
+        "WHERE lottery_id = %s AND member_id = %s RETURNING 1",
+        lot.id,
+        member.id,
+    )
+
+    await draw(server, member.id, lot.id)  # today's: the earlier day
+
+    row = pg_rows(
+        server,
+        "SELECT day - (now() AT TIME ZONE 'UTC')::date, draws_day, draws_total "
+        "FROM lottery_members WHERE lottery_id = %s AND member_id = %s",
+        lot.id,
+        member.id,
+    )
+    assert row == [(1, 1, 2)]  # tomorrow's count kept; the total counts both
