@@ -376,6 +376,11 @@ class Draws:
         outcome = Resolve.DONE if committed is not None else Resolve.RELEASE
         settled = await self._gate.resolve(lottery_id, member_id, hold, outcome=outcome, day=day)
         await self._pgate.settle(member_id, hold_id=hold)
+        if committed is not None:
+            # Its commit's answer never reached Redis: the member's mirror still counts the
+            # points it spent (dropping the hold made them look spendable). The sweeper
+            # reloads the member from PostgreSQL.
+            self._pgate.stale.mark(member_id)
         return settled
 
     async def sweep_lapsed(self) -> int:

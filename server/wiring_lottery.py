@@ -13,6 +13,8 @@ from lottery.lotteries import Lotteries
 if TYPE_CHECKING:
     from server.app import App
 
+DRAW_BATCH_MAX = 32
+
 
 def build(app: App) -> tuple[LotteryGate, Lotteries, Draws]:
     settings = app.settings
@@ -36,7 +38,11 @@ def build(app: App) -> tuple[LotteryGate, Lotteries, Draws]:
             commit_fence_s=settings.commit_fence_seconds,
             payment_window_s=settings.payment_window_seconds,
         ),
-        max_batch=settings.commit_batch_max,
+        # commit_draws works draw by draw (a prize redemption each), several ms a draw: a
+        # batch must finish well inside the commit fence (the statement timeout), so it is
+        # smaller than a redemption batch (measured: 109 draws overran a 1 s fence on a
+        # loaded 2-core box).
+        max_batch=min(settings.commit_batch_max, DRAW_BATCH_MAX),
         workers=1,  # draws are a trickle beside redemptions: one batch at a time
         max_waiting=settings.commit_queue_max,
     )

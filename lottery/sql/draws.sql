@@ -48,6 +48,7 @@ DECLARE
     v_day date;
     v_outcome text;
     v_redemption record;
+    v_refused text;
 BEGIN
     PERFORM 1 FROM lotteries
      WHERE id IN (SELECT (x ->> 'lottery_id')::uuid FROM jsonb_array_elements(p_batch) x)
@@ -168,6 +169,7 @@ BEGIN
                       'redemption_code', e.redemption_code, 'requested_at', e.requested_at,
                       'fence', e.fence, 'payment_due_at', NULL))) r;
                 IF v_redemption.outcome <> 'COMMITTED' THEN
+                    v_refused := v_redemption.outcome;  -- variables outlive the rollback
                     RAISE EXCEPTION 'prize campaign refused: %', v_redemption.outcome
                           USING ERRCODE = 'LT001';
                 END IF;
@@ -179,7 +181,11 @@ BEGIN
             request_hash := e.request_hash;
             prize_id := e.prize_id;
           EXCEPTION WHEN SQLSTATE 'LT001' THEN
-            v_outcome := 'PRIZE_GONE';
+            -- Only a prize campaign out of units means the prize is gone (Redis then takes
+            -- it out of the draw); its fence passing is the draw's own HOLD_EXPIRED (the
+            -- prize is given back, the caller retries).
+            v_outcome := CASE WHEN v_refused = 'HOLD_EXPIRED' THEN 'HOLD_EXPIRED'
+                              ELSE 'PRIZE_GONE' END;
           END;
         END IF;
         ord := e.ord;
