@@ -45,15 +45,17 @@ AUDIT_CHECKS: list[tuple[str, str]] = [
     ),
     (
         "redemption's units taken from stock differ from its quantity (sold) or zero",
-        # A bundle's redemption takes its quantity times each part's quantity of each item.
-        "SELECT r.id::text, r.status, r.quantity * p.units, coalesce(m.units, 0) "
-        "FROM redemptions r JOIN (SELECT campaign_id, sum(quantity) AS units "
-        "  FROM campaign_parts GROUP BY campaign_id) p ON p.campaign_id = r.campaign_id "
-        "LEFT JOIN (SELECT redemption_id, -sum(on_hand_delta) AS units FROM stock_movements "
-        "  WHERE kind IN ('redeemed', 'cancelled') GROUP BY redemption_id) m "
-        "ON m.redemption_id = r.id "
+        # A bundle's redemption takes its quantity times each part's quantity of each item:
+        # checked per part, so one part too many and another too few cannot cancel out.
+        "SELECT r.id::text, p.item_id::text, r.status, r.quantity * p.quantity, "
+        "coalesce(m.units, 0) "
+        "FROM redemptions r JOIN campaign_parts p ON p.campaign_id = r.campaign_id "
+        "LEFT JOIN (SELECT redemption_id, item_id, -sum(on_hand_delta) AS units "
+        "  FROM stock_movements WHERE kind IN ('redeemed', 'cancelled') "
+        "  GROUP BY redemption_id, item_id) m "
+        "ON m.redemption_id = r.id AND m.item_id = p.item_id "
         "WHERE coalesce(m.units, 0) <> "
-        f"CASE WHEN r.status IN {SOLD_SQL} THEN r.quantity * p.units ELSE 0 END",
+        f"CASE WHEN r.status IN {SOLD_SQL} THEN r.quantity * p.quantity ELSE 0 END",
     ),
     (
         "item's low-stock flag disagrees with its available units and threshold",

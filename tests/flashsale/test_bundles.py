@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
+import psycopg
 import pytest
 from google.protobuf import field_mask_pb2
 
@@ -381,3 +382,27 @@ async def test_a_bundle_and_a_campaign_of_one_of_its_items_sell_side_by_side(
     assert await levels(stock, b) == (4, 0, 4)
     assert await levels(stock, a) == (10, 0, 10)
     assert (await settled_audit(server)).ok
+
+
+async def test_the_audit_checks_each_part_of_a_bundle_redemption(server: Running) -> None:
+    a, b = await two_items(server, 10, 10)
+    bundle = await server.api.campaigns.CreateCampaign(bundle_request([(a, 2), (b, 2)], units=2))
+    member = await server.api.member(points=1000)
+    made = (await server.api.redeem(member.id, bundle.id)).redemption
+    assert (await settled_audit(server)).ok
+    # One part's movement takes a unit too many, the other's one too few: the redemption's
+    # total is right, each part's is not.
+    with psycopg.connect(server.app.stores.database_url) as conn:
+        for item, delta in ((a, -1), (b, 1)):
+            conn.execute(
+                "UPDATE stock_movements SET on_hand_delta = on_hand_delta + %s, "
+                "allotted_delta = allotted_delta + %s WHERE redemption_id = %s AND item_id = %s",
+                (delta, delta, made.id, item),
+            )
+
+    report = await settled_audit(server)
+
+    found = [v for v in report.violations if "taken from stock differ" in v]
+    # One row per wrong part (the check before this one summed the parts: it saw 4 == 4).
+    assert len(found) == 2 and all(made.id in v for v in found), report.violations
+    assert {a, b} == {item for item in (a, b) if any(item in v for v in found)}
