@@ -18,6 +18,7 @@ import pytest
 from common.env import ConfigError
 from loyalty.v1 import checkin_pb2, checkin_pb2_grpc, member_pb2
 from points.program import Program
+from tests import auth
 from tests.conftest import Running, StartServer
 from tests.factories import failure, key
 from tests.flashsale.helpers import settled_audit
@@ -282,3 +283,44 @@ def test_the_check_in_configuration_loads_with_defaults() -> None:
     assert (default.time_zone, default.checkin_rewards) == ("UTC", (10, 10, 10, 10, 10, 10, 100))
     assert (custom.time_zone, custom.checkin_rewards) == ("Europe/Paris", (1, 2, 3))
     assert [custom.checkin_reward(day) for day in range(1, 8)] == [1, 2, 3, 1, 2, 3, 1]
+
+
+async def test_concurrent_calls_with_one_key_credit_once_and_replay_the_rest(
+    server: Running,
+) -> None:
+    _clocked(server)
+    member = await server.api.member()
+    idem = key()
+
+    answers = await asyncio.gather(*(_check_in(server, member.id, idem) for _ in range(10)))
+
+    assert sorted(a.replayed for a in answers) == [False] + [True] * 9
+    assert {(a.day, a.streak, a.points_credited, a.ledger_entry_id) for a in answers} == {
+        (answers[0].day, 1, 10, answers[0].ledger_entry_id)
+    }
+    assert (await assert_ledger_holds(server, member.id)).balance == 10
+
+
+async def test_the_gateway_may_check_in_and_reports_may_only_read(server: Running) -> None:
+    _clocked(server)
+    member = await server.api.member()
+    target = f"127.0.0.1:{server.app.port}"
+    storefront = auth.channel(target, auth.token(["storefront"]))
+    reports = auth.channel(target, auth.token(["reports"]))
+    try:
+        done = await checkin_pb2_grpc.CheckInServiceStub(storefront).CheckIn(
+            checkin_pb2.CheckInRequest(member_id=member.id, idempotency_key=key())
+        )
+        status = await checkin_pb2_grpc.CheckInServiceStub(reports).GetCheckInStatus(
+            checkin_pb2.GetCheckInStatusRequest(member_id=member.id)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await checkin_pb2_grpc.CheckInServiceStub(reports).CheckIn(
+                checkin_pb2.CheckInRequest(member_id=member.id, idempotency_key=key())
+            )
+    finally:
+        await storefront.close()
+        await reports.close()
+
+    assert (done.streak, status.streak, status.checked_in_today) == (1, 1, True)
+    assert failure(refused.value).reason == "SCOPE_MISSING"
