@@ -324,3 +324,17 @@ async def test_the_gateway_may_check_in_and_reports_may_only_read(server: Runnin
 
     assert (done.streak, status.streak, status.checked_in_today) == (1, 1, True)
     assert failure(refused.value).reason == "SCOPE_MISSING"
+
+
+async def test_the_audit_finds_a_check_in_whose_entry_disagrees(server: Running) -> None:
+    _clocked(server)
+    member = await server.api.member()
+    done = await _check_in(server, member.id)
+    clean = await settled_audit(server)
+    pg_rows(server, "UPDATE checkins SET points = 11 WHERE member_id = %s RETURNING 1", member.id)
+
+    report = await settled_audit(server)
+
+    assert clean.ok
+    assert [v for v in report.violations if "check-in without its earn entry" in v] != []
+    assert done.points_credited == 10
