@@ -26,7 +26,8 @@ DomainError
     ├── PaymentMismatch(redemption_id, amount_cents, currency)
     ├── InvalidTransition(redemption_id, status, transition)   a fulfilment step out of order
     ├── ReturnWindowClosed(redemption_id, closed_at)
-    └── BelowRedemptionThreshold(member_id, threshold)
+    ├── BelowRedemptionThreshold(member_id, threshold)
+    └── AlreadyCheckedIn(member_id, day)      a second daily check-in, another key
 
 A domain's own errors live with it, as subclasses of these (points/errors.py), and so do
 the edge's (server/edge_errors.py: credentials, scopes, rates, deadlines).
@@ -400,3 +401,17 @@ class CommitQueueFull(DomainError):
 
     def metadata(self) -> dict[str, str]:
         return {"commit_queue_max": str(self.limit)}
+
+
+class AlreadyCheckedIn(Refusal):
+    """The member has checked in on this local day under another idempotency key (the
+    same key is a replay, not a refusal)."""
+
+    reason = "ALREADY_CHECKED_IN"
+
+    def __init__(self, member_id: str, day: str) -> None:
+        super().__init__(f"member {member_id} has already checked in on {day}")
+        self.member_id, self.day = member_id, day
+
+    def metadata(self) -> dict[str, str]:
+        return {"member_id": self.member_id, "day": self.day}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flashsale import outbox, points_back
 from flashsale.model import SOLD_SQL
 from inventory import audit as stock_audit
+from points.checkin import store as checkin_store
 
 PENDING_OR_SOLD_SQL = SOLD_SQL[:-1] + ", 'PENDING_PAYMENT')"
 
@@ -104,3 +105,4 @@ PG_CHECKS: list[tuple[str, str]] = [
 PG_CHECKS += outbox.AUDIT_CHECKS
 PG_CHECKS += stock_audit.AUDIT_CHECKS
 PG_CHECKS += points_back.AUDIT_CHECKS
+PG_CHECKS += checkin_store.AUDIT_CHECKS

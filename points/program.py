@@ -17,6 +17,8 @@ per-member results (lots and their expiry, tiers, eligibility), not the rules.
 | SURGE_TASK_RULES | register:50:1,share:10:,review:20: | name:points:cap (empty cap = no cap) |
 | SURGE_LEDGER_JOB_INTERVAL_SECONDS | 60 | how often the expiry job runs |
 | SURGE_TIER_EVALUATION_INTERVAL_SECONDS | 86400 | how often every member's tier is evaluated |
+| SURGE_TIME_ZONE | UTC | the mall's local day (an IANA name such as Asia/Shanghai): a daily check-in is once per local day |
+| SURGE_CHECKIN_REWARDS | 10,10,10,10,10,10,100 | points for day 1..N of a check-in streak; after day N the cycle starts again at day 1 |
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.env import ConfigError, env_int, env_positive_float
 from common.validation import CURRENCY_RE
@@ -86,6 +89,9 @@ DEFAULT_TIERS = (
     Tier("gold", 150_000, Decimal(2)),
     Tier("platinum", 250_000, Decimal("2.5")),
 )
+DEFAULT_CHECKIN_REWARDS = (10, 10, 10, 10, 10, 10, 100)
+MAX_CHECKIN_DAYS = 366
+MAX_CHECKIN_REWARD = 1_000_000
 DEFAULT_TASKS = (
     TaskRule("register", 50, 1),
     TaskRule("share", 10, None),
@@ -109,8 +115,22 @@ class Program:
     task_rules: tuple[TaskRule, ...] = DEFAULT_TASKS
     job_interval_seconds: float = 60.0
     tier_evaluation_interval_seconds: float = 86_400.0
+    # The mall's local day (daily check-in): an IANA zone name, checked at start-up.
+    time_zone: str = "UTC"
+    # Daily check-in: points for day 1..N of a streak, then day 1's again (a cycle).
+    checkin_rewards: tuple[int, ...] = DEFAULT_CHECKIN_REWARDS
 
     def __post_init__(self) -> None:
+        _zone(self.time_zone)
+        if not self.checkin_rewards or len(self.checkin_rewards) > MAX_CHECKIN_DAYS:
+            raise ProgramError(
+                f"SURGE_CHECKIN_REWARDS needs 1 to {MAX_CHECKIN_DAYS} rewards, "
+                f"got {len(self.checkin_rewards)}"
+            )
+        if any(not 0 < r <= MAX_CHECKIN_REWARD for r in self.checkin_rewards):
+            raise ProgramError(
+                f"SURGE_CHECKIN_REWARDS: every reward must be 1..{MAX_CHECKIN_REWARD} points"
+            )
         if not CURRENCY_RE.fullmatch(self.currency):
             raise ProgramError(
                 f"SURGE_CURRENCY must be an ISO 4217 code (three upper-case letters), "
@@ -142,6 +162,15 @@ class Program:
                 reached = tier
         return reached
 
+    @property
+    def zone(self) -> ZoneInfo:
+        return _zone(self.time_zone)
+
+    def checkin_reward(self, streak: int) -> int:
+        """The points for the `streak`-th consecutive day (1-based): the configured days in
+        a cycle, so day N+1 earns day 1's reward again."""
+        return self.checkin_rewards[(streak - 1) % len(self.checkin_rewards)]
+
     def task(self, name: str) -> TaskRule | None:
         return next((r for r in self.task_rules if r.name == name), None)
 
@@ -169,6 +198,8 @@ class Program:
             tier_evaluation_interval_seconds=env_positive_float(
                 env, "SURGE_TIER_EVALUATION_INTERVAL_SECONDS", 86_400.0
             ),
+            time_zone=env.get("SURGE_TIME_ZONE") or "UTC",
+            checkin_rewards=_checkin_rewards(env.get("SURGE_CHECKIN_REWARDS")),
         )
 
 
@@ -226,6 +257,26 @@ def _tasks(raw: str | None) -> tuple[TaskRule, ...]:
             raise ProgramError(f"SURGE_TASK_RULES: {part!r}: points and cap must be positive")
         rules.append(TaskRule(bits[0], points, cap))
     return tuple(rules)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ProgramError(
+            f"SURGE_TIME_ZONE must be an IANA time zone name (such as Asia/Shanghai), got {name!r}"
+        ) from None
+
+
+def _checkin_rewards(raw: str | None) -> tuple[int, ...]:
+    if raw is None or not raw.strip():
+        return DEFAULT_CHECKIN_REWARDS
+    try:
+        return tuple(int(part) for part in raw.split(","))
+    except ValueError:
+        raise ProgramError(
+            f"SURGE_CHECKIN_REWARDS must be whole points separated by commas, got {raw!r}"
+        ) from None
 
 
 def _expiry(raw: str) -> ExpiryPolicy:

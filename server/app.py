@@ -56,7 +56,7 @@ from inventory.low_stock import LowStock
 from points import PointsLedger
 from points.gate import PointsGate
 from points.jobs import LedgerJobs
-from server import reflection, registry, tls, wiring_lottery
+from server import reflection, registry, tls, wiring_checkin, wiring_lottery
 from server.config import Settings
 from server.credentials import Verifier
 from server.interceptors import EdgeInterceptor
@@ -181,6 +181,7 @@ class App:
         self.audit_trail = AuditTrail(self.pool)
         # Lottery draws: their own gate and group committer (lottery/draws.py).
         self.lottery_gate, self.lotteries, self.draws = wiring_lottery.build(self)
+        self.checkins = wiring_checkin.build(self)  # daily check-in (points/checkin/)
         # WatchEvents: its own small pool and one shared LISTEN (events/stream.py); the
         # leader prunes past retention.
         self.event_stream = EventStream(

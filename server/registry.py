@@ -20,6 +20,8 @@ from loyalty.v1 import (
     campaign_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
+    checkin_pb2,
+    checkin_pb2_grpc,
     codes_pb2,
     codes_pb2_grpc,
     events_pb2,
@@ -44,6 +46,7 @@ from server.services import (
     audit,
     campaign,
     catalog,
+    checkin,
     codes,
     events,
     fulfilment,
@@ -72,6 +75,7 @@ _MODULES = (
     locations_pb2,
     stock_counts_pb2,
     lottery_pb2,
+    checkin_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -142,4 +146,7 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     )
     lottery_pb2_grpc.add_LotteryServiceServicer_to_server(
         lottery.LotteryService(app.lotteries, app.draws), server
+    )
+    checkin_pb2_grpc.add_CheckInServiceServicer_to_server(
+        checkin.CheckInService(app.checkins), server
     )

@@ -7,7 +7,7 @@ checks that every RPC in protos/ has one).
 
 - storefront: what a shop's gateway does for a member it has signed in: browse, redeem,
   read and cancel the member's own redemptions, balances, statements, transfers,
-  lottery draws.
+  lottery draws, daily check-ins.
 - payments:   the payment service confirming the cash part of a points + cash redemption.
 - earning:    the mall's order and task systems crediting (and reversing) points.
 - fulfilment: the warehouse moving physical redemptions on after COMMITTED: packing,
@@ -48,6 +48,7 @@ _STOCK = "/loyalty.v1.StockService/"
 _LOCATION = "/loyalty.v1.LocationService/"
 _STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 _LOTTERY = "/loyalty.v1.LotteryService/"
+_CHECKIN = "/loyalty.v1.CheckInService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -126,6 +127,8 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _LOTTERY + "ListLotteries": _BROWSE,
     _LOTTERY + "Draw": frozenset({STOREFRONT}),
     _LOTTERY + "GetDraw": frozenset({STOREFRONT, OPERATOR, REPORTS}),
+    _CHECKIN + "CheckIn": frozenset({STOREFRONT}),
+    _CHECKIN + "GetCheckInStatus": frozenset({STOREFRONT, OPERATOR, REPORTS}),
 }
 
 

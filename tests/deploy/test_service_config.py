@@ -15,7 +15,11 @@ CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "service-config.json"
 # Safe to retry: reads, and Redeem only because a retry carries the same idempotency key
 # (the server answers the first attempt's outcome: `replayed`).
 # Idempotent by the member's key: a retry answers the first call's outcome.
-RETRY_SAFE = {("loyalty.v1.RedemptionService", "Redeem"), ("loyalty.v1.LotteryService", "Draw")}
+RETRY_SAFE = {
+    ("loyalty.v1.RedemptionService", "Redeem"),
+    ("loyalty.v1.LotteryService", "Draw"),
+    ("loyalty.v1.CheckInService", "CheckIn"),
+}
 
 
 # A watch is meant to stay open: a deadline would cut it (clients reconnect after their
