@@ -214,3 +214,23 @@ async def test_a_bad_request_id_names_the_field_and_creates_nothing(server: Runn
         assert (f.code, f.field) == (grpc.StatusCode.INVALID_ARGUMENT, "request_id")
     assert pg_rows(server, "SELECT count(*) FROM items") == [(1,)]
     assert pg_rows(server, "SELECT count(*) FROM campaigns") == [(0,)]
+
+
+async def test_a_variant_retried_with_its_attributes_in_another_order_is_a_replay(
+    server: Running,
+) -> None:
+    catalog = server.api.catalog
+    product = await catalog.CreateProduct(catalog_pb2.CreateProductRequest(name="Tee"))
+    first_order = item_request("tee-m-red", "item-req-5")
+    first_order.product_id = product.id
+    first_order.variant_attributes.update({"size": "M", "colour": "red"})
+    other_order = item_request("tee-m-red", "item-req-5")
+    other_order.product_id = product.id
+    other_order.variant_attributes.update({"colour": "red", "size": "M"})
+    first = await catalog.CreateItem(first_order)
+    again = await catalog.CreateItem(other_order)
+    assert again.id == first.id
+    other_order.variant_attributes["size"] = "L"
+    with pytest.raises(grpc.aio.AioRpcError) as reused:
+        await catalog.CreateItem(other_order)
+    assert failure(reused.value).reason == "REQUEST_ID_REUSED"
