@@ -3,7 +3,9 @@
 DomainError
 ├── InvalidArgument(field, message)          malformed request, names the field
 ├── NotFound(resource, resource_id)
-├── AlreadyExists(resource, field, value)     a unique value taken (e.g. a SKU)
+├── AlreadyExists(resource, field, value, existing_id)   a unique value taken (e.g. a SKU)
+│   └── RequestIdReused(resource, request_id, existing_id)   a create's request id
+│                                              used for a different request (AIP-155)
 ├── IdempotencyKeyReused(key)                 same key, different request
 ├── RequestInProgress(key)                    same key, first call still running (retryable)
 ├── HoldExpired(key)                          the hold lapsed before the commit (retryable)
@@ -67,24 +69,37 @@ class InvalidArgument(DomainError):
 class NotFound(DomainError):
     reason = "NOT_FOUND"
 
-    def __init__(self, resource: str, resource_id: str) -> None:
-        super().__init__(f"{resource} {resource_id} not found")
+    def __init__(self, resource: str, resource_id: str, *, by: str = "") -> None:
+        # by: the field looked up when it is not the resource's id (e.g. external_ref).
+        named = f"with {by} {resource_id!r}" if by else resource_id
+        super().__init__(f"{resource} {named} not found")
         self.resource = resource
         self.resource_id = resource_id
+        self.by = by
 
     def metadata(self) -> dict[str, str]:
-        return {"resource": self.resource, "id": self.resource_id}
+        data = {"resource": self.resource, "id": self.resource_id}
+        if self.by:
+            data["field"] = self.by
+        return data
 
 
 class AlreadyExists(DomainError):
     reason = "ALREADY_EXISTS"
 
-    def __init__(self, resource: str, field: str, value: str) -> None:
-        super().__init__(f"a {resource} with {field} {value!r} already exists")
+    def __init__(self, resource: str, field: str, value: str, existing_id: str = "") -> None:
+        # Naming the existing resource lets a caller whose first reply was lost carry on
+        # with it (metadata "<resource>_id").
+        named = f": {resource} {existing_id}" if existing_id else ""
+        super().__init__(f"a {resource} with {field} {value!r} already exists{named}")
         self.resource, self.field, self.value = resource, field, value
+        self.existing_id = existing_id
 
     def metadata(self) -> dict[str, str]:
-        return {"resource": self.resource, "field": self.field}
+        data = {"resource": self.resource, "field": self.field}
+        if self.existing_id:
+            data[f"{self.resource}_id"] = self.existing_id
+        return data
 
 
 class IdempotencyKeyReused(DomainError):
@@ -415,3 +430,21 @@ class AlreadyCheckedIn(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"member_id": self.member_id, "day": self.day}
+
+
+class RequestIdReused(AlreadyExists):
+    """A create's request_id (AIP-155) already made a resource, for a different request."""
+
+    reason = "REQUEST_ID_REUSED"
+
+    def __init__(self, resource: str, request_id: str, existing_id: str) -> None:
+        DomainError.__init__(
+            self,
+            f"request_id {request_id!r} already created {resource} {existing_id} "
+            "for a different request",
+        )
+        self.resource, self.field, self.value = resource, "request_id", request_id
+        self.existing_id = existing_id
+
+    def metadata(self) -> dict[str, str]:
+        return super().metadata() | {"request_id": self.value}

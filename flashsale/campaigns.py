@@ -16,7 +16,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 import auditlog
-from common import paging, validation
+from common import create_requests, paging, validation
 from common.errors import InsufficientStock, InvalidArgument, NotFound
 from flashsale import bundles, loading, points_back, pricing
 from flashsale.gate import CampaignGate
@@ -137,11 +137,16 @@ class Campaigns:
         price_rules: Sequence[pricing.PriceRule] = (),
         points_back_percent: int = 0,
         bundle_parts: Sequence[BundlePart] = (),
+        request_id: str = "",
     ) -> Campaign:
         """`allotments`: (location code, units) to draw the units from, in the order they
         are sold; empty: from available stock, the default location first. `price_rules`:
         time-windowed prices (flashsale/pricing.py). `bundle_parts`: a bundle
-        (flashsale/bundles.py), units_allotted in bundles, 0: as many as fit."""
+        (flashsale/bundles.py), units_allotted in bundles, 0: as many as fit. `request_id`
+        (AIP-155, common/create_requests.py): the same request again answers the campaign
+        it made, its stock allotted once; another request under it is RequestIdReused."""
+        # The request's every field as asked: the parameters (one added later is hashed too).
+        asked = {k: v for k, v in locals().items() if k not in ("self", "request_id")}
         parts = bundles.validate(bundle_parts, item_id, stock_shards, allotments)
         item_id = validation.uuid_id("item_id", parts[0].item_id if parts else item_id)
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
@@ -165,93 +170,99 @@ class Campaigns:
             tiers=self.tiers,
         )
         points_back.check_percent(points_back_percent)
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = conn.cursor(row_factory=dict_row)
-            if parts:  # every part's item locked (in id order) and checked first
-                units_allotted = await bundles.check_items(
-                    conn, parts, units_allotted, most=MAX_UNITS
+        request = create_requests.of(create_requests.CAMPAIGN, request_id, **asked)
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await create_requests.claim(conn, request)
+                cur = conn.cursor(row_factory=dict_row)
+                if parts:  # every part's item locked (in id order) and checked first
+                    units_allotted = await bundles.check_items(
+                        conn, parts, units_allotted, most=MAX_UNITS
+                    )
+                await cur.execute(
+                    "SELECT stock_on_hand, code_source, state, retired_at FROM items "
+                    "WHERE id = %s FOR UPDATE",
+                    (item_id,),
                 )
-            await cur.execute(
-                "SELECT stock_on_hand, code_source, state, retired_at FROM items "
-                "WHERE id = %s FOR UPDATE",
-                (item_id,),
-            )
-            item = await cur.fetchone()
-            if item is None:
-                raise NotFound("item", item_id)
-            if item["state"] == ItemState.RETIRED:  # under the lock RetireItem takes
-                raise ItemRetired(item_id, item["retired_at"].isoformat())
-            if item["code_source"] == CodeSource.POOL.value:
-                # A pool's code is given in the commit; a pending payment has no commit to
-                # give it in (not supported yet). The allotment is bounded by the codes.
-                if cash_price_cents:
-                    raise InvalidArgument("cash_price_cents", "must be 0 for a code-pool item")
-                await codes.check_promise(
-                    conn, item_id, field="units_allotted", units=units_allotted
+                item = await cur.fetchone()
+                if item is None:
+                    raise NotFound("item", item_id)
+                if item["state"] == ItemState.RETIRED:  # under the lock RetireItem takes
+                    raise ItemRetired(item_id, item["retired_at"].isoformat())
+                if item["code_source"] == CodeSource.POOL.value:
+                    # A pool's code is given in the commit; a pending payment has no commit to
+                    # give it in (not supported yet). The allotment is bounded by the codes.
+                    if cash_price_cents:
+                        raise InvalidArgument("cash_price_cents", "must be 0 for a code-pool item")
+                    await codes.check_promise(
+                        conn, item_id, field="units_allotted", units=units_allotted
+                    )
+                # PostgreSQL's clock, the one the commit guards use: a window already over would
+                # take the item's stock for a sale that can never open.
+                await cur.execute("SELECT %s::timestamptz <= now() AS over", (ends_at,))
+                if (await cur.fetchone() or {}).get("over"):
+                    raise InvalidArgument("ends_at", "is in the past: the sale could never open")
+                if item["stock_on_hand"] < units_allotted:
+                    raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
+                # None: wherever there is some (stock_allot's default-first order).
+                drawn: list[tuple[str | None, int]] = [] if parts else [(None, units_allotted)]
+                if allotments:
+                    drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
+                await cur.execute(
+                    "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
+                    "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards, "
+                    "points_back_percent) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "RETURNING id::text",
+                    (
+                        item_id,
+                        name,
+                        units_allotted,
+                        points_price,
+                        cash_price_cents,
+                        per_member_limit,
+                        starts_at,
+                        ends_at,
+                        stock_shards,
+                        points_back_percent,
+                    ),
                 )
-            # PostgreSQL's clock, the one the commit guards use: a window already over would
-            # take the item's stock for a sale that can never open.
-            await cur.execute("SELECT %s::timestamptz <= now() AS over", (ends_at,))
-            if (await cur.fetchone() or {}).get("over"):
-                raise InvalidArgument("ends_at", "is in the past: the sale could never open")
-            if item["stock_on_hand"] < units_allotted:
-                raise InsufficientStock(item_id, item["stock_on_hand"], units_allotted)
-            # None: wherever there is some (stock_allot's default-first order).
-            drawn: list[tuple[str | None, int]] = [] if parts else [(None, units_allotted)]
-            if allotments:
-                drawn = list(await locations.resolve_allotments(conn, item_id, allotments))
-            await cur.execute(
-                "INSERT INTO campaigns (item_id, name, units_allotted, points_price, "
-                "cash_price_cents, per_member_limit, starts_at, ends_at, stock_shards, "
-                "points_back_percent) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "RETURNING id::text",
-                (
-                    item_id,
-                    name,
-                    units_allotted,
-                    points_price,
-                    cash_price_cents,
-                    per_member_limit,
-                    starts_at,
-                    ends_at,
-                    stock_shards,
-                    points_back_percent,
-                ),
-            )
-            created = await cur.fetchone()
-            assert created is not None
-            # The units leave the item's available stock (inventory/stock.py); a campaign's
-            # locations are sold from in the order allotted.
-            if parts:  # each part's quantity per bundle
-                await bundles.create(conn, created["id"], parts, units_allotted)
-            for location_id, units in drawn:
-                await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
-            await pricing.store_rules(cur, created["id"], price_rules)
-            await auditlog.record(
-                conn,
-                auditlog.CREATE_CAMPAIGN,
-                target_kind=auditlog.CAMPAIGN,
-                target_id=created["id"],
-                content={
-                    "item_id": item_id,
-                    "name": name,
-                    "units_allotted": units_allotted,
-                    "points_price": points_price,
-                    "cash_price_cents": cash_price_cents,
-                    "per_member_limit": per_member_limit,
-                    "starts_at": starts_at,
-                    "ends_at": ends_at,
-                    "stock_shards": stock_shards,
-                }
-                | ({"points_back_percent": points_back_percent} if points_back_percent else {})
-                | ({"bundle_parts": [vars(p) for p in parts]} if parts else {})
-                | (
-                    {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
-                    if allotments
-                    else {}
+                created = await cur.fetchone()
+                assert created is not None
+                await create_requests.record(conn, request, created["id"])
+                # The units leave the item's available stock (inventory/stock.py); a campaign's
+                # locations are sold from in the order allotted.
+                if parts:  # each part's quantity per bundle
+                    await bundles.create(conn, created["id"], parts, units_allotted)
+                for location_id, units in drawn:
+                    await stock.allot(conn, created["id"], item_id, units, location_id=location_id)
+                await pricing.store_rules(cur, created["id"], price_rules)
+                await auditlog.record(
+                    conn,
+                    auditlog.CREATE_CAMPAIGN,
+                    target_kind=auditlog.CAMPAIGN,
+                    target_id=created["id"],
+                    content={
+                        "item_id": item_id,
+                        "name": name,
+                        "units_allotted": units_allotted,
+                        "points_price": points_price,
+                        "cash_price_cents": cash_price_cents,
+                        "per_member_limit": per_member_limit,
+                        "starts_at": starts_at,
+                        "ends_at": ends_at,
+                        "stock_shards": stock_shards,
+                    }
+                    | ({"points_back_percent": points_back_percent} if points_back_percent else {})
+                    | ({"bundle_parts": [vars(p) for p in parts]} if parts else {})
+                    | (
+                        {"allotments": [{"location_code": c, "units": u} for c, u in allotments]}
+                        if allotments
+                        else {}
+                    )
+                    | ({"price_rules": pricing.as_audit(price_rules)} if price_rules else {}),
                 )
-                | ({"price_rules": pricing.as_audit(price_rules)} if price_rules else {}),
-            )
+        except create_requests.Replayed as replay:
+            return await self.get(replay.resource_id)
         try:
             await self.load_into_gate(created["id"])
         except redis.exceptions.RedisError as e:

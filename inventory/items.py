@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 import auditlog
 import events
-from common import actor, validation
+from common import actor, create_requests, validation
 from common.errors import (
     AlreadyExists,
     IdempotencyKeyReused,
@@ -98,7 +98,11 @@ class Catalog:
         code_source: CodeSource = CodeSource.GENERATED,
         details: ItemDetails = NO_DETAILS,
         location_code: str = "",
+        request_id: str = "",
     ) -> Item:
+        """request_id (AIP-155, common/create_requests.py): the same request again answers
+        the item it made, its initial stock received once; another request under it is
+        RequestIdReused. A taken SKU: AlreadyExists naming the item that has it."""
         if not _SKU_RE.fullmatch(sku):
             raise InvalidArgument("sku", "must be 1..64 characters of A-Z a-z 0-9 . _ -")
         name = validation.text("name", name, max_length=validation.MAX_NAME_LENGTH, required=True)
@@ -107,19 +111,51 @@ class Catalog:
             raise InvalidArgument("code_source", "CODE_SOURCE_POOL is for ITEM_KIND_VIRTUAL items")
         if location_code:
             locations.valid_code("location_code", location_code)
+        request = create_requests.of(
+            create_requests.ITEM,
+            request_id,
+            sku=sku,
+            name=name,
+            kind=kind,
+            initial_stock=initial_stock,
+            code_source=code_source,
+            details=details,
+            location_code=location_code,
+        )
+        try:
+            row = await self._insert(
+                request, sku, name, kind, initial_stock, code_source, details, location_code
+            )
+        except create_requests.Replayed as replay:
+            return await self.get_item(replay.resource_id)
+        return _item(row)
+
+    async def _insert(
+        self,
+        request: create_requests.CreateRequest | None,
+        sku: str,
+        name: str,
+        kind: ItemKind,
+        initial_stock: int,
+        code_source: CodeSource,
+        details: ItemDetails,
+        location_code: str,
+    ) -> dict[str, Any]:
         async with self._pool.connection() as conn, conn.transaction():
+            await create_requests.claim(conn, request)
             # Where the initial stock is received (None: the default location).
             location = await locations.location_id(conn, location_code) if location_code else None
-            try:
-                cur = await conn.cursor(row_factory=dict_row).execute(
-                    "INSERT INTO items (sku, name, kind, stock_on_hand, code_source) "
-                    "VALUES (%s, %s, %s, 0, %s) RETURNING id::text",
-                    (sku, name, kind.value, code_source.value),
-                )
-            except psycopg.errors.UniqueViolation as e:
-                raise AlreadyExists("item", "sku", sku) from e
+            cur = await conn.cursor(row_factory=dict_row).execute(
+                "INSERT INTO items (sku, name, kind, stock_on_hand, code_source) "
+                "VALUES (%s, %s, %s, 0, %s) ON CONFLICT (sku) DO NOTHING RETURNING id::text",
+                (sku, name, kind.value, code_source.value),
+            )
             created = await cur.fetchone()
-            assert created is not None
+            if created is None:  # the statement after the conflict sees the committed holder
+                found = await conn.execute("SELECT id::text FROM items WHERE sku = %s", (sku,))
+                holder = await found.fetchone()
+                raise AlreadyExists("item", "sku", sku, str(holder[0]) if holder else "")
+            await create_requests.record(conn, request, created["id"])
             if details != NO_DETAILS:
                 await catalogue.attach(conn, created["id"], details)
             if initial_stock:  # the item's first movement
@@ -147,7 +183,7 @@ class Catalog:
                 }
                 | ({"location_code": location_code} if location_code else {}),
             )
-        return _item(row)
+        return row
 
     async def get_item(self, item_id: str) -> Item:
         item_id = validation.uuid_id("item_id", item_id)

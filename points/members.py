@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 import auditlog
-from common import validation
+from common import create_requests, validation
 from common.errors import AlreadyExists, NotFound
 from points import context, store, tiers
 from points.context import Context
@@ -31,35 +31,55 @@ class Members:
 
     # -- Members ---------------------------------------------------------------------------
 
-    async def create(self, *, display_name: str, external_ref: str | None) -> Member:
+    async def create(
+        self, *, display_name: str, external_ref: str | None, request_id: str = ""
+    ) -> Member:
+        """A new member. external_ref taken: AlreadyExists naming the member who has it.
+        request_id (AIP-155, common/create_requests.py): the same request again answers the
+        member it made; another request under it is RequestIdReused."""
         display_name = validation.text(
             "display_name", display_name, max_length=validation.MAX_NAME_LENGTH, required=True
         )
         if external_ref is not None:
-            external_ref = (
-                validation.text(
-                    "external_ref",
-                    external_ref,
-                    max_length=validation.MAX_KEY_LENGTH,
-                    required=False,
-                )
-                or None
-            )
-        async with self._pool.connection() as conn:
-            try:
+            external_ref = _external_ref(external_ref, required=False) or None
+        request = create_requests.of(
+            create_requests.MEMBER,
+            request_id,
+            display_name=display_name,
+            external_ref=external_ref,
+        )
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                await create_requests.claim(conn, request)
                 cur = await conn.cursor(row_factory=dict_row).execute(
                     "INSERT INTO members (display_name, external_ref, redemption_eligible) "
-                    f"VALUES (%s, %s, %s) RETURNING {_MEMBER_COLUMNS}, version, "
-                    "redemption_eligible",
+                    "VALUES (%s, %s, %s) ON CONFLICT (external_ref) DO NOTHING "
+                    f"RETURNING {_MEMBER_COLUMNS}, version, redemption_eligible",
                     (display_name, external_ref, self._program.redemption_threshold <= 0),
                 )
-            except psycopg.errors.UniqueViolation as e:
-                raise AlreadyExists("member", "external_ref", external_ref or "") from e
-            row = await cur.fetchone()
-        assert row is not None
+                row = await cur.fetchone()
+                if row is None:  # only a non-NULL external_ref conflicts
+                    assert external_ref is not None
+                    # The statement after the conflict sees the committed holder.
+                    holder = await _find(conn, external_ref)
+                    raise AlreadyExists(
+                        "member", "external_ref", external_ref, holder.id if holder else ""
+                    )
+                await create_requests.record(conn, request, row["id"])
+        except create_requests.Replayed as replay:
+            return await self.get(replay.resource_id)
         mirror = MemberMirror(0, row["version"], False, bool(row["redemption_eligible"]))
         await self._gate.mirror_committed(row["id"], mirror)
         return _member(row)
+
+    async def lookup(self, external_ref: str) -> Member:
+        """The member the mall knows by `external_ref`; NotFound naming it if none."""
+        external_ref = _external_ref(external_ref, required=True)
+        async with self._pool.connection() as conn:
+            found = await _find(conn, external_ref)
+        if found is None:
+            raise NotFound("member", external_ref, by="external_ref")
+        return found
 
     async def get(self, member_id: str) -> Member:
         member_id = validation.uuid_id("member_id", member_id)
@@ -216,6 +236,20 @@ class Members:
         """Reloads the members whose mirror missed a commit (PointsGate.stale); returns how
         many."""
         return await self._gate.stale.reload(self.load_into_gate)
+
+
+def _external_ref(value: str, *, required: bool) -> str:
+    return validation.text(
+        "external_ref", value, max_length=validation.MAX_KEY_LENGTH, required=required
+    )
+
+
+async def _find(conn: psycopg.AsyncConnection[Any], external_ref: str) -> Member | None:
+    cur = await conn.cursor(row_factory=dict_row).execute(
+        f"SELECT {_MEMBER_COLUMNS} FROM members WHERE external_ref = %s", (external_ref,)
+    )
+    row = await cur.fetchone()
+    return None if row is None else _member(row)
 
 
 def _member(row: dict[str, Any]) -> Member:

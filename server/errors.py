@@ -29,6 +29,7 @@ STATUS_BY_ERROR: dict[type[BaseException], grpc.StatusCode] = {
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.IdempotencyKeyReused: grpc.StatusCode.ALREADY_EXISTS,
+    errors.RequestIdReused: grpc.StatusCode.ALREADY_EXISTS,
     errors.RequestInProgress: grpc.StatusCode.ABORTED,
     errors.HoldExpired: grpc.StatusCode.ABORTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,

@@ -36,6 +36,7 @@ class CampaignService(campaign_pb2_grpc.CampaignServiceServicer):
             price_rules=convert_pricing.price_rules(request.price_rules),
             points_back_percent=request.points_back_percent,
             bundle_parts=[BundlePart(p.item_id, p.quantity) for p in request.bundle_parts],
+            request_id=request.request_id,
         )
         return convert.campaign(created)
 

@@ -40,6 +40,7 @@ class CatalogService(catalog_pb2_grpc.CatalogServiceServicer):
             code_source=convert.code_source(request.code_source),
             details=convert_catalogue.item_details(request),
             location_code=request.location_code,
+            request_id=request.request_id,
         )
         return convert.item(created)
 

@@ -20,7 +20,9 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         self, request: member_pb2.CreateMemberRequest, context: Context
     ) -> member_pb2.Member:
         created = await self._ledger.members.create(
-            display_name=request.display_name, external_ref=request.external_ref or None
+            display_name=request.display_name,
+            external_ref=request.external_ref or None,
+            request_id=request.request_id,
         )
         return convert.member(created)
 
@@ -28,6 +30,11 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
         self, request: member_pb2.GetMemberRequest, context: Context
     ) -> member_pb2.Member:
         return convert.member(await self._ledger.members.get(request.member_id))
+
+    async def LookupMember(
+        self, request: member_pb2.LookupMemberRequest, context: Context
+    ) -> member_pb2.Member:
+        return convert.member(await self._ledger.members.lookup(request.external_ref))
 
     async def EarnPoints(
         self, request: member_pb2.EarnPointsRequest, context: Context

@@ -10,7 +10,7 @@ from flashsale.model import RedeemRequest
 from flashsale.offers import Offers
 from flashsale.quotes import Quotes
 from flashsale.reads import RedemptionReads
-from loyalty.v1 import common_pb2, redemption_pb2, redemption_pb2_grpc
+from loyalty.v1 import common_pb2, member_pb2, redemption_pb2, redemption_pb2_grpc
 from points.members import Members
 from points.statements import Statements
 from server import convert, convert_campaigns, convert_pricing
@@ -96,6 +96,11 @@ class RedemptionService(redemption_pb2_grpc.RedemptionServiceServicer):
         self, request: redemption_pb2.RedemptionServiceGetBalanceRequest, context: Context
     ) -> common_pb2.Balance:
         return convert.balance(await self._members.balance(request.member_id))
+
+    async def LookupMember(
+        self, request: redemption_pb2.RedemptionServiceLookupMemberRequest, context: Context
+    ) -> member_pb2.Member:
+        return convert.member(await self._members.lookup(request.external_ref))
 
     async def ListOffers(
         self, request: redemption_pb2.ListOffersRequest, context: Context

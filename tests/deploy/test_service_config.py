@@ -63,5 +63,7 @@ def test_retries_only_where_safe() -> None:
         assert policy["maxAttempts"] <= 5  # grpc's own cap
         for name in entry["name"]:
             method = name.get("method", "")
-            safe = (name["service"], method) in RETRY_SAFE or method.startswith(("Get", "List"))
+            safe = (name["service"], method) in RETRY_SAFE or method.startswith(
+                ("Get", "List", "Lookup")
+            )
             assert safe, f"{name} is retried but is not a read or idempotent"
