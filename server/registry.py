@@ -18,6 +18,8 @@ from loyalty.v1 import (
     audit_pb2_grpc,
     campaign_pb2,
     campaign_pb2_grpc,
+    cards_pb2,
+    cards_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     codes_pb2,
@@ -43,6 +45,7 @@ from server.interceptors import split_method
 from server.services import (
     audit,
     campaign,
+    cards,
     catalog,
     codes,
     events,
@@ -72,6 +75,7 @@ _MODULES = (
     locations_pb2,
     stock_counts_pb2,
     lottery_pb2,
+    cards_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -143,3 +147,4 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     lottery_pb2_grpc.add_LotteryServiceServicer_to_server(
         lottery.LotteryService(app.lotteries, app.draws), server
     )
+    cards_pb2_grpc.add_CardServiceServicer_to_server(cards.CardService(app.cards), server)
