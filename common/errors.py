@@ -26,7 +26,10 @@ DomainError
     ├── PaymentMismatch(redemption_id, amount_cents, currency)
     ├── InvalidTransition(redemption_id, status, transition)   a fulfilment step out of order
     ├── ReturnWindowClosed(redemption_id, closed_at)
-    └── BelowRedemptionThreshold(member_id, threshold)
+    ├── BelowRedemptionThreshold(member_id, threshold)
+    ├── CardLost(card_number), CardReplaced(card_number)   a till's card refused at once
+    ├── CardNotOpened(card_number)
+    └── CardInvalidTransition(card_number, state, transition)
 
 A domain's own errors live with it, as subclasses of these (points/errors.py), and so do
 the edge's (server/edge_errors.py: credentials, scopes, rates, deadlines).
