@@ -14,6 +14,9 @@ from cards.model import Card, CardBatch, CardState, CardType
 
 Conn = AsyncConnection[Any]
 
+ISSUE_TIMEOUT_MS = 60_000
+_COPY_CHUNK = 10_000  # rows per write: text COPY, a few hundred kB each
+
 _TYPE = "code, name, coalesce(default_tier, '') AS default_tier, prefix, next_serial, created_at"
 _BATCH = (
     "id::text, card_type, request_id, last_serial - first_serial + 1 AS count, "
@@ -140,9 +143,18 @@ async def insert_batch(
     await conn.execute(
         "UPDATE card_types SET next_serial = %s WHERE code = %s", (last + 1, kind.code)
     )
+    # An operator's batch of up to 100,000 rows outlasts the pool's statement_timeout (the
+    # commit fence, sized for redemptions); this transaction alone may take longer. It holds
+    # only its card type's row lock, which nothing on the redemption path takes.
+    await conn.execute(f"SET LOCAL statement_timeout = {ISSUE_TIMEOUT_MS}")
     async with cur.copy("COPY cards (number, card_type, batch_id) FROM STDIN") as copy:
-        for serial in range(first, last + 1):
-            await copy.write_row((numbers.number(kind.prefix, serial), kind.code, made.id))
+        for start in range(first, last + 1, _COPY_CHUNK):
+            end = min(start + _COPY_CHUNK, last + 1)
+            rows = "".join(
+                f"{numbers.number(kind.prefix, s)}\t{kind.code}\t{made.id}\n"
+                for s in range(start, end)
+            )
+            await copy.write(rows.encode())
     return made
 
 
