@@ -94,6 +94,13 @@ async def test_replace_moves_the_member_to_the_new_card_and_points_stay(server: 
     )
     assert reason == "CARD_INVALID_TRANSITION"
     assert pg_rows(server, "SELECT replaced_by FROM cards WHERE number = %s", old) == [(new,)]
+    audited = pg_rows(
+        server,
+        "SELECT subject, content->>'new_card_number', content->>'member_id' FROM audit_events "
+        "WHERE action = 'card.replace_card' AND target_id = %s",
+        old,
+    )
+    assert audited == [("test-suite", new, member_id)]  # one: the refused retries wrote none
 
 
 async def test_replace_with_a_named_card_and_refusals_that_change_nothing(
