@@ -149,3 +149,38 @@ async def test_a_type_runs_out_of_numbers_rather_than_overlapping(server: Runnin
     with pytest.raises(grpc.aio.AioRpcError) as full:
         await issue(server, "gold-card", 1)
     assert failure(full.value).field == "count"
+
+
+async def test_export_and_replace_refuse_bad_input_naming_the_field(server: Running) -> None:
+    await card_type(server)
+    made = (await issue(server, "gold-card", 3)).batch
+    cases = [
+        (cards_pb2.ExportCardsRequest(batch_id="nope"), "batch_id"),
+        (cards_pb2.ExportCardsRequest(batch_id=made.id, page_size=10_001), "page_size"),
+        (cards_pb2.ExportCardsRequest(batch_id=made.id, page_token="x"), "page_token"),
+    ]
+    for request, field in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub(server).ExportCards(request)
+        assert (failure(bad.value).code, failure(bad.value).field) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            field,
+        )
+    wrong = made.first_number[:-1] + str((int(made.first_number[-1]) + 1) % 10)
+    for replace, field in [
+        (cards_pb2.ReplaceCardRequest(card_number=wrong), "card_number"),
+        (
+            cards_pb2.ReplaceCardRequest(card_number=made.first_number, new_card_number=wrong),
+            "new_card_number",
+        ),
+        (
+            cards_pb2.ReplaceCardRequest(
+                card_number=made.first_number, new_card_number=made.first_number
+            ),
+            "new_card_number",
+        ),
+    ]:
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            await stub(server).ReplaceCard(replace)
+        assert failure(bad.value).field == field
+    assert pg_rows(server, "SELECT DISTINCT state FROM cards") == [("ISSUED",)]
