@@ -36,6 +36,14 @@ TRANSFER_STOCK = "location.transfer_stock"
 SET_LOW_STOCK_THRESHOLD = "stock_counts.set_low_stock_threshold"
 SUBMIT_STOCK_COUNT = "stock_counts.submit_stock_count"
 CREATE_LOTTERY = "lottery.create_lottery"
+# Member cards (cards/cards.py). ReportCardLost is recorded whoever reports it (a member
+# through the storefront or an operator): it stops a card, and the subject says who.
+CREATE_CARD_TYPE = "card.create_card_type"
+ISSUE_CARDS = "card.issue_cards"
+OPEN_CARD = "card.open_card"
+REPORT_CARD_LOST = "card.report_card_lost"
+UNLOCK_CARD = "card.unlock_card"
+REPLACE_CARD = "card.replace_card"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -61,6 +69,12 @@ ACTIONS = (
     SET_LOW_STOCK_THRESHOLD,
     SUBMIT_STOCK_COUNT,
     CREATE_LOTTERY,
+    CREATE_CARD_TYPE,
+    ISSUE_CARDS,
+    OPEN_CARD,
+    REPORT_CARD_LOST,
+    UNLOCK_CARD,
+    REPLACE_CARD,
 )
 
 # What an event's target_id names.
@@ -71,7 +85,9 @@ MEMBER = "member"
 REDEMPTION = "redemption"
 LOCATION = "location"
 LOTTERY = "lottery"
-TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY)
+CARD_TYPE = "card_type"
+CARD = "card"
+TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY, CARD_TYPE, CARD)
 
 
 @dataclass(frozen=True)

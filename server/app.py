@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import RedisCluster
 
 from auditlog import AuditTrail
+from cards.cards import Cards
 from common import redis_client, redis_memory
 from common.autopipeline import AutoPipeline
 from common.leader import Leadership
@@ -182,6 +183,7 @@ class App:
         # Lottery draws: their own gate and group committer (lottery/draws.py).
         self.lottery_gate, self.lotteries, self.draws = wiring_lottery.build(self)
         self.checkins = wiring_checkin.build(self)  # daily check-in (points/checkin/)
+        self.cards = Cards(self.pool, settings.program)  # member cards: PostgreSQL only
         # WatchEvents: its own small pool and one shared LISTEN (events/stream.py); the
         # leader prunes past retention.
         self.event_stream = EventStream(

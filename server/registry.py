@@ -18,6 +18,8 @@ from loyalty.v1 import (
     audit_pb2_grpc,
     campaign_pb2,
     campaign_pb2_grpc,
+    cards_pb2,
+    cards_pb2_grpc,
     catalog_pb2,
     catalog_pb2_grpc,
     checkin_pb2,
@@ -45,6 +47,7 @@ from server.interceptors import split_method
 from server.services import (
     audit,
     campaign,
+    cards,
     catalog,
     checkin,
     codes,
@@ -76,6 +79,7 @@ _MODULES = (
     stock_counts_pb2,
     lottery_pb2,
     checkin_pb2,
+    cards_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -150,3 +154,4 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     checkin_pb2_grpc.add_CheckInServiceServicer_to_server(
         checkin.CheckInService(app.checkins), server
     )
+    cards_pb2_grpc.add_CardServiceServicer_to_server(cards.CardService(app.cards), server)

@@ -21,6 +21,9 @@ checks that every RPC in protos/ has one).
               counts (StockCountService), code pools (ImportCodes, GetCodePool),
               campaigns, lotteries, members, corrections, tiers, and everything the reads and
               reports show.
+- cards:      (no scope of its own) operator issues and manages member cards; storefront
+              opens a card for its member and reports it lost; storefront and merchant
+              (a till) check a card and resolve it to its member.
 - reports:    finance and auditors: read-only reports, reads and the audit trail (also
               stock levels and movements, ListLowStockItems and GetStockCount).
 """
@@ -49,6 +52,7 @@ _LOCATION = "/loyalty.v1.LocationService/"
 _STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 _LOTTERY = "/loyalty.v1.LotteryService/"
 _CHECKIN = "/loyalty.v1.CheckInService/"
+_CARD = "/loyalty.v1.CardService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -131,6 +135,17 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _LOTTERY + "GetDraw": frozenset({STOREFRONT, OPERATOR, REPORTS}),
     _CHECKIN + "CheckIn": frozenset({STOREFRONT}),
     _CHECKIN + "GetCheckInStatus": frozenset({STOREFRONT, OPERATOR, REPORTS}),
+    # Member cards: the operator issues and manages them; a member reports their own card
+    # lost through the storefront; a till (storefront or merchant) checks and resolves one.
+    _CARD + "CreateCardType": _OPERATOR,
+    _CARD + "IssueCards": _OPERATOR,
+    _CARD + "ExportCards": _OPERATOR,
+    _CARD + "OpenCard": _MEMBER_SELF,
+    _CARD + "ReportCardLost": _MEMBER_SELF,
+    _CARD + "UnlockCard": _OPERATOR,
+    _CARD + "ReplaceCard": _OPERATOR,
+    _CARD + "CheckCard": frozenset({STOREFRONT, MERCHANT, OPERATOR}),
+    _CARD + "ResolveCard": frozenset({STOREFRONT, MERCHANT, OPERATOR}),
 }
 
 
