@@ -36,6 +36,8 @@ TRANSFER_STOCK = "location.transfer_stock"
 SET_LOW_STOCK_THRESHOLD = "stock_counts.set_low_stock_threshold"
 SUBMIT_STOCK_COUNT = "stock_counts.submit_stock_count"
 CREATE_LOTTERY = "lottery.create_lottery"
+CREATE_EARN_RULE = "earn_rules.create_earn_rule"
+END_EARN_RULE = "earn_rules.end_earn_rule"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -61,6 +63,8 @@ ACTIONS = (
     SET_LOW_STOCK_THRESHOLD,
     SUBMIT_STOCK_COUNT,
     CREATE_LOTTERY,
+    CREATE_EARN_RULE,
+    END_EARN_RULE,
 )
 
 # What an event's target_id names.
@@ -71,7 +75,8 @@ MEMBER = "member"
 REDEMPTION = "redemption"
 LOCATION = "location"
 LOTTERY = "lottery"
-TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY)
+EARN_RULE = "earn_rule"
+TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY, EARN_RULE)
 
 
 @dataclass(frozen=True)

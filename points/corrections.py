@@ -43,8 +43,8 @@ class Corrections:
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
             await cur.execute(
-                "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text "
-                "FROM purchases WHERE member_id = %s AND event_id = %s",
+                "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text, "
+                "pending_until IS NOT NULL AND activated_at IS NULL AS pending FROM purchases WHERE member_id = %s AND event_id = %s",
                 (member_id, purchase),
             )
             p = await cur.fetchone()
@@ -77,9 +77,14 @@ class Corrections:
                 total_cents = p["reversed_cents"] + cents
                 total_points = p["points"] * total_cents // p["amount_cents"]
                 points = total_points - p["reversed_points"]
-                entry_id, taken, debt = await self._take_back(
-                    cur, member_id, points, p["lot_id"], purchase, cents, event
-                )
+                if p["pending"]:
+                    # Never posted (pending.py): the reversal only shrinks what activation
+                    # will post. No entry, no debt; `taken` counts what left the pending.
+                    entry_id, taken, debt = "", points, 0
+                else:
+                    entry_id, taken, debt = await self._take_back(
+                        cur, member_id, points, p["lot_id"], purchase, cents, event
+                    )
                 await cur.execute(
                     "UPDATE purchases SET reversed_cents = %s, reversed_points = %s "
                     "WHERE member_id = %s AND event_id = %s",

@@ -17,6 +17,8 @@ per-member results (lots and their expiry, tiers, eligibility), not the rules.
 | SURGE_TASK_RULES | register:50:1,share:10:,review:20: | name:points:cap (empty cap = no cap) |
 | SURGE_LEDGER_JOB_INTERVAL_SECONDS | 60 | how often the expiry job runs |
 | SURGE_TIER_EVALUATION_INTERVAL_SECONDS | 86400 | how often every member's tier is evaluated |
+| SURGE_TIME_ZONE | UTC | IANA zone of earn rules' calendars (a rule may name its own) |
+| SURGE_EARN_PENDING_DAYS | 0 | a purchase's points stay pending this many days (0: spendable at once) |
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from common.env import ConfigError, env_int, env_positive_float
 from common.validation import CURRENCY_RE
@@ -109,6 +112,8 @@ class Program:
     task_rules: tuple[TaskRule, ...] = DEFAULT_TASKS
     job_interval_seconds: float = 60.0
     tier_evaluation_interval_seconds: float = 86_400.0
+    time_zone: str = "UTC"  # earn rules' default calendar (IANA)
+    earn_pending_days: int = 0  # a purchase's points are pending this long (0: not at all)
 
     def __post_init__(self) -> None:
         if not CURRENCY_RE.fullmatch(self.currency):
@@ -125,6 +130,12 @@ class Program:
             raise ProgramError("SURGE_TIERS: tier names must be unique")
         if len({r.name for r in self.task_rules}) != len(self.task_rules):
             raise ProgramError("SURGE_TASK_RULES: rule names must be unique")
+        try:
+            ZoneInfo(self.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ProgramError(
+                f"SURGE_TIME_ZONE must be an IANA time zone, got {self.time_zone!r}"
+            ) from None
 
     # -- Rules ---------------------------------------------------------------------------
 
@@ -169,6 +180,8 @@ class Program:
             tier_evaluation_interval_seconds=env_positive_float(
                 env, "SURGE_TIER_EVALUATION_INTERVAL_SECONDS", 86_400.0
             ),
+            time_zone=env.get("SURGE_TIME_ZONE") or "UTC",
+            earn_pending_days=env_int(env, "SURGE_EARN_PENDING_DAYS", 0, 0, 366),
         )
 
 

@@ -22,6 +22,8 @@ from loyalty.v1 import (
     catalog_pb2_grpc,
     codes_pb2,
     codes_pb2_grpc,
+    earn_rules_pb2,
+    earn_rules_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     fulfilment_pb2,
@@ -45,6 +47,7 @@ from server.services import (
     campaign,
     catalog,
     codes,
+    earn_rules,
     events,
     fulfilment,
     locations,
@@ -72,6 +75,7 @@ _MODULES = (
     locations_pb2,
     stock_counts_pb2,
     lottery_pb2,
+    earn_rules_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -142,4 +146,7 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
     )
     lottery_pb2_grpc.add_LotteryServiceServicer_to_server(
         lottery.LotteryService(app.lotteries, app.draws), server
+    )
+    earn_rules_pb2_grpc.add_EarnRuleServiceServicer_to_server(
+        earn_rules.EarnRuleService(app.points), server
     )

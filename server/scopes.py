@@ -48,6 +48,7 @@ _STOCK = "/loyalty.v1.StockService/"
 _LOCATION = "/loyalty.v1.LocationService/"
 _STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 _LOTTERY = "/loyalty.v1.LotteryService/"
+_EARN_RULES = "/loyalty.v1.EarnRuleService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -126,6 +127,11 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _LOTTERY + "ListLotteries": _BROWSE,
     _LOTTERY + "Draw": frozenset({STOREFRONT}),
     _LOTTERY + "GetDraw": frozenset({STOREFRONT, OPERATOR, REPORTS}),
+    _EARN_RULES + "CreateEarnRule": _OPERATOR,
+    _EARN_RULES + "GetEarnRule": frozenset({OPERATOR, REPORTS}),
+    _EARN_RULES + "ListEarnRules": frozenset({OPERATOR, REPORTS}),
+    _EARN_RULES + "EndEarnRule": _OPERATOR,
+    _EARN_RULES + "PreviewEarn": frozenset({EARNING, OPERATOR}),
 }
 
 

@@ -99,7 +99,7 @@ def clean(stores: Stores) -> Stores:
             "TRUNCATE ledger_entries, redemptions, campaign_members, campaigns, "
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
             "events, redemption_history, products, stock_levels, stock_movements, campaign_stock, "
-            "stock_transfers, stock_counts, stock_count_lines, lotteries CASCADE"
+            "stock_transfers, stock_counts, stock_count_lines, lotteries, earn_rules CASCADE"
         )
         conn.execute("DELETE FROM locations WHERE code <> 'default'")
         conn.execute("UPDATE events_pruned SET through = 0")
