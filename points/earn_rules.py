@@ -29,7 +29,7 @@ from points.program import Program
 KINDS = ("MULTIPLIER", "BONUS")
 MAX_MULTIPLIER = Decimal(100)
 MAX_LIST = 64  # values per condition list
-MAX_LABEL = 64  # a channel, category or tier name
+MAX_LABEL = 100  # a channel, category (as an item's) or tier name
 
 COLUMNS = (
     "id::text, name, kind, multiplier, bonus_points, days_of_month, weekdays, hours, "
