@@ -12,7 +12,7 @@ from psycopg.rows import dict_row
 
 from common import validation
 from common.errors import IdempotencyKeyReused, InvalidArgument, NotFound
-from points import context, store, tiers
+from points import context, pending, store, tiers
 from points import earn_rules_eval as rules_eval
 from points.context import Changed, Context
 from points.earn_rules import MAX_LABEL
@@ -135,6 +135,8 @@ class Earning:
                         until if points > 0 else None,
                     ),
                 )
+                if points > 0 and until is not None:
+                    await pending.pending_event(cur, member_id, event, points, until)
                 applied = [a for a in applied if a.points > 0]
                 replayed = False
             await changed.read(cur, member_id)

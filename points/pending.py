@@ -9,15 +9,32 @@ what will be posted (corrections.py)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from psycopg.rows import dict_row
 
 from points import context, store
 from points.context import Changed, Context
-from points.earning import Earning
 from points.program import utc_now
+from points.store import Cursor
+
+if TYPE_CHECKING:  # earning.py writes pending_event: no import cycle at run time
+    from points.earning import Earning
 
 CHUNK = 200  # purchases per pass: a backlog drains over several passes
+
+
+async def pending_event(
+    cur: Cursor, member_id: str, event: str, change: int, until: datetime | None
+) -> None:
+    """points.pending (docs/events.md): pending points credited (> 0) or reversed before
+    activation (< 0), in the transaction that makes the change; activation is points.earned."""
+    await cur.execute(
+        "SELECT append_event('points.pending', 'member', %s, jsonb_build_object("
+        "'member_id', %s::text, 'purchase_event_id', %s::text, 'points', %s::bigint, "
+        "'pending_until', %s::timestamptz))",
+        (member_id, member_id, event, change, until),
+    )
 
 
 class Pending:

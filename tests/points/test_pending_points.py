@@ -95,6 +95,20 @@ async def test_a_reversal_before_activation_just_removes_them(server: Running) -
         0,
         50,
     )
+    async with server.app.pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT type, (payload->>'points')::bigint FROM events WHERE subject_id = %s "
+            "AND type LIKE 'points.%%' ORDER BY sequence",
+            (member.id,),
+        )
+        events = [(r[0], r[1]) for r in await cur.fetchall()]
+    assert events == [
+        ("points.pending", 100),
+        ("points.pending", 100),
+        ("points.pending", -100),
+        ("points.pending", -50),
+        ("points.earned", None),
+    ]
     rest = await api.members.ReversePurchase(
         member_pb2.ReversePurchaseRequest(
             member_id=member.id, purchase_event_id="half", event_id="r3"
