@@ -36,6 +36,14 @@ COLUMNS = (
     "starts_at, ends_at, tiers, min_amount_cents, channels, categories, time_zone, "
     "budget_points, given_points, per_member_cap, priority, created_at, ended_at"
 )
+# What operators read: a rule without a budget keeps no running total on its row (the
+# earns would queue on it), so its given points are summed from earn_rule_members.
+_SHOWN = COLUMNS.replace(
+    "given_points,",
+    "CASE WHEN budget_points IS NULL THEN (SELECT coalesce(sum(m.points), 0)::bigint "
+    "FROM earn_rule_members m WHERE m.rule_id = earn_rules.id) ELSE given_points END "
+    "AS given_points,",
+)
 
 
 @dataclass(frozen=True)
@@ -248,7 +256,7 @@ class EarnRules:
                     "weekdays, hours, starts_at, ends_at, tiers, min_amount_cents, channels, "
                     "categories, time_zone, budget_points, per_member_cap, priority, created_by) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    f"%s) RETURNING {COLUMNS}",
+                    f"%s) RETURNING {_SHOWN}",
                     (
                         r.name,
                         r.kind,
@@ -287,7 +295,7 @@ class EarnRules:
         rule_id = validation.uuid_id("id", rule_id)
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {COLUMNS} FROM earn_rules WHERE id = %s", (rule_id,)
+                f"SELECT {_SHOWN} FROM earn_rules WHERE id = %s", (rule_id,)
             )
             row = await cur.fetchone()
         if row is None:
@@ -297,7 +305,7 @@ class EarnRules:
     async def list(self, *, include_ended: bool) -> list[EarnRule]:
         async with self._pool.connection() as conn:
             cur = await conn.cursor(row_factory=dict_row).execute(
-                f"SELECT {COLUMNS} FROM earn_rules WHERE %s OR ended_at IS NULL "
+                f"SELECT {_SHOWN} FROM earn_rules WHERE %s OR ended_at IS NULL "
                 "ORDER BY priority DESC, created_at, id",
                 (include_ended,),
             )
@@ -309,7 +317,7 @@ class EarnRules:
             cur = conn.cursor(row_factory=dict_row)
             await cur.execute(
                 f"UPDATE earn_rules SET ended_at = now() WHERE id = %s AND ended_at IS NULL "
-                f"RETURNING {COLUMNS}",
+                f"RETURNING {_SHOWN}",
                 (rule_id,),
             )
             row = await cur.fetchone()

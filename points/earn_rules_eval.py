@@ -6,9 +6,9 @@ floor(base x (multiplier - 1)); later multipliers are NOT_STACKED. Every matchin
 gives its points. Each rule then gives what its budget and the member's cap leave: part of
 what it wanted, or nothing (limited_by says why).
 
-Budgets hold under concurrency because the earn locks the rule rows (after the member's
-row: members, then earn rules by id) and the CHECK given_points <= budget_points would
-refuse anything else."""
+Budgets hold under concurrency because the earn locks the budgeted rule rows (after the
+member's row: members, then earn rules by id) and the CHECK given_points <= budget_points
+would refuse anything else. Caps are per member, under the member's row lock."""
 
 from __future__ import annotations
 
@@ -103,15 +103,26 @@ async def evaluate(
     locked): locks the rule rows by id, takes the points from budgets and caps. give=False
     (a preview): reads only."""
     asks = wanted(await live_rules(cur, p.at), base, p)
-    ids = sorted(r.id for r, n, why in asks if n > 0 and not why)
+    ids = sorted(r.id for r, n, why in asks if n > 0 and not why and not _spent_out(r))
+    # Only a budget is shared between members: a rule without one is neither locked nor
+    # updated (its cap is per member, under the member's row lock), so a member day's
+    # earns do not queue on its row. Its given points are summed from earn_rule_members.
+    budgeted = {r.id for r, _, _ in asks if r.budget_points is not None}
     given: dict[str, tuple[int, int | None, int]] = {}  # id -> (given, budget, member's)
     if ids:
-        lock = " ORDER BY r.id FOR UPDATE OF r" if give else ""
+        locked = sorted(set(ids) & budgeted)
+        if give and locked:
+            # The budgets' rows, by id; the read below (a new statement under READ
+            # COMMITTED) then sees what the earns before this one gave.
+            await cur.execute(
+                "SELECT 1 FROM earn_rules WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE",
+                (locked,),
+            )
         await cur.execute(
             "SELECT r.id::text AS id, r.given_points, r.budget_points, "
             "coalesce(m.points, 0) AS member_points FROM earn_rules r "
             "LEFT JOIN earn_rule_members m ON m.rule_id = r.id AND m.member_id = %s "
-            f"WHERE r.id = ANY(%s::uuid[]){lock}",
+            "WHERE r.id = ANY(%s::uuid[])",
             (member_id, ids),
         )
         for row in await cur.fetchall():
@@ -121,6 +132,9 @@ async def evaluate(
         if why or n <= 0:
             applied.append(Applied(rule.id, rule.name, rule.kind, 0, n, why))
             continue
+        if _spent_out(rule):
+            applied.append(Applied(rule.id, rule.name, rule.kind, 0, n, BUDGET_EXHAUSTED))
+            continue
         spent, budget, member_points = given[rule.id]
         points, limited = n, ""
         if budget is not None and spent + points > budget:
@@ -129,10 +143,11 @@ async def evaluate(
             points, limited = max(0, rule.per_member_cap - member_points), MEMBER_CAP_REACHED
         if give and points > 0:
             # The CHECK (given_points <= budget_points) is the last word if this were wrong.
-            await cur.execute(
-                "UPDATE earn_rules SET given_points = given_points + %s WHERE id = %s",
-                (points, rule.id),
-            )
+            if rule.id in budgeted:
+                await cur.execute(
+                    "UPDATE earn_rules SET given_points = given_points + %s WHERE id = %s",
+                    (points, rule.id),
+                )
             await cur.execute(
                 "INSERT INTO earn_rule_members (rule_id, member_id, points) VALUES (%s, %s, %s) "
                 "ON CONFLICT (rule_id, member_id) DO UPDATE "
@@ -141,6 +156,12 @@ async def evaluate(
             )
         applied.append(Applied(rule.id, rule.name, rule.kind, points, n, limited))
     return applied
+
+
+def _spent_out(rule: EarnRule) -> bool:
+    """A budget read spent out stays so (given_points only grows): no need to lock its row,
+    so a spent rule stops serialising the earns that match it."""
+    return rule.budget_points is not None and rule.given_points >= rule.budget_points
 
 
 def to_json(applied: list[Applied]) -> str:

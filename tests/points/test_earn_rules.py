@@ -210,3 +210,22 @@ async def test_rule_changes_are_audited_and_names_are_unique(server: Running) ->
         rows = await cur.fetchall()
     assert [r[0] for r in rows] == ["earn_rules.create_earn_rule", "earn_rules.end_earn_rule"]
     assert all(r[1] for r in rows)
+
+
+async def test_tier_condition_and_bad_purchase_input(server: Running) -> None:
+    member = await server.api.member()  # holds the first tier, "base"
+    await create_rule(server, "base-only", BONUS, {"tiers": ["base"]}, bonus_points=3)
+    await create_rule(server, "gold-only", BONUS, {"tiers": ["gold"]}, bonus_points=5)
+
+    earned = await buy(server, member.id, 100)
+    with pytest.raises(grpc.aio.AioRpcError) as too_long:
+        await buy(server, member.id, 100, channel="x" * 101)
+    with pytest.raises(grpc.aio.AioRpcError) as missing:
+        await rules_api(server).GetEarnRule(
+            earn_rules_pb2.GetEarnRuleRequest(id="00000000-0000-4000-8000-000000000000")
+        )
+
+    assert [r.name for r in earned.applied_rules] == ["base-only"] and earned.points == 4
+    assert failure(too_long.value).field == "channel"
+    assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+    assert (await server.api.balance(member.id)).balance == 4
