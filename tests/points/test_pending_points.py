@@ -4,6 +4,7 @@ counts them apart."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -157,3 +158,23 @@ async def test_surge_earn_pending_days_holds_every_purchase(start_server: StartS
     assert (earned.balance.balance, earned.balance.pending) == (0, 100)
     assert failure(refused.value).field == "pending_until"
     assert (await running.api.balance(member.id)).pending == 100
+
+
+async def test_two_processes_activating_at_once_post_each_purchase_once(server: Running) -> None:
+    members = [await server.api.member() for _ in range(5)]
+    until = datetime.now(UTC) + timedelta(days=1)
+    for m in members:
+        await buy(server, m.id, 10_000, pending_until=ts(until))
+    pending = server.app.points.pending
+
+    first, second = await asyncio.gather(
+        pending.activate_due(until, limit=3), pending.activate_due(until, limit=5)
+    )
+    rest = await pending.activate_due(until)
+
+    assert first + second + rest == 500
+    for m in members:
+        balance = await server.api.balance(m.id)
+        assert (balance.balance, balance.pending) == (100, 0)
+        await assert_ledger_holds(server, m.id)
+    assert (await settled_audit(server)).ok
