@@ -44,6 +44,8 @@ OPEN_CARD = "card.open_card"
 REPORT_CARD_LOST = "card.report_card_lost"
 UNLOCK_CARD = "card.unlock_card"
 REPLACE_CARD = "card.replace_card"
+CREATE_EARN_RULE = "earn_rules.create_earn_rule"
+END_EARN_RULE = "earn_rules.end_earn_rule"
 ACTIONS = (
     CREATE_ITEM,
     ADJUST_STOCK,
@@ -75,6 +77,8 @@ ACTIONS = (
     REPORT_CARD_LOST,
     UNLOCK_CARD,
     REPLACE_CARD,
+    CREATE_EARN_RULE,
+    END_EARN_RULE,
 )
 
 # What an event's target_id names.
@@ -87,7 +91,19 @@ LOCATION = "location"
 LOTTERY = "lottery"
 CARD_TYPE = "card_type"
 CARD = "card"
-TARGET_KINDS = (ITEM, PRODUCT, CAMPAIGN, MEMBER, REDEMPTION, LOCATION, LOTTERY, CARD_TYPE, CARD)
+EARN_RULE = "earn_rule"
+TARGET_KINDS = (
+    ITEM,
+    PRODUCT,
+    CAMPAIGN,
+    MEMBER,
+    REDEMPTION,
+    LOCATION,
+    LOTTERY,
+    CARD_TYPE,
+    CARD,
+    EARN_RULE,
+)
 
 
 @dataclass(frozen=True)

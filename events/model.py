@@ -35,3 +35,4 @@ class EventType(StrEnum):
     CODE_CONSUMED = "code.consumed"
     CODE_POOL_LOW = "code.pool_low"
     LOTTERY_DRAWN = "lottery.drawn"  # a draw committed (lottery/sql/draws.sql)
+    POINTS_PENDING = "points.pending"  # pending purchase points credited or reversed

@@ -18,10 +18,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from points.context import Context
 from points.corrections import Corrections
+from points.earn_rules import EarnRules
 from points.earning import Earning
 from points.expiry import Expiry
 from points.gate import PointsGate
 from points.members import Members
+from points.pending import Pending
 from points.program import Program
 from points.statements import Statements
 from points.tiers import Tiers
@@ -42,6 +44,8 @@ class PointsLedger:
         self.tiers = Tiers(self.context)
         self.expiry = Expiry(self.context)
         self.statements = Statements(self.context)
+        self.earn_rules = EarnRules(pool, self.context.program)
+        self.pending = Pending(self.context, self.earning)
 
     @property
     def program(self) -> Program:

@@ -18,6 +18,7 @@ from points.context import Changed, Context
 from points.errors import PurchaseFullyReversed, PurchaseNotFound
 from points.members import Members
 from points.model import MAX_CENTS, MAX_POINTS, Earned, Reversed
+from points.pending import pending_event
 from points.program import utc_now
 from points.store import Cursor
 
@@ -43,7 +44,8 @@ class Corrections:
             cur = conn.cursor(row_factory=dict_row)
             await store.lock_members(cur, member_id)
             await cur.execute(
-                "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text "
+                "SELECT amount_cents, points, reversed_cents, reversed_points, lot_id::text, "
+                "pending_until IS NOT NULL AND activated_at IS NULL AS pending, pending_until AS until "
                 "FROM purchases WHERE member_id = %s AND event_id = %s",
                 (member_id, purchase),
             )
@@ -77,9 +79,16 @@ class Corrections:
                 total_cents = p["reversed_cents"] + cents
                 total_points = p["points"] * total_cents // p["amount_cents"]
                 points = total_points - p["reversed_points"]
-                entry_id, taken, debt = await self._take_back(
-                    cur, member_id, points, p["lot_id"], purchase, cents, event
-                )
+                if p["pending"]:
+                    # Never posted (pending.py): the reversal only shrinks what activation
+                    # will post. No entry, no debt; `taken` counts what left the pending.
+                    entry_id, taken, debt = "", points, 0
+                    if points > 0:
+                        await pending_event(cur, member_id, purchase, -points, p["until"])
+                else:
+                    entry_id, taken, debt = await self._take_back(
+                        cur, member_id, points, p["lot_id"], purchase, cents, event
+                    )
                 await cur.execute(
                     "UPDATE purchases SET reversed_cents = %s, reversed_points = %s "
                     "WHERE member_id = %s AND event_id = %s",

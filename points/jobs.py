@@ -4,6 +4,8 @@ processes at once, as it was when every process ran them:
 
 - every SURGE_LEDGER_JOB_INTERVAL_SECONDS: expire what remains of lots past their expiry
   (idempotent, each member under its row lock, so several processes may run it at once);
+  then activate due pending purchase points, a chunk per pass (points/pending.py; each
+  purchase is activated once, under its member's row lock);
 - every SURGE_TIER_EVALUATION_INTERVAL_SECONDS (daily): evaluate every member's tier. One
   process does it per interval: it claims the run in PostgreSQL (ledger_jobs) first;
 - at start and with each tier run: bring members' redemption eligibility in line with the
@@ -33,6 +35,7 @@ class JobReport:
     tiers_evaluated: bool = False
     tier_changes: int = 0
     eligibility_changes: int = 0
+    activated_points: int = 0
 
 
 class LedgerJobs:
@@ -75,6 +78,8 @@ class LedgerJobs:
         PostgreSQL), True / False = force it or skip it."""
         now = now or utc_now()
         expired = await self._ledger.expiry.expire_points(now)
+        # Due pending purchase points (pending.py), one chunk per pass.
+        activated = await self._ledger.pending.activate_due(now)
         eligibility = 0
         if not self._reconciled:
             eligibility = await self._ledger.members.reconcile_eligibility()
@@ -84,7 +89,7 @@ class LedgerJobs:
         if due:
             changes = await self._ledger.tiers.evaluate_all_tiers(now)
             eligibility += await self._ledger.members.reconcile_eligibility()
-        report = JobReport(expired.members, expired.points, due, changes, eligibility)
+        report = JobReport(expired.members, expired.points, due, changes, eligibility, activated)
         self.last = report
         return report
 
@@ -102,14 +107,20 @@ class LedgerJobs:
         while not self._stopping.is_set():
             try:
                 report = await self.run_once()
-                if report.expired_points or report.tier_changes or report.eligibility_changes:
+                if (
+                    report.expired_points
+                    or report.tier_changes
+                    or report.eligibility_changes
+                    or report.activated_points
+                ):
                     log.info(
                         "ledger jobs: expired %d points of %d members, %d tier changes, "
-                        "%d eligibility changes",
+                        "%d eligibility changes, %d pending points activated",
                         report.expired_points,
                         report.expired_members,
                         report.tier_changes,
                         report.eligibility_changes,
+                        report.activated_points,
                     )
             except Exception:
                 log.exception("ledger jobs failed; next pass in %.1fs", self._interval_s)

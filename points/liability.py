@@ -43,6 +43,10 @@ class LiabilityReport:
     redemption_rate: float
     breakage_estimate: int
     extra: dict[str, int] = field(default_factory=dict)
+    # Purchase points credited as pending (points/pending.py): a liability to come, not in
+    # outstanding (nor in any balance) until activated.
+    pending: int = 0
+    next_pending_activation: datetime | None = None
 
 
 def period_starts(start: datetime, end: datetime, granularity: str) -> list[datetime]:
@@ -91,6 +95,13 @@ async def liability_report(
         )
         held = await cur.fetchone()
         assert held is not None
+        await cur.execute(
+            "SELECT coalesce(sum(points - reversed_points), 0) AS points, "
+            "min(pending_until) FILTER (WHERE points > reversed_points) AS next "
+            "FROM purchases WHERE pending_until IS NOT NULL AND activated_at IS NULL"
+        )
+        pending = await cur.fetchone()
+        assert pending is not None
         await cur.execute(
             "SELECT date_trunc(%s, created_at AT TIME ZONE 'UTC') AS period, "
             "coalesce(sum(amount) FILTER (WHERE kind = 'earn'), 0) AS issued, "
@@ -142,4 +153,6 @@ async def liability_report(
         redemption_rate=rate,
         breakage_estimate=round(outstanding * (1 - rate)),
         extra={"balances": int(held["balance"])},
+        pending=int(pending["points"]),
+        next_pending_activation=pending["next"],
     )

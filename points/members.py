@@ -177,7 +177,14 @@ class Members:
                 " WHERE l.member_id = m.id AND l.remaining > 0 AND l.expires_at < %s) AS soon, "
                 "(SELECT coalesce(sum(l.qualifying), 0) FROM point_lots l "
                 " WHERE l.member_id = m.id AND l.qualifying > 0 AND l.earned_at > %s "
-                " AND l.earned_at <= %s) AS qualifying "
+                " AND l.earned_at <= %s) AS qualifying, "
+                # Pending purchase points (pending.py): not in points_balance until activated.
+                "(SELECT coalesce(sum(p.points - p.reversed_points), 0) FROM purchases p "
+                " WHERE p.member_id = m.id AND p.pending_until IS NOT NULL "
+                " AND p.activated_at IS NULL) AS pending, "
+                "(SELECT min(p.pending_until) FROM purchases p WHERE p.member_id = m.id "
+                " AND p.pending_until IS NOT NULL AND p.activated_at IS NULL "
+                " AND p.points > p.reversed_points) AS pending_until "
                 "FROM members m WHERE m.id = %s",
                 (soon, since, now, member_id),
             )
@@ -199,6 +206,8 @@ class Members:
             debt=row["points_debt"],
             frozen=row["frozen"],
             eligible=row["redemption_eligible"],
+            pending=int(row["pending"]),
+            pending_until=row["pending_until"],
         )
 
     async def current_tier(self, member_id: str, *, now: datetime | None = None) -> str:

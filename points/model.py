@@ -5,8 +5,9 @@ Plain frozen dataclasses, no I/O: the server converts them to protobuf (server/c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 MAX_POINTS = 10**12
 MAX_CENTS = 10**14
@@ -37,6 +38,8 @@ class Balance:
     debt: int = 0
     frozen: bool = False
     eligible: bool = True
+    pending: int = 0  # purchase points not yet activated (not in balance)
+    pending_until: datetime | None = None  # the next activation
 
     @property
     def available(self) -> int:
@@ -49,6 +52,18 @@ class Earned:
     balance: Balance
     replayed: bool
     points: int = 0
+    # EarnForPurchase only: the earn rules' shares, the base, and when pending points activate.
+    applied: list[Any] = field(default_factory=list)  # earn_rules_eval.Applied
+    base_points: int = 0
+    pending_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Preview:
+    base_points: int
+    tier: str
+    points: int
+    rules: list[Any]  # earn_rules_eval.Applied, in evaluation order
 
 
 @dataclass(frozen=True)
@@ -102,6 +117,7 @@ class LedgerEntry:
     counterparty_id: str | None
     created_at: datetime
     actor: str | None = None  # the credential's subject of an operator-made entry
+    earn_rule_ids: tuple[str, ...] = ()  # the earn rules that added points to it
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ per-member results (lots and their expiry, tiers, eligibility), not the rules.
 | SURGE_TASK_RULES | register:50:1,share:10:,review:20: | name:points:cap (empty cap = no cap) |
 | SURGE_LEDGER_JOB_INTERVAL_SECONDS | 60 | how often the expiry job runs |
 | SURGE_TIER_EVALUATION_INTERVAL_SECONDS | 86400 | how often every member's tier is evaluated |
-| SURGE_TIME_ZONE | UTC | the mall's local day (an IANA name such as Asia/Shanghai): a daily check-in is once per local day |
+| SURGE_TIME_ZONE | UTC | the mall's local day and time (an IANA name such as Asia/Shanghai): a daily check-in is once per local day; earn rules' calendars (a rule may name its own zone) |
 | SURGE_CHECKIN_REWARDS | 10,10,10,10,10,10,100 | points for day 1..N of a check-in streak; after day N the cycle starts again at day 1 |
+| SURGE_EARN_PENDING_DAYS | 0 | a purchase's points stay pending this many days (0: spendable at once) |
 """
 
 from __future__ import annotations
@@ -115,10 +116,12 @@ class Program:
     task_rules: tuple[TaskRule, ...] = DEFAULT_TASKS
     job_interval_seconds: float = 60.0
     tier_evaluation_interval_seconds: float = 86_400.0
-    # The mall's local day (daily check-in): an IANA zone name, checked at start-up.
+    # The mall's local day and time (daily check-in; earn rules' default calendar): an
+    # IANA zone name, checked at start-up.
     time_zone: str = "UTC"
     # Daily check-in: points for day 1..N of a streak, then day 1's again (a cycle).
     checkin_rewards: tuple[int, ...] = DEFAULT_CHECKIN_REWARDS
+    earn_pending_days: int = 0  # a purchase's points are pending this long (0: not at all)
 
     def __post_init__(self) -> None:
         _zone(self.time_zone)
@@ -200,6 +203,7 @@ class Program:
             ),
             time_zone=env.get("SURGE_TIME_ZONE") or "UTC",
             checkin_rewards=_checkin_rewards(env.get("SURGE_CHECKIN_REWARDS")),
+            earn_pending_days=env_int(env, "SURGE_EARN_PENDING_DAYS", 0, 0, 366),
         )
 
 

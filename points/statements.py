@@ -18,7 +18,8 @@ from points.model import LEDGER_KINDS, LedgerEntry, LedgerPage
 
 _ENTRY_COLUMNS = (
     "id::text, member_id::text, kind, amount, balance_after, debt_change, debt_after, "
-    "reference, reason, operator_id, counterparty_id::text, created_at, seq, actor"
+    "reference, reason, operator_id, counterparty_id::text, created_at, seq, actor, "
+    "earn_rule_ids"
 )
 
 
@@ -105,4 +106,5 @@ def _entry(row: dict[str, Any]) -> LedgerEntry:
         counterparty_id=row["counterparty_id"],
         created_at=row["created_at"],
         actor=row["actor"],
+        earn_rule_ids=tuple(row["earn_rule_ids"]),
     )

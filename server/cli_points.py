@@ -102,7 +102,10 @@ async def _liability(
         print(convert.to_json(convert.liability_report(report), indent=2))
         return 0
     print(f"as of {report.as_of:%Y-%m-%d %H:%M} UTC")
-    print(f"outstanding points {report.outstanding}, debt {report.debt}")
+    print(
+        f"outstanding points {report.outstanding}, debt {report.debt}, "
+        f"pending points {report.pending} (not in outstanding until activated)"
+    )
     for month, points in report.by_expiry_month:
         print(f"  expires {month:>7}  {points:>14}")
     print(

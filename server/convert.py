@@ -165,6 +165,8 @@ def balance(value: Balance) -> common_pb2.Balance:
         debt=value.debt,
         frozen=value.frozen,
         redemption_eligible=value.eligible,
+        pending=value.pending,
+        pending_until=timestamp(value.pending_until),
     )
 
 
@@ -335,6 +337,7 @@ def ledger_entry(value: LedgerEntry) -> member_pb2.LedgerEntry:
         counterparty_member_id=value.counterparty_id or "",
         create_time=timestamp(value.created_at),
         actor=value.actor or "",
+        earn_rule_ids=list(value.earn_rule_ids),
     )
 
 
@@ -369,6 +372,8 @@ def liability_report(value: LiabilityReport) -> member_pb2.LiabilityReport:
         totals=_flows(value.totals),
         redemption_rate=value.redemption_rate,
         breakage_estimate_points=value.breakage_estimate,
+        pending_points=value.pending,
+        next_pending_activation=timestamp(value.next_pending_activation),
     )
 
 

@@ -26,6 +26,8 @@ from loyalty.v1 import (
     checkin_pb2_grpc,
     codes_pb2,
     codes_pb2_grpc,
+    earn_rules_pb2,
+    earn_rules_pb2_grpc,
     events_pb2,
     events_pb2_grpc,
     fulfilment_pb2,
@@ -51,6 +53,7 @@ from server.services import (
     catalog,
     checkin,
     codes,
+    earn_rules,
     events,
     fulfilment,
     locations,
@@ -80,6 +83,7 @@ _MODULES = (
     lottery_pb2,
     checkin_pb2,
     cards_pb2,
+    earn_rules_pb2,
 )
 
 SERVICE_NAMES = tuple(
@@ -155,3 +159,6 @@ def add_services(server: grpc.aio.Server, app: App) -> None:
         checkin.CheckInService(app.checkins), server
     )
     cards_pb2_grpc.add_CardServiceServicer_to_server(cards.CardService(app.cards), server)
+    earn_rules_pb2_grpc.add_EarnRuleServiceServicer_to_server(
+        earn_rules.EarnRuleService(app.points), server
+    )

@@ -53,6 +53,7 @@ _STOCK_COUNTS = "/loyalty.v1.StockCountService/"
 _LOTTERY = "/loyalty.v1.LotteryService/"
 _CHECKIN = "/loyalty.v1.CheckInService/"
 _CARD = "/loyalty.v1.CardService/"
+_EARN_RULES = "/loyalty.v1.EarnRuleService/"
 
 _BROWSE = frozenset({STOREFRONT, OPERATOR, REPORTS})
 _MEMBER_SELF = frozenset({STOREFRONT, OPERATOR})
@@ -146,6 +147,11 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CARD + "ReplaceCard": _OPERATOR,
     _CARD + "CheckCard": frozenset({STOREFRONT, MERCHANT, OPERATOR}),
     _CARD + "ResolveCard": frozenset({STOREFRONT, MERCHANT, OPERATOR}),
+    _EARN_RULES + "CreateEarnRule": _OPERATOR,
+    _EARN_RULES + "GetEarnRule": frozenset({OPERATOR, REPORTS}),
+    _EARN_RULES + "ListEarnRules": frozenset({OPERATOR, REPORTS}),
+    _EARN_RULES + "EndEarnRule": _OPERATOR,
+    _EARN_RULES + "PreviewEarn": frozenset({EARNING, OPERATOR}),
 }
 
 

@@ -100,7 +100,7 @@ def clean(stores: Stores) -> Stores:
             "stock_adjustments, members, items, item_codes, ledger_jobs, audit_events, "
             "events, redemption_history, products, stock_levels, stock_movements, campaign_stock, "
             "stock_transfers, stock_counts, stock_count_lines, lotteries, create_requests, "
-            "card_types CASCADE"
+            "card_types, earn_rules CASCADE"
         )
         conn.execute("DELETE FROM locations WHERE code <> 'default'")
         conn.execute("UPDATE events_pruned SET through = 0")

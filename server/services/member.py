@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from loyalty.v1 import common_pb2, member_pb2, member_pb2_grpc
 from points import PointsLedger
-from server import convert
+from server import convert, convert_earn_rules
 
 if TYPE_CHECKING:
     from server.services import Context
@@ -59,8 +60,17 @@ class MemberService(member_pb2_grpc.MemberServiceServicer):
             member_id=request.member_id,
             amount_cents=request.amount_cents,
             event_id=request.event_id,
+            channel=request.channel,
+            category=request.category,
+            pending_until=convert.optional_time("pending_until", request, "pending_until"),
         )
-        return convert.earned(earned, member_pb2.EarnForPurchaseResponse)
+        response = convert.earned(earned, member_pb2.EarnForPurchaseResponse)
+        response.applied_rules.extend(convert_earn_rules.applied(a) for a in earned.applied)
+        response.base_points = earned.base_points
+        response.pending = earned.pending_until is not None
+        if earned.pending_until is not None:
+            response.pending_until.FromDatetime(earned.pending_until.astimezone(UTC))
+        return response
 
     async def EarnForTask(
         self, request: member_pb2.EarnForTaskRequest, context: Context
