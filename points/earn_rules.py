@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 import auditlog
+from cards import holdings
 from common import actor, validation
 from common.errors import AlreadyExists, InvalidArgument, NotFound
 from points.model import MAX_CENTS, MAX_POINTS
@@ -34,7 +35,7 @@ MAX_LABEL = 100  # a channel, category (as an item's) or tier name
 COLUMNS = (
     "id::text, name, kind, multiplier, bonus_points, days_of_month, weekdays, hours, "
     "starts_at, ends_at, tiers, min_amount_cents, channels, categories, time_zone, "
-    "budget_points, given_points, per_member_cap, priority, created_at, ended_at"
+    "budget_points, given_points, per_member_cap, priority, created_at, ended_at, card_types"
 )
 # What operators read: a rule without a budget keeps no running total on its row (the
 # earns would queue on it), so its given points are summed from earn_rule_members.
@@ -57,6 +58,9 @@ class Conditions:
     min_amount_cents: int = 0
     channels: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
+    # The member holds an ACTIVE card of one of these types (cards/): a card type's points
+    # multiplier is a MULTIPLIER rule with this condition.
+    card_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -182,6 +186,7 @@ def validate(rule: EarnRule, program: Program, now: datetime) -> EarnRule:
             c.min_amount_cents,
             _labels("channels", c.channels),
             _labels("categories", c.categories),
+            _labels("card_types", c.card_types),
         ),
         time_zone=zone_name,
         budget_points=budget,
@@ -207,6 +212,7 @@ def from_row(row: dict[str, Any]) -> EarnRule:
             row["min_amount_cents"],
             tuple(row["channels"]),
             tuple(row["categories"]),
+            tuple(row["card_types"]),
         ),
         time_zone=row["time_zone"],
         budget_points=row["budget_points"],
@@ -234,6 +240,7 @@ def _content(rule: EarnRule) -> dict[str, Any]:
         "min_amount_cents": c.min_amount_cents,
         "channels": list(c.channels),
         "categories": list(c.categories),
+        "card_types": list(c.card_types),
         "time_zone": rule.time_zone,
         "budget_points": rule.budget_points,
         "per_member_cap": rule.per_member_cap,
@@ -250,13 +257,16 @@ class EarnRules:
         c = r.conditions
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
+            unknown = await holdings.unknown_card_types(cur, c.card_types)
+            if unknown:
+                raise InvalidArgument("card_types", f"{unknown[0]!r} is not a card type")
             try:
                 await cur.execute(
                     "INSERT INTO earn_rules (name, kind, multiplier, bonus_points, days_of_month, "
                     "weekdays, hours, starts_at, ends_at, tiers, min_amount_cents, channels, "
-                    "categories, time_zone, budget_points, per_member_cap, priority, created_by) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    f"%s) RETURNING {_SHOWN}",
+                    "categories, time_zone, budget_points, per_member_cap, priority, created_by, "
+                    "card_types) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    f"%s, %s, %s, %s, %s) RETURNING {_SHOWN}",
                     (
                         r.name,
                         r.kind,
@@ -276,6 +286,7 @@ class EarnRules:
                         r.per_member_cap,
                         r.priority,
                         _subject(),
+                        list(c.card_types),
                     ),
                 )
             except psycopg.errors.UniqueViolation as e:

@@ -13,11 +13,12 @@ would refuse anything else. Caps are per member, under the member's row lock."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import ROUND_FLOOR, Decimal
 from zoneinfo import ZoneInfo
 
+from cards import holdings
 from points.earn_rules import COLUMNS, EarnRule, from_row
 from points.store import Cursor
 
@@ -33,6 +34,7 @@ class Purchase:
     amount_cents: int
     channel: str = ""
     category: str = ""
+    card_types: frozenset[str] = frozenset()  # of the member's ACTIVE cards
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def matches(rule: EarnRule, p: Purchase) -> bool:
     if p.amount_cents < c.min_amount_cents:
         return False
     if c.channels and p.channel not in c.channels:
+        return False
+    if c.card_types and not set(c.card_types) & p.card_types:
         return False
     return not (c.categories and p.category not in c.categories)
 
@@ -102,7 +106,10 @@ async def evaluate(
     """What each matching rule gives. give=True (inside the earn's transaction, member row
     locked): locks the rule rows by id, takes the points from budgets and caps. give=False
     (a preview): reads only."""
-    asks = wanted(await live_rules(cur, p.at), base, p)
+    rules = await live_rules(cur, p.at)
+    if any(r.conditions.card_types for r in rules):  # read only when a rule asks
+        p = replace(p, card_types=await holdings.active_card_types(cur, member_id))
+    asks = wanted(rules, base, p)
     ids = sorted(r.id for r, n, why in asks if n > 0 and not why and not _spent_out(r))
     # Only a budget is shared between members: a rule without one is neither locked nor
     # updated (its cap is per member, under the member's row lock), so a member day's
