@@ -244,36 +244,35 @@ class Cards:
         self, *, card_number: str, new_card_number: str, reason: str
     ) -> tuple[Card, Card]:
         """The old card REPLACED (never works again), the new one ACTIVE for the same member:
-        the one named, or the type's lowest issued card. Returns (old, new)."""
+        the one named, an issued card of the same type. It must be named: the card handed
+        to the member, never one picked by number (an issued card is printed, and may be in
+        someone else's hands). Returns (old, new)."""
         card_number = numbers.parse(card_number)
-        if new_card_number:
-            new_card_number = numbers.parse(new_card_number, field="new_card_number")
-            if new_card_number == card_number:
-                raise InvalidArgument("new_card_number", "is the card being replaced")
+        if not new_card_number:
+            raise InvalidArgument(
+                "new_card_number", "is required: the number of the card handed to the member"
+            )
+        new_card_number = numbers.parse(new_card_number, field="new_card_number")
+        if new_card_number == card_number:
+            raise InvalidArgument("new_card_number", "is the card being replaced")
         reason = validation.text(
             "reason", reason, max_length=validation.MAX_REASON_LENGTH, required=False
         )
         async with self._pool.connection() as conn, conn.transaction():
-            if new_card_number:
-                locked = await store.lock_cards(conn, card_number, new_card_number)
-                if new_card_number not in locked:
-                    raise NotFound("card", new_card_number)
-            else:
-                locked = await store.lock_cards(conn, card_number)
+            locked = await store.lock_cards(conn, card_number, new_card_number)
+            if new_card_number not in locked:
+                raise NotFound("card", new_card_number)
             old = locked.get(card_number)
             if old is None:
                 raise NotFound("card", card_number)
             if old.state not in (CardState.ACTIVE, CardState.LOST):
                 raise CardInvalidTransition(card_number, old.state, "replace")
-            if not new_card_number:
-                # SKIP LOCKED: never waits, so it cannot deadlock with another change.
-                taken = await store.first_issued(conn, old.card_type)
-                if taken is None:
-                    raise InvalidArgument(
-                        "new_card_number", f"card type {old.card_type} has no issued card left"
-                    )
-                new_card_number = taken
-            elif locked[new_card_number].state is not CardState.ISSUED:
+            if locked[new_card_number].card_type != old.card_type:
+                # Same type: its default tier and multiplier are what the member had.
+                raise InvalidArgument(
+                    "new_card_number", f"must be a card of type {old.card_type}, as the old one"
+                )
+            if locked[new_card_number].state is not CardState.ISSUED:
                 raise CardInvalidTransition(
                     new_card_number, locked[new_card_number].state, "open as a replacement"
                 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -117,6 +117,17 @@ def _calendar_possible(
     return False
 
 
+# Moments a rule or a preview may name: a zone's offset applied to year 1 or 9999 leaves
+# what datetime can hold (an OverflowError, not the caller's INVALID_ARGUMENT).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_moment(field_name: str, moment: datetime | None) -> None:
+    if moment is not None and not EARLIEST <= moment < LATEST:
+        raise InvalidArgument(field_name, "must be between 1970-01-01 and 9000-01-01")
+
+
 def validate(rule: EarnRule, program: Program, now: datetime) -> EarnRule:
     """The rule as stored, or InvalidArgument naming the first bad field."""
     name = validation.text("name", rule.name, max_length=validation.MAX_NAME_LENGTH, required=True)
@@ -143,6 +154,8 @@ def validate(rule: EarnRule, program: Program, now: datetime) -> EarnRule:
     except (ZoneInfoNotFoundError, ValueError):
         raise InvalidArgument("time_zone", f"{zone_name!r} is not an IANA time zone") from None
     c = rule.conditions
+    check_moment("starts_at", c.starts_at)
+    check_moment("ends_at", c.ends_at)
     days = _ints("days_of_month", c.days_of_month, 1, 31)
     weekdays = _ints("weekdays", c.weekdays, 1, 7)
     hours = _ints("hours", c.hours, 0, 23)

@@ -1,10 +1,11 @@
 """Evaluating earn rules against a purchase (README.md, "Earn rules").
 
 A rule matches when all its conditions hold at the purchase's moment in the rule's time
-zone. Order: priority descending, then the older rule. The first matching MULTIPLIER gives
-floor(base x (multiplier - 1)); later multipliers are NOT_STACKED. Every matching BONUS
-gives its points. Each rule then gives what its budget and the member's cap leave: part of
-what it wanted, or nothing (limited_by says why).
+zone. Order: priority descending, then the older rule. The first matching MULTIPLIER that
+gives points gives floor(base x (multiplier - 1)), within its budget and the member's cap;
+later multipliers are NOT_STACKED (one whose budget or cap left it nothing does not block
+the next). Every matching BONUS gives its points. Each rule gives what its budget and the
+member's cap leave: part of what it wanted, or nothing (limited_by says why).
 
 Budgets hold under concurrency because the earn locks the budgeted rule rows (after the
 member's row: members, then earn rules by id) and the CHECK given_points <= budget_points
@@ -74,9 +75,9 @@ def matches(rule: EarnRule, p: Purchase) -> bool:
 
 
 def wanted(rules: list[EarnRule], base: int, p: Purchase) -> list[tuple[EarnRule, int, str]]:
-    """(rule, points it asks for, NOT_STACKED or "") for each matching rule, in order."""
+    """(rule, points it asks for, "") for each matching rule, in order. Which multiplier
+    applies is decided by `evaluate`, after budgets and caps: the first that gives points."""
     out: list[tuple[EarnRule, int, str]] = []
-    multiplied = False
     for rule in rules:
         if not matches(rule, p):
             continue
@@ -85,8 +86,7 @@ def wanted(rules: list[EarnRule], base: int, p: Purchase) -> list[tuple[EarnRule
             continue
         assert rule.multiplier is not None
         extra = int((Decimal(base) * (rule.multiplier - 1)).to_integral_value(ROUND_FLOOR))
-        out.append((rule, extra, NOT_STACKED if multiplied else ""))
-        multiplied = True
+        out.append((rule, extra, ""))
     return out
 
 
@@ -135,7 +135,10 @@ async def evaluate(
         for row in await cur.fetchall():
             given[row["id"]] = (row["given_points"], row["budget_points"], row["member_points"])
     applied: list[Applied] = []
+    multiplied = False  # a multiplier gave points: the later ones do not stack on it
     for rule, n, why in asks:
+        if rule.kind == "MULTIPLIER" and multiplied:
+            why = NOT_STACKED
         if why or n <= 0:
             applied.append(Applied(rule.id, rule.name, rule.kind, 0, n, why))
             continue
@@ -161,6 +164,8 @@ async def evaluate(
                 "SET points = earn_rule_members.points + excluded.points",
                 (rule.id, member_id, points),
             )
+        # A multiplier whose budget or cap left it nothing does not block the next one.
+        multiplied = multiplied or (rule.kind == "MULTIPLIER" and points > 0)
         applied.append(Applied(rule.id, rule.name, rule.kind, points, n, limited))
     return applied
 

@@ -15,7 +15,7 @@ from common.errors import IdempotencyKeyReused, InvalidArgument, NotFound
 from points import context, pending, store, tiers
 from points import earn_rules_eval as rules_eval
 from points.context import Changed, Context
-from points.earn_rules import MAX_LABEL
+from points.earn_rules import MAX_LABEL, check_moment
 from points.errors import TaskCapReached, UnknownTaskRule
 from points.members import Members
 from points.model import MAX_CENTS, MAX_POINTS, Earned, Preview
@@ -166,6 +166,7 @@ class Earning:
         validation.int_range("amount_cents", amount_cents, minimum=1, maximum=MAX_CENTS)
         channel = validation.text("channel", channel, max_length=MAX_LABEL, required=False)
         category = validation.text("category", category, max_length=MAX_LABEL, required=False)
+        check_moment("at", at)
         at = at or utc_now()
         async with self._pool.connection() as conn:
             cur = conn.cursor(row_factory=dict_row)

@@ -8,11 +8,15 @@ what will be posted (corrections.py)."""
 
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+import psycopg
 from psycopg.rows import dict_row
 
+from common.errors import DomainError
 from points import context, store
 from points.context import Changed, Context
 from points.program import utc_now
@@ -21,7 +25,9 @@ from points.store import Cursor
 if TYPE_CHECKING:  # earning.py writes pending_event: no import cycle at run time
     from points.earning import Earning
 
-CHUNK = 200  # purchases per pass: a backlog drains over several passes
+CHUNK = 200  # purchases per query; a pass takes chunks until none is due or its budget ends
+PASS_BUDGET_S = 20.0  # a pass's time, within the ledger job's interval (60 s by default)
+log = logging.getLogger(__name__)
 
 
 async def pending_event(
@@ -42,19 +48,47 @@ class Pending:
         self._pool, self._gate = ctx.pool, ctx.gate
         self._earning = earning
 
-    async def activate_due(self, now: datetime | None = None, *, limit: int = CHUNK) -> int:
-        """Activates up to `limit` purchases due at `now`; returns the points posted."""
+    async def activate_due(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = CHUNK,
+        budget_s: float = PASS_BUDGET_S,
+    ) -> int:
+        """Activates the purchases due at `now`, a chunk of `limit` at a time, until none is
+        left or `budget_s` has passed (the next pass goes on), so a day's backlog drains
+        whatever the volume; returns the points posted. A purchase whose activation fails
+        is logged and passed over: it is tried again by the next pass, and never stops the
+        ones due after it."""
         now = now or utc_now()
-        async with self._pool.connection() as conn:
-            cur = await conn.cursor(row_factory=dict_row).execute(
-                "SELECT member_id::text, event_id FROM purchases WHERE pending_until <= %s "
-                "AND activated_at IS NULL ORDER BY pending_until LIMIT %s",
-                (now, limit),
-            )
-            due = await cur.fetchall()
+        started = time.monotonic()
         posted = 0
-        for row in due:
-            posted += await self._activate(row["member_id"], row["event_id"], now)
+        after: tuple[datetime, str, str] | None = None  # keyset: past a failing purchase
+        while time.monotonic() - started < budget_s:
+            at, member, event = after if after is not None else (None, None, None)
+            async with self._pool.connection() as conn:
+                cur = await conn.cursor(row_factory=dict_row).execute(
+                    "SELECT member_id::text, event_id, pending_until FROM purchases "
+                    "WHERE pending_until <= %s AND activated_at IS NULL "
+                    "AND (%s::timestamptz IS NULL OR (pending_until, member_id, event_id) "
+                    "     > (%s::timestamptz, %s::uuid, %s::text)) "
+                    "ORDER BY pending_until, member_id, event_id LIMIT %s",
+                    (now, at, at, member, event, limit),
+                )
+                due = await cur.fetchall()
+            for row in due:
+                try:
+                    posted += await self._activate(row["member_id"], row["event_id"], now)
+                except (psycopg.Error, DomainError) as e:
+                    log.warning(
+                        "pending purchase %s of member %s not activated (%s): passed over",
+                        row["event_id"],
+                        row["member_id"],
+                        type(e).__name__,
+                    )
+                after = (row["pending_until"], row["member_id"], row["event_id"])
+            if len(due) < limit:
+                break
         return posted
 
     async def _activate(self, member_id: str, event: str, now: datetime) -> int:

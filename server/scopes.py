@@ -141,7 +141,9 @@ SCOPES_BY_METHOD: dict[str, frozenset[str]] = {
     _CARD + "CreateCardType": _OPERATOR,
     _CARD + "IssueCards": _OPERATOR,
     _CARD + "ExportCards": _OPERATOR,
-    _CARD + "OpenCard": _MEMBER_SELF,
+    # Operators (a service desk) only: card numbers are sequential with a check digit, not a
+    # secret, so a member opening "any issued card" could take a tier's card by guessing.
+    _CARD + "OpenCard": _OPERATOR,
     _CARD + "ReportCardLost": _MEMBER_SELF,
     _CARD + "UnlockCard": _OPERATOR,
     _CARD + "ReplaceCard": _OPERATOR,

@@ -53,12 +53,14 @@ class CheckIns:
     async def check_in(self, *, member_id: str, idempotency_key: str) -> CheckedIn:
         member_id = validation.uuid_id("member_id", member_id)
         key = validation.idempotency_key("idempotency_key", idempotency_key)
-        now = self.clock()
-        today = local_day(now, self._program.zone)
         changed = Changed()
         async with self._pool.connection() as conn, conn.transaction():
             cur = conn.cursor(row_factory=dict_row)
             member = (await points_store.lock_members(cur, member_id))[member_id]
+            # The day is read under the member's lock: a call that waited for it across
+            # midnight counts on the day it runs, after the check-in it waited for.
+            now = self.clock()
+            today = local_day(now, self._program.zone)
             saved = await store.by_key(cur, member_id, key)
             if saved is not None:
                 # The same key answers its check-in, whatever day it is now.

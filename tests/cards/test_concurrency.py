@@ -48,7 +48,14 @@ async def test_concurrent_replacements_take_different_cards(server: Running) -> 
             cards_pb2.OpenCardRequest(card_number=number, member_id=member.id)
         )
     replaced = await asyncio.gather(
-        *(stub(server).ReplaceCard(cards_pb2.ReplaceCardRequest(card_number=n)) for n in olds)
+        *(
+            stub(server).ReplaceCard(
+                cards_pb2.ReplaceCardRequest(
+                    card_number=n, new_card_number=numbers.number("88", 5 + i)
+                )
+            )
+            for i, n in enumerate(olds)
+        )
     )
     news = {r.new_card.card_number for r in replaced}
     assert len(news) == 5 and not news & set(olds)

@@ -169,6 +169,7 @@ async def test_export_and_replace_refuse_bad_input_naming_the_field(server: Runn
     wrong = made.first_number[:-1] + str((int(made.first_number[-1]) + 1) % 10)
     for replace, field in [
         (cards_pb2.ReplaceCardRequest(card_number=wrong), "card_number"),
+        (cards_pb2.ReplaceCardRequest(card_number=made.first_number), "new_card_number"),
         (
             cards_pb2.ReplaceCardRequest(card_number=made.first_number, new_card_number=wrong),
             "new_card_number",

@@ -10,7 +10,7 @@ from cards import numbers
 from loyalty.v1 import cards_pb2, member_pb2
 from server import scopes
 from tests import auth
-from tests.cards.helpers import check, opened, pg_rows, resolve, stub
+from tests.cards.helpers import card_type, check, issue, opened, pg_rows, resolve, stub
 from tests.conftest import Running
 from tests.factories import failure
 
@@ -66,10 +66,12 @@ async def test_replace_moves_the_member_to_the_new_card_and_points_stay(server: 
     )
 
     replaced = await stub(server).ReplaceCard(
-        cards_pb2.ReplaceCardRequest(card_number=old, reason="lost on the bus")
+        cards_pb2.ReplaceCardRequest(
+            card_number=old, new_card_number=numbers.number("88", 1), reason="lost on the bus"
+        )
     )
     new = replaced.new_card.card_number
-    assert new == numbers.number("88", 1)  # the type's lowest issued number
+    assert new == numbers.number("88", 1)  # the card handed over
     assert replaced.old_card.state == cards_pb2.CARD_STATE_REPLACED
     assert (replaced.new_card.state, replaced.new_card.member_id) == (
         cards_pb2.CARD_STATE_ACTIVE,
@@ -90,7 +92,9 @@ async def test_replace_moves_the_member_to_the_new_card_and_points_stay(server: 
     )
     assert reason == "CARD_INVALID_TRANSITION"
     code, reason, _ = await _refused(
-        stub(server).ReplaceCard(cards_pb2.ReplaceCardRequest(card_number=old))
+        stub(server).ReplaceCard(
+            cards_pb2.ReplaceCardRequest(card_number=old, new_card_number=numbers.number("88", 2))
+        )
     )
     assert reason == "CARD_INVALID_TRANSITION"
     assert pg_rows(server, "SELECT replaced_by FROM cards WHERE number = %s", old) == [(new,)]
@@ -184,3 +188,23 @@ async def test_scopes_a_till_may_resolve_but_not_manage(server: Running) -> None
         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     finally:
         await till.close()
+
+
+async def test_a_storefront_cannot_open_a_card(server: Running) -> None:
+    # Card numbers are sequential with a check digit, not a secret: a member opening "any
+    # issued card" could take a gold card's tier by guessing the next number.
+    await card_type(server, default_tier="gold")
+    number = (await issue(server, "gold-card", 3)).batch.first_number
+    member = await server.api.member()
+    shop = auth.channel(f"127.0.0.1:{server.app.port}", auth.token([scopes.STOREFRONT]))
+    try:
+        from loyalty.v1 import cards_pb2_grpc
+
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await cards_pb2_grpc.CardServiceStub(shop).OpenCard(
+                cards_pb2.OpenCardRequest(card_number=number, member_id=member.id)
+            )
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await shop.close()
+    assert pg_rows(server, "SELECT state FROM cards WHERE number = %s", number) == [("ISSUED",)]

@@ -158,6 +158,22 @@ async def test_multipliers_do_not_stack_bonuses_add(server: Running) -> None:
     assert [r.name for r in listed.rules] == ["double", "app-bonus"]
 
 
+async def test_a_spent_multiplier_steps_aside_for_the_next(server: Running) -> None:
+    member = await server.api.member()
+    await create_rule(
+        server, "double day", MULTIPLIER, multiplier="2", priority=10, budget_points=30
+    )
+    await create_rule(server, "card x1.5", MULTIPLIER, multiplier="1.5", priority=5)
+
+    first = await buy(server, member.id, 10_000)  # base 100: the double gives its budget, 30
+    second = await buy(server, member.id, 10_000)  # its budget is spent: the x1.5 gives 50
+
+    assert [(r.name, r.points) for r in first.applied_rules if r.points] == [("double day", 30)]
+    assert first.points == 130
+    assert [(r.name, r.points) for r in second.applied_rules if r.points] == [("card x1.5", 50)]
+    assert second.points == 150
+
+
 @pytest.mark.parametrize(
     ("fields", "conditions", "field"),
     [
@@ -178,6 +194,11 @@ async def test_multipliers_do_not_stack_bonuses_add(server: Running) -> None:
         ({"multiplier": "2"}, {"tiers": ["diamond"]}, "tiers"),
         ({"multiplier": "2", "budget_points": 10, "per_member_cap": 20}, {}, "per_member_cap"),
         ({"multiplier": "2"}, {"weekdays": [8]}, "weekdays"),
+        (
+            {"multiplier": "2", "time_zone": "Asia/Shanghai"},
+            {"days_of_month": [11], "ends_at": datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)},
+            "ends_at",
+        ),
     ],
 )
 async def test_bad_rules_are_refused_naming_the_field_and_change_nothing(
@@ -229,3 +250,14 @@ async def test_tier_condition_and_bad_purchase_input(server: Running) -> None:
     assert failure(too_long.value).field == "channel"
     assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     assert (await server.api.balance(member.id)).balance == 4
+
+
+async def test_a_preview_at_a_moment_out_of_range_names_at(server: Running) -> None:
+    member = await server.api.member()
+    await create_rule(server, "any", MULTIPLIER, multiplier="2", time_zone="America/New_York")
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await preview(server, member.id, 1_000, datetime(1, 1, 1, tzinfo=UTC))
+
+    f = failure(refused.value)
+    assert (f.code, f.field) == (grpc.StatusCode.INVALID_ARGUMENT, "at")

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import grpc
+import psycopg
 import pytest
 
 from loyalty.v1 import member_pb2
@@ -177,4 +178,31 @@ async def test_two_processes_activating_at_once_post_each_purchase_once(server: 
         balance = await server.api.balance(m.id)
         assert (balance.balance, balance.pending) == (100, 0)
         await assert_ledger_holds(server, m.id)
+    assert (await settled_audit(server)).ok
+
+
+async def test_one_pass_drains_more_than_a_chunk_and_passes_over_a_failure(
+    server: Running, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    members = [await server.api.member() for _ in range(5)]
+    until = datetime.now(UTC) + timedelta(days=1)
+    for m in members:
+        await buy(server, m.id, 10_000, event="p-" + m.id, pending_until=ts(until))
+    pending = server.app.points.pending
+    activate_one = pending._activate
+    broken = members[0].id  # the soonest due may fail: the ones after it go on
+
+    async def failing(member_id: str, event: str, now: datetime) -> int:
+        if member_id == broken:
+            raise psycopg.errors.QueryCanceled("statement timeout")
+        return await activate_one(member_id, event, now)
+
+    monkeypatch.setattr(pending, "_activate", failing)
+    posted = await pending.activate_due(until, limit=2)  # 5 due: three chunks in one pass
+    monkeypatch.undo()
+    retried = await pending.activate_due(until)
+
+    assert (posted, retried) == (400, 100)
+    for m in members:
+        assert (await server.api.balance(m.id)).pending == 0
     assert (await settled_audit(server)).ok
