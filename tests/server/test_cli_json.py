@@ -44,6 +44,8 @@ def test_liability_report_json_is_get_liability_reports_response() -> None:
         totals=flows,
         redemption_rate=0.25,
         breakage_estimate=670,
+        pending=120,
+        next_pending_activation=datetime(2026, 2, 15, tzinfo=UTC),
     )
     response = (
         member_pb2.DESCRIPTOR.services_by_name["MemberService"]
