@@ -24,14 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 
 import auditlog
 from cards import numbers, store
+from cards.errors import CardInvalidTransition, CardLost, CardNotOpened, CardReplaced
 from cards.model import Card, CardBatch, CardCheck, CardState, CardType, NumbersPage
 from common import actor, validation
 from common.errors import (
     AlreadyExists,
-    CardInvalidTransition,
-    CardLost,
-    CardNotOpened,
-    CardReplaced,
     IdempotencyKeyReused,
     InvalidArgument,
     NotFound,

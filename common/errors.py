@@ -28,11 +28,7 @@ DomainError
     ├── PaymentMismatch(redemption_id, amount_cents, currency)
     ├── InvalidTransition(redemption_id, status, transition)   a fulfilment step out of order
     ├── ReturnWindowClosed(redemption_id, closed_at)
-    ├── BelowRedemptionThreshold(member_id, threshold)
-    ├── AlreadyCheckedIn(member_id, day)      a second daily check-in, another key
-    ├── CardLost(card_number), CardReplaced(card_number)   a till's card refused at once
-    ├── CardNotOpened(card_number)
-    └── CardInvalidTransition(card_number, state, transition)
+    └── BelowRedemptionThreshold(member_id, threshold)
 
 A domain's own errors live with it, as subclasses of these (points/errors.py), and so do
 the edge's (server/edge_errors.py: credentials, scopes, rates, deadlines).
@@ -421,20 +417,6 @@ class CommitQueueFull(DomainError):
         return {"commit_queue_max": str(self.limit)}
 
 
-class AlreadyCheckedIn(Refusal):
-    """The member has checked in on this local day under another idempotency key (the
-    same key is a replay, not a refusal)."""
-
-    reason = "ALREADY_CHECKED_IN"
-
-    def __init__(self, member_id: str, day: str) -> None:
-        super().__init__(f"member {member_id} has already checked in on {day}")
-        self.member_id, self.day = member_id, day
-
-    def metadata(self) -> dict[str, str]:
-        return {"member_id": self.member_id, "day": self.day}
-
-
 class RequestIdReused(AlreadyExists):
     """A create's request_id (AIP-155) already made a resource, for a different request."""
 
@@ -451,59 +433,3 @@ class RequestIdReused(AlreadyExists):
 
     def metadata(self) -> dict[str, str]:
         return super().metadata() | {"request_id": self.value}
-
-
-# -- Member cards (cards/). A number that stopped working is refused at once: the till's
-# ResolveCard reads PostgreSQL, no cache.
-
-
-class CardLost(Refusal):
-    """The card was reported lost: refused until it is unlocked or replaced."""
-
-    reason = "CARD_LOST"
-
-    def __init__(self, card_number: str) -> None:
-        super().__init__(f"card {card_number} is reported lost")
-        self.card_number = card_number
-
-    def metadata(self) -> dict[str, str]:
-        return {"card_number": self.card_number}
-
-
-class CardReplaced(Refusal):
-    """The card was replaced by another: it never works again."""
-
-    reason = "CARD_REPLACED"
-
-    def __init__(self, card_number: str) -> None:
-        super().__init__(f"card {card_number} was replaced and no longer works")
-        self.card_number = card_number
-
-    def metadata(self) -> dict[str, str]:
-        return {"card_number": self.card_number}
-
-
-class CardNotOpened(Refusal):
-    """The card was issued but never opened for a member: it names no one yet."""
-
-    reason = "CARD_NOT_OPENED"
-
-    def __init__(self, card_number: str) -> None:
-        super().__init__(f"card {card_number} is not opened for a member")
-        self.card_number = card_number
-
-    def metadata(self) -> dict[str, str]:
-        return {"card_number": self.card_number}
-
-
-class CardInvalidTransition(Refusal):
-    """A card change its state does not allow (open an active card, unlock one not lost)."""
-
-    reason = "CARD_INVALID_TRANSITION"
-
-    def __init__(self, card_number: str, state: str, transition: str) -> None:
-        super().__init__(f"card {card_number} is {state}: cannot {transition}")
-        self.card_number, self.state, self.transition = card_number, state, transition
-
-    def metadata(self) -> dict[str, str]:
-        return {"card_number": self.card_number, "state": self.state, "transition": self.transition}

@@ -250,19 +250,28 @@ class GroupCommitter:
         payload = Jsonb(
             [e.as_json(i) | {"points_back_expires_at": back_expiry} for i, e in enumerate(entries)]
         )
-        for attempt in range(3):
-            try:
-                async with self._pool.connection() as conn:
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute("SELECT * FROM commit_redemptions(%s)", (payload,))
-                    rows = await cur.fetchall()
-                break
-            except _RETRYABLE:
-                if attempt == 2:
-                    raise
-                log.warning("commit batch retried after a lock conflict")
-        by_ord = {row["ord"]: row for row in rows}
+        by_ord = await run_batch(self._pool, "commit_redemptions", payload)
         return [_result(by_ord[i]) for i in range(len(entries))]
+
+
+async def run_batch(
+    pool: AsyncConnectionPool, function: str, payload: Jsonb
+) -> dict[int, dict[str, Any]]:
+    """One group-commit statement (`function` is a set-returning SQL function taking the
+    batch as JSON, answering a row per entry with its `ord`), retried up to 3 times on a
+    lock conflict; the rows by `ord`. Redemptions and lottery draws share it."""
+    for attempt in range(3):
+        try:
+            async with pool.connection() as conn:
+                cur = conn.cursor(row_factory=dict_row)
+                await cur.execute(f"SELECT * FROM {function}(%s)", (payload,))
+                rows = await cur.fetchall()
+            break
+        except _RETRYABLE:
+            if attempt == 2:
+                raise
+            log.warning("%s batch retried after a lock conflict", function)
+    return {row["ord"]: row for row in rows}
 
 
 def _result(row: dict[str, Any]) -> CommitResult:

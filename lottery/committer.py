@@ -14,15 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from common.errors import CommitQueueFull, Unavailable
+from flashsale.committer import run_batch
 from points.gate import MemberMirror
 
 log = logging.getLogger(__name__)
-_RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 @dataclass(frozen=True)
@@ -169,18 +168,7 @@ class DrawCommitter:
 
     async def _commit(self, entries: list[DrawEntry]) -> list[DrawResult]:
         payload = Jsonb([e.as_json(i) for i, e in enumerate(entries)])
-        for attempt in range(3):
-            try:
-                async with self._pool.connection() as conn:
-                    cur = conn.cursor(row_factory=dict_row)
-                    await cur.execute("SELECT * FROM commit_draws(%s)", (payload,))
-                    rows = await cur.fetchall()
-                break
-            except _RETRYABLE:
-                if attempt == 2:
-                    raise
-                log.warning("draw commit batch retried after a lock conflict")
-        by_ord = {row["ord"]: row for row in rows}
+        by_ord = await run_batch(self._pool, "commit_draws", payload)
         return [_result(by_ord[i]) for i in range(len(entries))]
 
 

@@ -9,7 +9,8 @@ Refusal
 ├── NotABeneficiary(member_id, beneficiary_id)
 ├── TooManyBeneficiaries(member_id, limit)
 ├── TaskCapReached(rule, cap)
-└── PurchaseFullyReversed(event_id)
+├── PurchaseFullyReversed(event_id)
+└── AlreadyCheckedIn(member_id, day)          a second daily check-in, another key
 """
 
 from __future__ import annotations
@@ -71,3 +72,17 @@ class PurchaseFullyReversed(Refusal):
 
     def metadata(self) -> dict[str, str]:
         return {"purchase_event_id": self.event_id}
+
+
+class AlreadyCheckedIn(Refusal):
+    """The member has checked in on this local day under another idempotency key (the
+    same key is a replay, not a refusal)."""
+
+    reason = "ALREADY_CHECKED_IN"
+
+    def __init__(self, member_id: str, day: str) -> None:
+        super().__init__(f"member {member_id} has already checked in on {day}")
+        self.member_id, self.day = member_id, day
+
+    def metadata(self) -> dict[str, str]:
+        return {"member_id": self.member_id, "day": self.day}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -170,7 +170,8 @@ def balance(value: Balance) -> common_pb2.Balance:
     )
 
 
-def address_from_pb(request: redemption_pb2.RedeemRequest) -> Address | None:
+def address_from_pb(request: Any) -> Address | None:
+    """The shipping_address of a request that has one (RedeemRequest, DrawRequest)."""
     if not request.HasField("shipping_address"):
         return None
     a = request.shipping_address

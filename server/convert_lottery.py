@@ -70,16 +70,4 @@ def draw(value: Draw) -> lottery_pb2.LotteryDraw:
 
 
 def address(request: lottery_pb2.DrawRequest) -> Address | None:
-    if not request.HasField("shipping_address"):
-        return None
-    a = request.shipping_address
-    return Address(
-        recipient=a.recipient,
-        line1=a.line1,
-        line2=a.line2,
-        city=a.city,
-        region=a.region,
-        postal_code=a.postal_code,
-        country_code=a.country_code,
-        phone=a.phone,
-    )
+    return convert.address_from_pb(request)

@@ -12,4 +12,4 @@ if TYPE_CHECKING:
 
 
 def build(app: App) -> CheckIns:
-    return CheckIns(app.points.context, app.points.members)
+    return CheckIns(app.points.context, app.points.members, app.points.earning)

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from common import validation
-from common.errors import AlreadyCheckedIn, MemberFrozen
+from common.errors import MemberFrozen
 from points import store as points_store
 from points.checkin import store
 from points.checkin.model import (
@@ -34,6 +34,8 @@ from points.checkin.model import (
     streak_today,
 )
 from points.context import Changed, Context
+from points.earning import Earning
+from points.errors import AlreadyCheckedIn
 from points.members import Members
 from points.program import utc_now
 from points.store import Cursor
@@ -43,10 +45,16 @@ KEY_SCOPE = "checkin"  # the ledger entry's idempotency scope: the check-in's ke
 
 class CheckIns:
     def __init__(
-        self, ctx: Context, members: Members, *, clock: Callable[[], datetime] = utc_now
+        self,
+        ctx: Context,
+        members: Members,
+        earning: Earning,
+        *,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._pool, self._gate, self._program = ctx.pool, ctx.gate, ctx.program
         self._members = members
+        self._earning = earning
         # What "now" is, hence "today": tests move it day by day; the API has no date.
         self.clock = clock
 
@@ -104,34 +112,21 @@ class CheckIns:
     async def _credit(
         self, cur: Cursor, member_id: str, key: str, now: datetime, streak: int
     ) -> CheckIn:
-        """The reward as an earned lot (it counts toward tiers and lifetime points, as a
-        task's does), its entry, debt repayment, then the check-in row. The same steps as
-        points.earning's credit, with the check-in's reference and key scope."""
+        """The reward credited as any earning is (Earning.credit_earned: a lot that counts
+        toward tiers and lifetime points, its entry, debt repayment), then the check-in row."""
         day = local_day(now, self._program.zone).isoformat()
         points = self._program.checkin_reward(streak)
         reference = f"checkin:{day}"
-        await points_store.add_lot(
+        entry_id, _ = await self._earning.credit_earned(
             cur,
             member_id,
-            source="earn",
-            points=points,
-            qualifying=points,
-            earned_at=now,
-            expires_at=self._program.expiry.expires_at(now),
-            reference=reference,
+            points,
+            reference,
+            f"daily check-in, day {streak} of the streak",
+            KEY_SCOPE,
+            key,
+            now=now,
         )
-        posted = await points_store.post(
-            cur,
-            member_id,
-            kind="earn",
-            amount=points,
-            reference=reference,
-            reason=f"daily check-in, day {streak} of the streak",
-            key_scope=KEY_SCOPE,
-            key=key,
-        )
-        await points_store.add_lifetime(cur, member_id, points, self._program.redemption_threshold)
-        await points_store.repay_debt(cur, member_id, reference)
         try:
             return await store.insert(
                 cur,
@@ -140,7 +135,7 @@ class CheckIns:
                 key=key,
                 streak=streak,
                 points=points,
-                ledger_entry_id=posted.entry_id,
+                ledger_entry_id=entry_id,
             )
         except psycopg.errors.UniqueViolation as e:
             # Under the member's lock this cannot happen; if it does, the day's guard held.
