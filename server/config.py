@@ -104,6 +104,8 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     access_log: bool = True
+    # The event loop `serve` runs on: uvloop's (libuv) or asyncio's own.
+    uvloop: bool = True
 
     # Credentials (server/credentials.py, server/scopes.py). "NONE" turns them off: only
     # when chosen explicitly, and logged loudly at start.
@@ -217,6 +219,7 @@ class Settings:
             ),
             log_json=env_choice(env, "SURGE_LOG_FORMAT", "JSON", ("JSON", "TEXT")) == "JSON",
             access_log=env_choice(env, "SURGE_ACCESS_LOG", "ON", ("ON", "OFF")) == "ON",
+            uvloop=env_choice(env, "SURGE_UVLOOP", "ON", ("ON", "OFF")) == "ON",
             auth=env_choice(env, "SURGE_AUTH", "JWT", ("JWT", "NONE")),
             jwt_secret=_jwt_secret(env),
             jwt_jwks_file=Path(env["SURGE_JWT_JWKS_FILE"])

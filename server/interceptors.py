@@ -68,7 +68,7 @@ class RequestIdFilter(logging.Filter):
 def clean_request_id(sent: str) -> str:
     """The client's request id, safe to log: unsafe characters dropped, at most
     REQUEST_ID_MAX long; a fresh UUID when nothing usable is left."""
-    kept = _UNSAFE_IN_ID.sub("", sent)[:REQUEST_ID_MAX]
+    kept = _UNSAFE_IN_ID.sub("", sent)[:REQUEST_ID_MAX] if sent else ""
     return kept or str(uuid.uuid4())
 
 
@@ -287,9 +287,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 code = grpc.StatusCode.CANCELLED  # the client cancelled or its deadline passed
                 raise
             except Exception as exc:
+                # Answered like the shed above: set the status and return. context.abort
+                # would raise once more inside grpc; a flash sale past sell-out answers
+                # SOLD_OUT thousands of times a second, and that raise cost as much as the
+                # refusal itself (py-spy: docs/performance.md).
                 code, details, metadata = answer_for(exc, full_method, rid)
-                await context.abort(code, details, (*metadata, *echo))
-                raise  # unreachable: abort raises
+                context.set_code(code)
+                context.set_details(details)
+                context.set_trailing_metadata((*metadata, *echo))
+                return None
             finally:
                 if admitted:
                     self._in_flight -= 1
@@ -297,7 +303,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 code_name = GRPC_CODES[code.value[0]]
                 handled[code_name].inc()
                 seconds.observe(elapsed)
-                if access_log:
+                # Health checks log at DEBUG: mostly not enabled, and then nothing is built.
+                if access_log and access.isEnabledFor(access_level):
                     access.log(
                         access_level,
                         "rpc",

@@ -1,16 +1,22 @@
 """Logging set-up, done once by the entry point (never at import time), and the start-up
 line's redacted configuration summary.
 
-JSON lines by default (python-json-logger): every record carries the request id of the call
-it belongs to; access-log records also carry method, code, latency and idempotency key. Both
-formats stamp each line with an RFC 3339 UTC time to the millisecond, `Z`-suffixed
-(`2026-12-02T09:31:42.273Z`): one format to sort and join on, whatever the host's zone.
+JSON lines by default (python-json-logger, encoding with orjson): every record carries the
+request id of the call it belongs to; access-log records also carry method, code, latency and
+idempotency key. Both formats stamp each line with an RFC 3339 UTC time to the millisecond,
+`Z`-suffixed (`2026-12-02T09:31:42.273Z`): one format to sort and join on, whatever the
+host's zone.
+
+The access log writes a line per call, so its cost is the edge's: the stdlib json encoder,
+the caller lookup (a stack walk for a source line no format here prints) and a datetime per
+line were half of the edge's own Python time (py-spy and cProfile, docs/performance.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import sys
 from datetime import UTC, datetime
@@ -18,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pythonjsonlogger.json import JsonFormatter
+from pythonjsonlogger.orjson import OrjsonFormatter
 
 from server.config import Settings
 from server.interceptors import RequestIdFilter
@@ -28,10 +34,21 @@ MASK = "***"
 _SECRET_PARAM = re.compile(r"(^|&)(password|sslpassword)=[^&]*", re.IGNORECASE)
 
 
+_second: list[tuple[int, str]] = [(-1, "")]  # the last whole second formatted, and its text
+
+
 def rfc3339(created: float) -> str:
-    """'2026-12-02T09:31:42.273Z' for a record's `created` (seconds since the epoch)."""
-    moment = datetime.fromtimestamp(created, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    """'2026-12-02T09:31:42.273Z' for a record's `created` (seconds since the epoch).
+    The seconds part is formatted once per second: lines of one second share it."""
+    fraction, seconds = math.modf(created)  # rounded as datetime.fromtimestamp rounds
+    whole, micros = int(seconds), round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    last, text = _second[0]
+    if whole != last:
+        text = f"{datetime.fromtimestamp(whole, UTC):%Y-%m-%dT%H:%M:%S}"
+        _second[0] = (whole, text)
+    return f"{text}.{micros // 1000:03d}Z"
 
 
 class _Rfc3339:
@@ -45,11 +62,17 @@ class TextFormatter(_Rfc3339, logging.Formatter):
     pass
 
 
-class JsonLineFormatter(_Rfc3339, JsonFormatter):
+class JsonLineFormatter(_Rfc3339, OrjsonFormatter):
     pass
 
 
 def setup_logging(level: str, *, json_lines: bool) -> None:
+    # No format here prints a record's source file, line, thread or process: skip finding
+    # them (the logging docs' own advice for code that logs on a hot path).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(RequestIdFilter())
     if json_lines:

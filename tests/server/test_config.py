@@ -36,6 +36,7 @@ def test_every_variable_is_read() -> None:
             "SURGE_METRICS_PORT": "0",
             "SURGE_LOG_FORMAT": "text",
             "SURGE_ACCESS_LOG": "off",
+            "SURGE_UVLOOP": "off",
             "SURGE_REDIS_MAX_CONNECTIONS": "50",
         }
     )
@@ -48,6 +49,8 @@ def test_every_variable_is_read() -> None:
     assert (settings.metrics_port, settings.log_json, settings.access_log) == (0, False, False)
     assert settings.redis_max_connections == 50
     assert settings.plaintext
+    assert not settings.uvloop
+    assert Settings.load({}).uvloop  # on unless turned off
 
 
 @pytest.mark.parametrize(
@@ -69,6 +72,7 @@ def test_every_variable_is_read() -> None:
         ),
         ({"SURGE_LOG_FORMAT": "xml"}, "must be one of JSON, TEXT"),
         ({"SURGE_LOG_LEVEL": "loud"}, "must be one of DEBUG"),
+        ({"SURGE_UVLOOP": "maybe"}, "SURGE_UVLOOP must be one of ON, OFF"),
     ],
 )
 def test_bad_values_are_refused_with_the_variable_named(env: dict[str, str], message: str) -> None:

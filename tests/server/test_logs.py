@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import re
 import subprocess
 import sys
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 from grpc_health.v1.health_pb2 import HealthCheckRequest
@@ -46,6 +48,18 @@ def test_rfc3339_is_utc_with_milliseconds_and_z() -> None:
     assert rfc3339(1796203902.2739) == "2026-12-02T09:31:42.273Z"
     assert rfc3339(1796203902.0) == "2026-12-02T09:31:42.000Z"
     assert rfc3339(1796203902.9999) == "2026-12-02T09:31:42.999Z"  # truncated, not rounded
+
+
+def test_rfc3339_reads_as_datetime_does_across_seconds() -> None:
+    # The seconds part is cached per whole second; the milliseconds must still be those
+    # datetime rounds to, at every boundary (x.9999996 rounds into the next second).
+    rng = random.Random(7)
+    moments = [1796203902 + i / 1000 + d for i in range(-2000, 2000) for d in (0, 4e-7, 6e-7)]
+    moments += [rng.uniform(0, 4e9) for _ in range(20_000)]
+    for moment in moments:
+        as_datetime = datetime.fromtimestamp(moment, UTC)
+        expected = f"{as_datetime:%Y-%m-%dT%H:%M:%S}.{as_datetime.microsecond // 1000:03d}Z"
+        assert rfc3339(moment) == expected, moment
 
 
 def test_json_lines_carry_an_rfc3339_time() -> None:
