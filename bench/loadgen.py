@@ -50,6 +50,9 @@ class LoadSpec:
     quantity: int = 1
     # Hot item: stop this long after this part first sees SOLD_OUT (the deadline still holds).
     stop_after_sold_out_s: float | None = None
+    # Flash-sale mix: this share of the calls goes to hot_campaign, the rest to campaign_ids.
+    hot_campaign: str = ""
+    hot_share: float = 0.0
     key_prefix: str = "bench"
     seed: int = 1
     call_timeout_s: float = 30.0
@@ -62,6 +65,8 @@ class LoadSpec:
             raise ValueError(f"the benchmark only sends traffic to loopback, not {self.target}")
         if self.call == "redeem" and not (self.campaign_ids and self.member_ids):
             raise ValueError("a redeem load needs campaigns and members")
+        if not 0.0 <= self.hot_share <= 1.0 or (self.hot_share and not self.hot_campaign):
+            raise ValueError("hot_share is a share (0..1) of the calls to hot_campaign")
 
 
 @dataclass
@@ -75,6 +80,7 @@ class Samples:
     elapsed_s: float = 0.0  # from the common start to this part's last call
     calls_total: int = 0  # with the warm-up's
     warmup_ok: int = 0  # OKs during the warm-up (they commit too)
+    hot_ok: int = 0  # OKs for the hot campaign of a mix, warm-up included (oversell check)
     client_cpu_s: float = 0.0  # CPU time of the client process(es) over the load
 
     def extend(self, other: Samples) -> None:
@@ -84,6 +90,7 @@ class Samples:
         self.elapsed_s = max(self.elapsed_s, other.elapsed_s)
         self.calls_total += other.calls_total
         self.warmup_ok += other.warmup_ok
+        self.hot_ok += other.hot_ok
         self.client_cpu_s += other.client_cpu_s
 
 
@@ -119,6 +126,7 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
         async def worker(index: int) -> None:
             rng = random.Random(spec.seed * 1_000_003 + part * 10_007 + index)
             campaigns, members = spec.campaign_ids, spec.member_ids
+            hot, hot_share = spec.hot_campaign, spec.hot_share
             prefix = f"{spec.key_prefix}-{spec.seed}-{part}-{index}-"
             n = 0
             await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
@@ -132,6 +140,7 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
                 samples.calls_total += 1
                 n += 1
                 outcome = OK
+                to_hot = hot_share > 0 and rng.random() < hot_share
                 started = time.perf_counter()
                 try:
                     if spec.call == "health":
@@ -140,7 +149,9 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
                         await redeem(
                             redemption_pb2.RedeemRequest(
                                 member_id=members[rng.randrange(len(members))],
-                                campaign_id=campaigns[rng.randrange(len(campaigns))],
+                                campaign_id=hot
+                                if to_hot
+                                else campaigns[rng.randrange(len(campaigns))],
                                 quantity=spec.quantity,
                                 idempotency_key=prefix + str(n),
                             ),
@@ -150,6 +161,7 @@ async def _run_part(spec: LoadSpec, part: int, parts: int, start_at: float) -> S
                 except grpc.aio.AioRpcError as error:
                     outcome = _reason(error)
                 finished = time.perf_counter()
+                samples.hot_ok += to_hot and outcome == OK
                 if started < record_from:
                     samples.warmup_ok += outcome == OK
                     continue  # warm-up

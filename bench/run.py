@@ -5,11 +5,14 @@
 1. Starts its own Redis and PostgreSQL (server.embedded.LocalStack) in a temporary folder on
    free ports, with pg_stat_statements when the cluster can load it; two databases: Surge's
    and the naive peer's, both migrated.
-2. Starts the real server (`surge serve`, as a subprocess) and the naive peer
-   (`python -m bench.naive`), each on its own free loopback port.
+2. Starts the real server (`surge serve`, as a subprocess), the naive peer
+   (`python -m bench.naive`) and the bare floor (`python -m bench.bare`: a grpc.aio server
+   with health only), each on its own free loopback port.
 3. Seeds the same data set into both (bench.workloads.seed).
 4. Runs the loads one after the other from client processes of its own (bench.loadgen):
-   floor, success path, refusals, hot item; Surge and the naive peer.
+   the bare floor, Surge's floor, success path, refusals, hot item (Surge and the naive peer),
+   then the flash-sale mix (one hot campaign and warm ones, run past sell-out) after the
+   bare floor at the mix's concurrency.
 5. Prints the table and the ratios, writes JSON to <out>/<timestamp>.json, stops everything.
 
 Exit status: 0 when the run completed, whatever the ratios (they are reported, not
@@ -60,7 +63,8 @@ from server.app import Stores
 # -- One run ---------------------------------------------------------------------------------
 
 
-_PROFILED = ("floor", "redeem", "refusal_sold_out", "refusal_points", "hot")
+_PROFILED = ("floor", "redeem", "refusal_sold_out", "refusal_points", "hot", "mix")
+_LOAD_KEYS = ("floor", "redeem", "refusal_sold_out", "refusal_points", "hot", "floor_mix", "mix")
 
 
 def _py_spy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes] | None:
@@ -202,8 +206,8 @@ def run(
     }
     with local_stack(console, keep=keep) as (stack, have_statements):
         folder = stack.data_dir.parent
-        surges, naive = start_servers(stack, folder, console, surge_processes=surge_processes)
-        surge = surges[0]
+        servers = start_servers(stack, folder, console, surge_processes=surge_processes)
+        surge, naive, bare = servers.surges[0], servers.naive, servers.bare
         try:
             surge_stores = Stores(stack.database_url, stack.redis_url)
             naive_stores = Stores(
@@ -217,19 +221,25 @@ def run(
                 console,
                 f"seeded both in {time.monotonic() - t0:.1f}s: {profile.campaigns} "
                 f"campaigns, {profile.members} members (+{profile.poor_members} without points)"
-                f", hot item of {profile.hot_stock} units",
+                f", hot item of {profile.hot_stock} units, mix of {profile.mix_hot_stock} hot "
+                f"units + {profile.mix_warm_campaigns} warm campaigns",
             )
             all_loads = loads(
                 profile,
                 surge=surge.address,
                 naive=naive.address,
+                bare=bare.address,
                 surge_data=surge_data,
                 naive_data=naive_data,
             )
             if only:
                 all_loads = [load for load in all_loads if load.key in only]
             procs = Processes(
-                servers={"surge": tuple(x.proc.pid for x in surges), "naive": (naive.proc.pid,)},
+                servers={
+                    "surge": tuple(x.proc.pid for x in servers.surges),
+                    "naive": (naive.proc.pid,),
+                    "bare": (bare.proc.pid,),
+                },
                 redis_pid=pid_from_file(stack.redis_dir / "redis.pid"),
                 postmaster_pid=pid_from_file(stack.postgres_dir / "postmaster.pid"),
             )
@@ -249,12 +259,9 @@ def run(
             meta["loadavg_after"] = os.getloadavg()
             audit_ok, violations = asyncio.run(_audit(surge_stores))
         finally:
-            codes = [x.stop() for x in surges]
-            surge_exit = next((c for c in codes if c), codes[0])  # the first failure, if any
-            naive_exit = naive.stop()
-        meta["server_exit"] = {"surge": surge_exit, "naive": naive_exit}
+            meta["server_exit"] = servers.stop()
 
-    found = report.problems(results, profile.hot_stock)
+    found = report.problems(results, profile.hot_stock, profile.mix_hot_stock)
     if not audit_ok:
         found += [f"audit: {v}" for v in violations[:20]]
     table_ratios = report.ratios(results)
@@ -282,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         nargs="+",
-        choices=["floor", "redeem", "refusal_sold_out", "refusal_points", "hot"],
+        choices=_LOAD_KEYS,
         help="run only these loads (ratios need floor and their peers)",
     )
     parser.add_argument(

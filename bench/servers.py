@@ -1,6 +1,7 @@
 """The benchmark's stores and servers: a private Redis + PostgreSQL (server.embedded.LocalStack,
 with pg_stat_statements when the cluster can load it, and a second database for the naive
-peer) and gRPC servers in subprocesses, each ready once its health check says SERVING."""
+peer) and gRPC servers in subprocesses (Surge, the naive peer, the bare floor), each ready
+once its health check says SERVING."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -148,15 +150,31 @@ class ServerProcess:
         return self.proc.returncode
 
 
+@dataclass
+class Servers:
+    surges: list[ServerProcess]  # one, or several sharing a port (SO_REUSEPORT)
+    naive: ServerProcess
+    bare: ServerProcess  # bench.bare: the transport's own floor
+
+    def stop(self) -> dict[str, int | None]:
+        """Stops them all; each system's exit code (Surge's first failure, if any)."""
+        codes = [x.stop() for x in self.surges]
+        return {
+            "surge": next((c for c in codes if c), codes[0]),
+            "naive": self.naive.stop(),
+            "bare": self.bare.stop(),
+        }
+
+
 def start_servers(
     stack: LocalStack, folder: Path, console: Console, *, surge_processes: int = 1
-) -> tuple[list[ServerProcess], ServerProcess]:
+) -> Servers:
     """The Surge server (`surge_processes` processes sharing one port: gRPC sets SO_REUSEPORT
-    and the kernel spreads connections over them) and the naive peer."""
+    and the kernel spreads connections over them), the naive peer and the bare floor."""
     # SURGE_* settings pass through to both servers (e.g. SURGE_COMMIT_WORKERS=4 make bench);
     # addresses, stores and the metrics port are the benchmark's own.
     base = dict(os.environ)
-    surge_port, naive_port = free_port(), free_port()
+    surge_port, naive_port, bare_port = free_port(), free_port(), free_port()
     surge_env = with_credentials(
         base
         | {
@@ -186,9 +204,16 @@ def start_servers(
         | {k: v for k, v in surge_env.items() if k == "SURGE_JWT_SECRET"},  # same edge work
         folder / "naive.log",
     )
+    bare = ServerProcess(
+        "bare",
+        [sys.executable, "-m", "bench.bare", "--address", f"127.0.0.1:{bare_port}"],
+        base | {"BENCH_PORT": str(bare_port)},
+        folder / "bare.log",
+    )
     surges: list[ServerProcess] = []
     try:
         naive.wait_ready()
+        bare.wait_ready()
         # One after another: each is SERVING before the next starts, so the health check
         # through the shared port can only be answered by those already up.
         for i in range(surge_processes):
@@ -205,13 +230,14 @@ def start_servers(
             if i > 0:
                 time.sleep(1.0)  # its listener is up by then, even if a sibling answered
     except Exception:
-        for server in (*surges, naive):
+        for server in (*surges, naive, bare):
             server.stop()
         raise
     pids = ", ".join(str(x.proc.pid) for x in surges)
     say(
         console,
         f"servers up: surge {surges[0].address} (pid {pids}), "
-        f"naive {naive.address} (pid {naive.proc.pid})",
+        f"naive {naive.address} (pid {naive.proc.pid}), bare {bare.address} "
+        f"(pid {bare.proc.pid})",
     )
-    return surges, naive
+    return Servers(surges, naive, bare)

@@ -28,6 +28,8 @@ SUCCESS_PRICE = 10
 HOT_PRICE = 100
 SUCCESS_UNITS = 10**6  # per success-path campaign: never sold out within a run
 SUCCESS_LIMIT = 10**6
+MIX_WARM_LIMIT = 100  # per member, per warm campaign of the mix (never reached in a run)
+MIX_HOT_LIMIT = 1  # one unit of the hot item per member, as a flash sale sells it
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,13 @@ class Profile:
     members: int  # members with ample points
     poor_members: int  # members with no points (insufficient-points refusals)
     naive_floor: bool  # also measure the floor of the naive peer's server
+    # The flash-sale mix: a sale opens on one hot campaign with few units and warm ones,
+    # many workers, most calls on the hot one, and runs on well past its sell-out.
+    mix_concurrency: int
+    mix_hot_stock: int
+    mix_warm_campaigns: int
+    mix_hot_share: float
+    mix_s: float
 
 
 QUICK = Profile(
@@ -65,6 +74,11 @@ QUICK = Profile(
     members=1_000,
     poor_members=200,
     naive_floor=True,
+    mix_concurrency=200,
+    mix_hot_stock=300,
+    mix_warm_campaigns=20,
+    mix_hot_share=0.8,
+    mix_s=8.0,
 )
 
 FULL = Profile(
@@ -83,6 +97,11 @@ FULL = Profile(
     members=5_000,
     poor_members=500,
     naive_floor=True,
+    mix_concurrency=500,
+    mix_hot_stock=1_000,
+    mix_warm_campaigns=20,
+    mix_hot_share=0.8,
+    mix_s=30.0,
 )
 
 PROFILES = {p.name: p for p in (QUICK, FULL)}
@@ -97,6 +116,8 @@ class Dataset:
     sold_out_campaign: str
     members: tuple[str, ...]
     poor_members: tuple[str, ...]
+    mix_hot_campaign: str
+    mix_warm_campaigns: tuple[str, ...]
 
 
 async def _bounded(calls: Iterable[Awaitable[T]], width: int = 32) -> list[T]:
@@ -161,6 +182,11 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
         hot = await campaign(profile.hot_stock, HOT_PRICE, 100)
         # A high limit: the one buyer may come back and must hear SOLD_OUT, not LIMIT_EXCEEDED.
         sold_out = await campaign(1, SUCCESS_PRICE, 100)
+        mix_hot = await campaign(profile.mix_hot_stock, HOT_PRICE, MIX_HOT_LIMIT)
+        mix_warm = await _bounded(
+            campaign(SUCCESS_UNITS, SUCCESS_PRICE, MIX_WARM_LIMIT)
+            for _ in range(profile.mix_warm_campaigns)
+        )
         members = await _bounded(member(RICH_POINTS) for _ in range(profile.members))
         poor = await _bounded(member(0) for _ in range(profile.poor_members))
         # The one unit of the sold-out campaign goes at once, through the real flow.
@@ -169,7 +195,9 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
                 member_id=members[0], campaign_id=sold_out, quantity=1, idempotency_key="sell-1"
             )
         )
-        return Dataset(tuple(success), hot, sold_out, tuple(members), tuple(poor))
+        return Dataset(
+            tuple(success), hot, sold_out, tuple(members), tuple(poor), mix_hot, tuple(mix_warm)
+        )
     finally:
         await app.committer.close()
         await app.redis.aclose()
@@ -180,15 +208,21 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
 class Load:
     """A load to run, and what it measures."""
 
-    key: str  # floor, redeem, hot, refusal_sold_out, refusal_points
-    system: str  # surge or naive
+    key: str  # floor, redeem, hot, refusal_sold_out, refusal_points, floor_mix, mix
+    system: str  # surge, naive or bare
     spec: LoadSpec
 
 
 def loads(
-    profile: Profile, *, surge: str, naive: str, surge_data: Dataset, naive_data: Dataset
+    profile: Profile,
+    *,
+    surge: str,
+    naive: str,
+    bare: str,
+    surge_data: Dataset,
+    naive_data: Dataset,
 ) -> list[Load]:
-    """Every load of a run, in the order they run. `surge` / `naive`: host:port."""
+    """Every load of a run, in the order they run. `surge` / `naive` / `bare`: host:port."""
     credential = credentials.metadata()  # SURGE_TOKEN, which bench.run sets
 
     def floor(target: str) -> LoadSpec:
@@ -230,8 +264,24 @@ def loads(
             key_prefix=prefix,
         )
 
+    def mix(target: str, data: Dataset) -> LoadSpec:
+        return LoadSpec(
+            name="mix",
+            metadata=credential,
+            target=target,
+            call="redeem",
+            concurrency=profile.mix_concurrency,
+            duration_s=profile.mix_s,  # no warm-up: the sale opens as the load starts
+            campaign_ids=data.mix_warm_campaigns,
+            hot_campaign=data.mix_hot_campaign,
+            hot_share=profile.mix_hot_share,
+            member_ids=data.members,
+            key_prefix="surge-mix",
+        )
+
     surge_redeem = redeem(surge, surge_data, "surge-redeem")
-    result = [Load("floor", "surge", floor(surge))]
+    # The bare floor first, then Surge's, back to back: the edge's cost is their difference.
+    result = [Load("floor", "bare", floor(bare)), Load("floor", "surge", floor(surge))]
     if profile.naive_floor:
         result.append(Load("floor", "naive", replace(floor(naive), duration_s=profile.floor_s / 2)))
     result += [
@@ -261,5 +311,13 @@ def loads(
         ),
         Load("hot", "surge", hot(surge, surge_data, "surge-hot")),
         Load("hot", "naive", hot(naive, naive_data, "naive-hot")),
+        # The mix against the bare floor at the mix's own concurrency (latency grows with
+        # the calls in flight), measured right before it.
+        Load(
+            "floor_mix",
+            "bare",
+            replace(floor(bare), name="floor_mix", concurrency=profile.mix_concurrency),
+        ),
+        Load("mix", "surge", mix(surge, surge_data)),
     ]
     return result
