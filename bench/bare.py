@@ -3,8 +3,8 @@
     python -m bench.bare --address 127.0.0.1:PORT
 
 A `grpc.aio` server answering `grpc.health.v1.Health/Check` and nothing else: no
-interceptors, no stores, no logging per call; the same server options and the same event
-loop choice (SURGE_UVLOOP) as Surge's own server (server/app.py, server/cli.py). What Surge
+interceptors, no stores, no logging per call; the same server options, handler registration
+and event loop choice (SURGE_UVLOOP) as Surge's own server (server/app.py, server/cli.py). What Surge
 adds on top of it (the edge: credentials, metrics, access log, request ids, error mapping;
 then the redemption itself) is what the benchmark's ratios against this floor show.
 """
@@ -22,6 +22,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from common.env import env_choice
 from server.config import Settings
+from server.generic_handlers import GenericHandlersOnly
 
 
 async def serve(address: str, settings: Settings) -> None:
@@ -33,7 +34,8 @@ async def serve(address: str, settings: Settings) -> None:
         ]
     )
     servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    # Registered as Surge registers it: generic handlers only (server/registry.py says why).
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, GenericHandlersOnly(server).as_server())
     server.add_insecure_port(address)
     await server.start()
     await servicer.set("", health_pb2.HealthCheckResponse.SERVING)

@@ -60,6 +60,7 @@ from points.jobs import LedgerJobs
 from server import reflection, registry, tls, wiring_checkin, wiring_lottery
 from server.config import Settings
 from server.credentials import Verifier
+from server.generic_handlers import GenericHandlersOnly
 from server.interceptors import EdgeInterceptor
 from server.logs import config_summary
 from server.readiness import DependencyProbe
@@ -292,10 +293,11 @@ class App:
                 ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
             ],
         )
-        registry.add_services(server, self)
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        generic_only = GenericHandlersOnly(server).as_server()
+        registry.add_services(generic_only, self)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, generic_only)
         if settings.reflection != "OFF":
-            reflection.enable(server, (*SERVICE_NAMES, health.SERVICE_NAME))
+            reflection.enable(generic_only, (*SERVICE_NAMES, health.SERVICE_NAME))
         self.port = tls.add_port(server, settings, self.certificates)
         self.metrics.preinitialise_rpcs(rpc_methods(unary_only=True))
         await server.start()
