@@ -3,19 +3,23 @@
     python -m bench.scale --out results/bench [--members-large N --campaigns-large N
                           --holds N --seconds S]
 
-Two data sets, one after the other in the same run, each on fresh stores (its own Redis and
-PostgreSQL, bench.servers.local_stack) and a fresh server: small (10^3 members, 10 campaigns)
-and large (10^6 members, 10^4 campaigns by default). For each:
+Two data sets, one after the other in the same run, on one private Redis + PostgreSQL
+(bench.servers.local_stack), each with a database of its own (copied from the migrated,
+empty one), Redis flushed, and a fresh server: small (10^3 members, 10 campaigns) and large
+(10^6 members, 10^4 campaigns by default). For each:
 
 1. One member and one campaign through the domain objects (the templates), cloned with COPY
    (bench/bulk.py): campaigns first, then `surge rebuild-cache` (the project's rebuild, the
    real path that puts the gate's state in Redis; the redeem path would also load a missing
    campaign or member lazily, one at a time); then members, then the rebuild again. INFO
    memory around each rebuild gives Redis bytes per campaign and per member.
-2. The real server (`surge serve`); a success-path redeem load (a random member among all, a
+2. The real server (`surge serve`), once PostgreSQL is quiet (its leader's start-up work, e.g.
+   the first tier evaluation over every member, is timed and reported, not measured as
+   load); a success-path redeem load (a random member among all, a
    random campaign among all, a fresh key per call, as `make bench`'s `redeem`) and a
    sold-out load (a campaign with no unit left, random members), each after a warm-up.
-   PostgreSQL's table sizes around the success load give bytes per redemption committed.
+   PostgreSQL's sizes (pg_total_relation_size) of the tables a redemption writes, around the
+   success load, give bytes per redemption committed.
 3. Large set only: pending holds, lapsed, released by the real sweep pass (bench/holds.py),
    with the server stopped.
 4. The audit (flashsale/audit.py), as bench.run does.
@@ -32,7 +36,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -42,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import psycopg
 import redis
 from rich.console import Console
 
@@ -52,7 +54,16 @@ from bench.loadgen import OK, SOLD_OUT, LoadGenerator, LoadSpec, steady
 from bench.probes import Processes, pid_from_file
 from bench.run import _audit, _git_revision
 from bench.scale_report import TARGET_RATIO, print_report, problems, ratios
-from bench.servers import ROOT, local_stack, say, start_servers, with_database
+from bench.scale_stores import (
+    REDEMPTION_TABLES,
+    fresh_database,
+    pg_sizes,
+    rebuild,
+    redis_memory,
+    settled_count,
+    wait_quiet,
+)
+from bench.servers import ROOT, local_stack, say, start_servers
 from loadtest import credentials
 from loyalty.v1 import redemption_pb2, redemption_pb2_grpc
 from server.app import Stores
@@ -70,53 +81,7 @@ class Options:
     warmup_s: float = 2.0
     concurrency: int = 64
     client_processes: int = 2
-
-
-def _rebuild(stack: LocalStack) -> tuple[float, str]:
-    """`surge rebuild-cache` against the stack: (seconds, what it printed)."""
-    env = dict(os.environ, DATABASE_URL=stack.database_url, REDIS_URL=stack.redis_url)
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "server.cli", "rebuild-cache"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=3600,
-        check=True,
-    )
-    return time.monotonic() - started, done.stdout.strip()
-
-
-def _redis_memory(client: redis.Redis) -> tuple[int, int]:
-    """(used_memory bytes, keys)."""
-    return int(client.info("memory")["used_memory"]), int(client.dbsize())
-
-
-def _pg_sizes(database_url: str) -> dict[str, int]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT tablename, pg_total_relation_size(quote_ident(tablename)) "
-            "FROM pg_tables WHERE schemaname = 'public'"
-        ).fetchall()
-    return {str(t): int(n) for t, n in rows}
-
-
-def _redemptions(database_url: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        return int(conn.execute("SELECT count(*) FROM redemptions").fetchone()[0])  # type: ignore[index]
-
-
-def _settled_count(database_url: str, wait_s: float = 10.0) -> int:
-    """The redemptions count once the group commit has nothing left to write."""
-    last, deadline = -1, time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        now = _redemptions(database_url)
-        if now == last:
-            return now
-        last = now
-        time.sleep(0.5)
-    return last
+    quiet_max_s: float = 600.0  # wait at most this long for the server's start-up work
 
 
 def _probe(address: str, member_id: str, campaign_id: str) -> str:
@@ -158,28 +123,6 @@ def _measure(gen: LoadGenerator, procs: Processes, spec: LoadSpec, expected: str
     }
 
 
-@dataclass(frozen=True)
-class _SetStack(LocalStack):
-    """The run's stores, with the data set's own database."""
-
-    database: str = "surge"
-
-    @property
-    def database_url(self) -> str:
-        return with_database(super().database_url, self.database)
-
-
-def _fresh_database(stack: LocalStack, name: str) -> _SetStack:
-    """A database of its own for a data set, copied from the migrated, still empty one; and
-    an empty Redis."""
-    with psycopg.connect(with_database(stack.database_url, "postgres"), autocommit=True) as c:
-        c.execute(f"DROP DATABASE IF EXISTS {name}")
-        c.execute(f"CREATE DATABASE {name} TEMPLATE {stack.database_url.rsplit('/', 1)[1]}")
-    with redis.Redis.from_url(stack.redis_url) as client:
-        client.flushall()
-    return _SetStack(stack.data_dir, stack.redis_port, stack.postgres_port, name)
-
-
 def run_set(
     name: str,
     stack: LocalStack,
@@ -195,16 +138,16 @@ def run_set(
     templates = asyncio.run(bulk.make_templates(stores))
     # A rebuild with only the templates in: what it loads once (its scripts) and the
     # templates and sold-out campaign themselves are in the "before" figure, not per clone.
-    warm_rebuild, _ = _rebuild(stack)
-    mem0, keys0 = _redis_memory(client)
+    warm_rebuild, _ = rebuild(stack)
+    mem0, keys0 = redis_memory(client)
     clones, copy_c = bulk.clone(stack.database_url, templates.campaign, campaigns - 1)
     campaign_ids = (templates.campaign_id, *clones)
-    rebuild_c, printed_c = _rebuild(stack)
-    mem1, keys1 = _redis_memory(client)
+    rebuild_c, printed_c = rebuild(stack)
+    mem1, keys1 = redis_memory(client)
     clones, copy_m = bulk.clone(stack.database_url, templates.member, members - 1)
     member_ids = (templates.member_id, *clones)
-    rebuild_all, printed_all = _rebuild(stack)
-    mem2, keys2 = _redis_memory(client)
+    rebuild_all, printed_all = rebuild(stack)
+    mem2, keys2 = redis_memory(client)
     client.close()
     say(
         console,
@@ -232,6 +175,11 @@ def run_set(
     naive.stop()  # start_servers starts the naive peer too; this benchmark is Surge's
     surge = surges[0]
     try:
+        out["phases_s"]["server_quiet"] = wait_quiet(stack.database_url, options.quiet_max_s)
+        say(
+            console,
+            f"{name}: server's start-up work done in {out['phases_s']['server_quiet']:.1f}s",
+        )
         out["probe"] = _probe(surge.address, member_ids[-1], campaign_ids[-1])
         procs = Processes(
             servers={"surge": (surge.proc.pid,)},
@@ -250,11 +198,11 @@ def run_set(
             key_prefix=f"scale-{name}",
             metadata=credentials.metadata(),
         )
-        sizes0, count0 = _pg_sizes(stack.database_url), _settled_count(stack.database_url)
+        sizes0, count0 = pg_sizes(stack.database_url), settled_count(stack.database_url)
         with LoadGenerator(options.client_processes) as gen:
             out["success"] = _measure(gen, procs, base, OK)
-            count1 = _settled_count(stack.database_url)
-            sizes1 = _pg_sizes(stack.database_url)
+            count1 = settled_count(stack.database_url)
+            sizes1 = pg_sizes(stack.database_url)
             sold_out = replace(
                 base,
                 name="sold_out",
@@ -271,7 +219,10 @@ def run_set(
     committed = count1 - count0
     out["postgresql"] = {
         "redemptions_committed": committed,
-        "bytes_per_redemption": sum(grew.values()) / committed if committed else None,
+        "bytes_per_redemption": (
+            sum(grew.get(t, 0) for t in REDEMPTION_TABLES) / committed if committed else None
+        ),
+        "other_tables_bytes": sum(n for t, n in grew.items() if t not in REDEMPTION_TABLES),
         "bytes_by_table": {t: n for t, n in sorted(grew.items(), key=lambda x: -x[1]) if n},
     }
     if holds:
@@ -320,7 +271,7 @@ def run(options: Options, out: Path, console: Console) -> int:
             for name, size in sizes.items():
                 _set_env("SURGE_TOKEN", caller_token)
                 sets[name] = run_set(
-                    name, _fresh_database(stack, f"scale_{name}"), size, options, console
+                    name, fresh_database(stack, f"scale_{name}"), size, options, console
                 )
     finally:
         _set_env("SURGE_TOKEN", caller_token)
@@ -362,6 +313,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=defaults.warmup_s, help="per load")
     parser.add_argument("--concurrency", type=int, default=defaults.concurrency)
     parser.add_argument("--client-processes", type=int, default=defaults.client_processes)
+    parser.add_argument(
+        "--quiet-max",
+        type=float,
+        default=defaults.quiet_max_s,
+        help="wait at most this long (s) for the server's start-up work before the loads",
+    )
     args = parser.parse_args(argv)
     options = Options(
         members_small=args.members_small,
@@ -373,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
         warmup_s=args.warmup,
         concurrency=args.concurrency,
         client_processes=args.client_processes,
+        quiet_max_s=args.quiet_max,
     )
     if min(options.members_small, options.campaigns_small) < 2:
         parser.error("each data set needs at least 2 members and 2 campaigns")
