@@ -126,3 +126,13 @@ def fresh_database(stack: LocalStack, name: str) -> SetStack:
     with redis.Redis.from_url(stack.redis_url) as client:
         client.flushall()
     return SetStack(stack.data_dir, stack.redis_port, stack.postgres_port, name)
+
+
+def mark_tier_run_done(database_url: str) -> None:
+    """Records the daily tier evaluation as run now, the row points/jobs.py claims a run with:
+    the server's leader then skips it for a day instead of walking every member at start."""
+    with psycopg.connect(database_url) as conn:
+        conn.execute(
+            "INSERT INTO ledger_jobs (name, last_run_at) VALUES ('tiers', now()) "
+            "ON CONFLICT (name) DO UPDATE SET last_run_at = now()"
+        )
