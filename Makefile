@@ -73,12 +73,16 @@ soak: setup ## Redis memory under a steady surge: keys and bytes per 10k calls (
 
 # Its own variable: PROFILE belongs to the load test (ci|surge).
 BENCH_PROFILE ?= full
-.PHONY: bench bench-quick bench-cluster
+.PHONY: bench bench-quick bench-cluster bench-scale
 bench: setup ## Benchmarks side by side: bare and Surge floors, redeem, refusals, hot item, naive peer, flash-sale mix (full, ~8 min)
 	$(BIN)/python -m bench.run --profile $(BENCH_PROFILE) --out results/bench $(BENCH_ARGS)
 
 bench-cluster: setup ## Surge on one Redis vs a local 3+3 Redis Cluster side by side, and the capacity ceilings (~7 min; not in CI)
 	$(BIN)/python -m bench.cluster --profile $(BENCH_PROFILE) --out results/bench $(BENCH_ARGS)
+
+SCALE_ARGS ?=
+bench-scale: setup ## Cost as the data grows: 10^3 vs 10^6 members, 10 vs 10^4 campaigns (COPY), sweeper on 10^5 holds (~10-15 min; not in CI)
+	$(BIN)/python -m bench.scale --out results/bench $(SCALE_ARGS)
 
 bench-quick: setup ## The quick benchmark profile (about a minute and a half of load; what CI runs)
 	$(BIN)/python -m bench.run --profile quick --out results/bench $(BENCH_ARGS)
