@@ -258,16 +258,28 @@ class CampaignGate:
             written += int(await self._restore(keys=[k.record(h) for h, _ in chunk], args=args))
         return written
 
-    async def expired_holds(
-        self, campaign_id: str, before_ms: int, *, limit: int
-    ) -> list[tuple[str, int]]:
-        """(hold id, deadline ms) of up to `limit` in-flight holds whose deadline is before
-        `before_ms`, oldest first: a sweep pass is bounded whatever piled up."""
-        k = CampaignKeys(campaign_id)
-        rows: list[tuple[bytes, float]] = await self._redis.zrangebyscore(  # type: ignore[assignment]
-            k.deadlines, "-inf", before_ms, start=0, num=limit, withscores=True
-        )
-        return [(i.decode() if isinstance(i, bytes) else str(i), int(s)) for i, s in rows]
+    async def expired_holds_many(
+        self, slots: Sequence[tuple[str, int]], *, limit: int
+    ) -> list[list[tuple[str, int]]]:
+        """For each (slot, before ms) pair: (hold id, deadline ms) of up to `limit` in-flight
+        holds whose deadline is before `before_ms`, oldest first (a sweep pass is bounded
+        whatever piled up). One round trip (one per primary on a cluster): a pass asks every
+        watched campaign, mostly to hear "none"."""
+        pipe = self.pipeline()
+        for slot, before_ms in slots:
+            pipe.zrangebyscore(
+                CampaignKeys(slot).deadlines,
+                "-inf",
+                before_ms,
+                start=0,
+                num=limit,
+                withscores=True,
+            )
+        replies: list[list[tuple[bytes, float]]] = await pipe.execute()
+        return [
+            [(i.decode() if isinstance(i, bytes) else str(i), int(s)) for i, s in rows]
+            for rows in replies
+        ]
 
     async def in_flight_many(self, campaigns: Sequence[tuple[str, int]]) -> list[tuple[int, int]]:
         """For (campaign id, units PostgreSQL counts as taken) pairs: (units held in flight and

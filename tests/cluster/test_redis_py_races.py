@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio
 import redis.exceptions
 from redis.asyncio import RedisCluster
+from redis.asyncio.retry import Retry  # an asyncio client's (redis-py 8.2 warns on the other)
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from common import redis_client
 from tests.local_cluster import LocalCluster
