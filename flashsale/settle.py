@@ -31,6 +31,8 @@ from points.gate import MemberMirror, PointsGate
 from points.members import Members
 
 log = logging.getLogger(__name__)
+# Lapsed holds of one slot settled together (their scripts share auto-pipelined round trips).
+SETTLING_AT_ONCE = 64
 
 
 class Settler:
@@ -123,8 +125,8 @@ class Settler:
         async with self._pool.connection() as conn:
             found = await store.by_keys(conn, campaign_id, keys)
             mirrors = {pair: await store.mirrors(conn, row) for pair, row in found.items()}
-        committed = released = 0
-        for hold, (member_id, key) in zip(holds, keys, strict=True):
+
+        async def settle_one(hold: str, member_id: str, key: str) -> str:
             row = found.get((member_id, key))
             if row is not None:
                 campaign, member = mirrors[(member_id, key)]
@@ -137,8 +139,7 @@ class Settler:
                     outcome=Outcome.DONE,
                     mirror=shards.shard_mirror(campaign, split=where != campaign_id),
                 )
-                committed += 1
-                continue
+                return "committed"
             resolved = await self._cgate.resolve(
                 where,
                 member_id,
@@ -149,8 +150,27 @@ class Settler:
             )
             if resolved == 1:
                 await self._pgate.settle(member_id, hold_id=hold)
-                released += 1
-        return committed, released
+                return "released"
+            return "neither"
+
+        # Holds are independent (each its own member and key; each keeps its own order of
+        # steps), so they settle together: their scripts share the auto-pipeline's round
+        # trips instead of two round trips a hold, one after another (make bench-scale:
+        # 10^5 lapsed holds took a minute one by one).
+        gate = asyncio.Semaphore(SETTLING_AT_ONCE)
+
+        async def bounded(hold: str, member_id: str, key: str) -> str:
+            async with gate:
+                return await settle_one(hold, member_id, key)
+
+        done = await asyncio.gather(
+            *(bounded(hold, m, k) for hold, (m, k) in zip(holds, keys, strict=True)),
+            return_exceptions=True,  # every hold's steps end before the pass fails
+        )
+        for outcome in done:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return done.count("committed"), done.count("released")
 
     async def apply_mirrors(
         self,

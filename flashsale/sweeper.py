@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 HOLDS_PER_CAMPAIGN_PER_PASS = 500
 # Slots whose lapsed holds are asked for in one pipelined round trip (per primary).
 SLOTS_PER_ROUND_TRIP = 500
+SLOTS_SETTLING_AT_ONCE = 4
 # A transfer between stock shards not done this long after it started was interrupted by a
 # crash: the sweeper finishes it (a live one finishes in a few round trips; both is harmless).
 TRANSFER_GRACE_MS = 2000
@@ -137,14 +139,30 @@ class Sweeper:
                 watched.append((campaign_id, slot, await clock.now_ms(CampaignKeys(slot).state)))
         # Every slot asked in pipelined chunks, not one round trip each: with 10^4 campaigns
         # the one-by-one walk took ~6 ms a campaign, so a pass never ended (make bench-scale).
+        # Then a few slots with lapsed holds settle at once (each takes a pooled connection
+        # for its one query; the commits need the rest of the pool).
+        gate = asyncio.Semaphore(SLOTS_SETTLING_AT_ONCE)
+
+        async def settle(campaign_id: str, slot: str, now_ms: int, lapsed: Any) -> None:
+            async with gate:
+                await self._settle_slot(report, campaign_id, slot, now_ms, lapsed)
+
         for start in range(0, len(watched), SLOTS_PER_ROUND_TRIP):
             chunk = watched[start : start + SLOTS_PER_ROUND_TRIP]
             found = await self._gate.expired_holds_many(
                 [(slot, now_ms) for _, slot, now_ms in chunk], limit=HOLDS_PER_CAMPAIGN_PER_PASS
             )
-            for (campaign_id, slot, now_ms), lapsed in zip(chunk, found, strict=True):
-                if lapsed:
-                    await self._settle_slot(report, campaign_id, slot, now_ms, lapsed)
+            outcomes = await asyncio.gather(
+                *(
+                    settle(campaign_id, slot, now_ms, lapsed)
+                    for (campaign_id, slot, now_ms), lapsed in zip(chunk, found, strict=True)
+                    if lapsed
+                ),
+                return_exceptions=True,  # every slot's settle ends before the pass fails
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
         report.expired = await self._lifecycle.expire_overdue()
         if self._release_ended is not None:  # ended sales' unsold units back to the item
             report.allotments_released = await self._release_ended()

@@ -57,3 +57,40 @@ async def test_one_pass_settles_the_lapsed_holds_of_many_campaigns_in_pipelines(
         got = await api.get_campaign(campaign.id)
         assert (got.units_held, got.units_remaining) == (0, 5), i
     assert (await api.balance(member.id)).available == 1_000
+
+
+async def test_the_lapsed_holds_of_one_campaign_settle_together(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await start_server(
+        sweep_interval_seconds=3600.0, hold_ttl_seconds=0.6, commit_fence_seconds=0.3
+    )
+    api, gate = running.api, running.app.campaign_gate
+    campaign = await api.campaign(units=20, points_price=10)
+    members = [await api.member(points=10) for _ in range(20)]
+    deadlines = [
+        await hold_as_a_dying_process_would(running, m.id, campaign.id, key()) for m in members
+    ]
+    while time.time() * 1000 <= max(deadlines) + 50:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+    in_flight, most = [0], [0]
+    resolve = gate.resolve
+
+    async def counting(*args: Any, **kwargs: Any) -> Any:
+        in_flight[0] += 1
+        most[0] = max(most[0], in_flight[0])
+        try:
+            return await resolve(*args, **kwargs)
+        finally:
+            in_flight[0] -= 1
+
+    monkeypatch.setattr(gate, "resolve", counting)
+    report = await running.app.sweeper.sweep_once()
+
+    assert report.released == 20
+    assert most[0] > 1  # settled together, sharing round trips, not one after another
+    got = await api.get_campaign(campaign.id)
+    assert (got.units_held, got.units_remaining) == (0, 20)
+    for m in members:
+        assert (await api.balance(m.id)).available == 10
