@@ -258,23 +258,16 @@ class CampaignGate:
             written += int(await self._restore(keys=[k.record(h) for h, _ in chunk], args=args))
         return written
 
-    async def expired_holds_many(
-        self, slots: Sequence[tuple[str, int]], *, limit: int
+    async def earliest_holds_many(
+        self, slots: Sequence[str], *, limit: int
     ) -> list[list[tuple[str, int]]]:
-        """For each (slot, before ms) pair: (hold id, deadline ms) of up to `limit` in-flight
-        holds whose deadline is before `before_ms`, oldest first (a sweep pass is bounded
-        whatever piled up). One round trip (one per primary on a cluster): a pass asks every
-        watched campaign, mostly to hear "none"."""
+        """For each slot: (hold id, deadline ms) of its `limit` in-flight holds with the
+        earliest deadlines, earliest first (the sweeper takes those past their deadline, a
+        bounded number a pass, and learns when the next can lapse). One round trip (one per
+        primary on a cluster): a pass asks many campaigns, mostly to hear "none"."""
         pipe = self.pipeline()
-        for slot, before_ms in slots:
-            pipe.zrangebyscore(
-                CampaignKeys(slot).deadlines,
-                "-inf",
-                before_ms,
-                start=0,
-                num=limit,
-                withscores=True,
-            )
+        for slot in slots:
+            pipe.zrange(CampaignKeys(slot).deadlines, 0, limit - 1, withscores=True)
         replies: list[list[tuple[bytes, float]]] = await pipe.execute()
         return [
             [(i.decode() if isinstance(i, bytes) else str(i), int(s)) for i, s in rows]

@@ -79,6 +79,7 @@ class Sweeper:
         lifecycle: Lifecycle,
         metrics: Metrics,
         interval_s: float,
+        hold_ttl_s: float,
         watch_ended_within: timedelta,
         leading: Callable[[], bool] = lambda: True,
         code_pools: CodePools | None = None,
@@ -95,6 +96,12 @@ class Sweeper:
         self._lifecycle = lifecycle
         self._metrics = metrics
         self._interval_s = interval_s
+        self._hold_ttl_ms = int(hold_ttl_s * 1000)
+        # slot -> Redis time (ms) before which none of its holds can lapse: the deadline of
+        # its earliest hold, or (none held) the pass's clock + the hold TTL, since a hold made
+        # after that clock read has a deadline at least that late (reserve.lua). A slot is
+        # asked again from then on: 10^4 quiet campaigns are read once a TTL, not each pass.
+        self._quiet_until: dict[str, int] = {}
         self._watch = watch_ended_within
         self._leading = leading
         self._code_pools = code_pools
@@ -128,6 +135,7 @@ class Sweeper:
         clock = RedisClock(self._redis)
         await self._settler.repair()  # mirrors that missed a commit while Redis was away
         watched: list[tuple[str, str, int]] = []  # (campaign, slot, its primary's now)
+        quiet_until, self._quiet_until = self._quiet_until, {}  # kept for slots still watched
         for campaign_id in await self._campaigns.ids_to_watch(ended_within=self._watch):
             k = await self._campaigns.stock_shards(campaign_id)  # cached by ids_to_watch
             if k > 1:  # transfers between its shards a crash interrupted, then its holds
@@ -136,11 +144,15 @@ class Sweeper:
                     campaign_id, k, now_ms - TRANSFER_GRACE_MS
                 )
             for slot in shards.slots(campaign_id, k):
-                watched.append((campaign_id, slot, await clock.now_ms(CampaignKeys(slot).state)))
-        # Every slot asked in pipelined chunks, not one round trip each: with 10^4 campaigns
-        # the one-by-one walk took ~6 ms a campaign, so a pass never ended (make bench-scale).
-        # Then a few slots with lapsed holds settle at once (each takes a pooled connection
-        # for its one query; the commits need the rest of the pool).
+                now_ms = await clock.now_ms(CampaignKeys(slot).state)
+                if quiet_until.get(slot, 0) <= now_ms:
+                    watched.append((campaign_id, slot, now_ms))
+                else:
+                    self._quiet_until[slot] = quiet_until[slot]
+        # The slots due are asked in pipelined chunks, not one round trip each (with 10^4
+        # campaigns the one-by-one walk took ~6 ms a campaign: make bench-scale). Then a few
+        # slots with lapsed holds settle at once (each takes a pooled connection for its one
+        # query; the commits need the rest of the pool).
         gate = asyncio.Semaphore(SLOTS_SETTLING_AT_ONCE)
 
         async def settle(campaign_id: str, slot: str, now_ms: int, lapsed: Any) -> None:
@@ -149,15 +161,22 @@ class Sweeper:
 
         for start in range(0, len(watched), SLOTS_PER_ROUND_TRIP):
             chunk = watched[start : start + SLOTS_PER_ROUND_TRIP]
-            found = await self._gate.expired_holds_many(
-                [(slot, now_ms) for _, slot, now_ms in chunk], limit=HOLDS_PER_CAMPAIGN_PER_PASS
+            earliest = await self._gate.earliest_holds_many(
+                [slot for _, slot, _ in chunk], limit=HOLDS_PER_CAMPAIGN_PER_PASS
             )
+            due = []
+            for (campaign_id, slot, now_ms), holds in zip(chunk, earliest, strict=True):
+                lapsed = [(hold, deadline) for hold, deadline in holds if deadline <= now_ms]
+                if len(lapsed) < len(holds):  # the first still held: nothing lapses before it
+                    self._quiet_until[slot] = holds[len(lapsed)][1]
+                elif len(holds) < HOLDS_PER_CAMPAIGN_PER_PASS:  # none held once these settle
+                    self._quiet_until[slot] = now_ms + self._hold_ttl_ms
+                else:  # more lapsed than a pass takes: the next pass asks again
+                    self._quiet_until.pop(slot, None)
+                if lapsed:
+                    due.append(settle(campaign_id, slot, now_ms, lapsed))
             outcomes = await asyncio.gather(
-                *(
-                    settle(campaign_id, slot, now_ms, lapsed)
-                    for (campaign_id, slot, now_ms), lapsed in zip(chunk, found, strict=True)
-                    if lapsed
-                ),
+                *due,
                 return_exceptions=True,  # every slot's settle ends before the pass fails
             )
             for outcome in outcomes:

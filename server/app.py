@@ -201,6 +201,7 @@ class App:
             settler=self.settler,
             lifecycle=self.lifecycle,
             interval_s=settings.sweep_interval_seconds,
+            hold_ttl_s=settings.hold_ttl_seconds,
             watch_ended_within=timedelta(seconds=settings.payment_window_seconds + 3600),
             leading=lambda: self.leadership.leading,
             code_pools=self.code_pools,

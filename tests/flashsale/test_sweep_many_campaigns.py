@@ -40,14 +40,15 @@ async def test_one_pass_settles_the_lapsed_holds_of_many_campaigns_in_pipelines(
 
     asked_one_by_one: list[Any] = []
     for client in (Redis, RedisCluster):
-        original = client.zrangebyscore
+        for command in ("zrange", "zrangebyscore"):
+            original = getattr(client, command)
 
-        def counting(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            if not isinstance(self, Pipeline | ClusterPipeline):
-                asked_one_by_one.append(args[0])
-            return _original(self, *args, **kwargs)
+            def counting(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+                if not isinstance(self, Pipeline | ClusterPipeline):
+                    asked_one_by_one.append(args[0])
+                return _original(self, *args, **kwargs)
 
-        monkeypatch.setattr(client, "zrangebyscore", counting)
+            monkeypatch.setattr(client, command, counting)
 
     report = await running.app.sweeper.sweep_once()
 
@@ -94,3 +95,38 @@ async def test_the_lapsed_holds_of_one_campaign_settle_together(
     assert (got.units_held, got.units_remaining) == (0, 20)
     for m in members:
         assert (await api.balance(m.id)).available == 10
+
+
+async def test_a_quiet_campaign_is_asked_again_once_a_hold_could_have_lapsed(
+    start_server: StartServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    running = await start_server(
+        sweep_interval_seconds=3600.0, hold_ttl_seconds=0.6, commit_fence_seconds=0.3
+    )
+    api, gate, sweeper = running.api, running.app.campaign_gate, running.app.sweeper
+    campaign = await api.campaign(units=5, points_price=10)
+    member = await api.member(points=10)
+    asked: list[list[str]] = []
+    earliest = gate.earliest_holds_many
+
+    async def recording(slots: Any, **kwargs: Any) -> Any:
+        asked.append(list(slots))
+        return await earliest(slots, **kwargs)
+
+    monkeypatch.setattr(gate, "earliest_holds_many", recording)
+
+    await sweeper.sweep_once()  # no hold: quiet for a hold TTL
+    assert asked == [[campaign.id]]
+    await sweeper.sweep_once()  # within the TTL: nothing can have lapsed, not asked
+    assert asked == [[campaign.id]]
+
+    deadline_ms = await hold_as_a_dying_process_would(running, member.id, campaign.id, key())
+    while time.time() * 1000 <= deadline_ms + 50:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    report = await sweeper.sweep_once()  # the hold made after the first pass has lapsed
+
+    assert asked[-1] == [campaign.id]
+    assert report.released == 1
+    got = await api.get_campaign(campaign.id)
+    assert (got.units_held, got.units_remaining) == (0, 5)
+    assert (await api.balance(member.id)).available == 10
