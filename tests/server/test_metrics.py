@@ -8,6 +8,7 @@ import platform
 import socket
 import urllib.request
 from importlib import metadata
+from typing import Any
 
 import grpc
 import pytest
@@ -172,6 +173,36 @@ def test_set_campaigns_drops_a_gone_campaign_and_a_renamed_ones_old_label() -> N
         ("Summer sale 3f2a9c1e", st) for st in ("allotted", "remaining", "held", "committed")
     }
     assert shown[("Summer sale 3f2a9c1e", "remaining")] == 8
+
+
+def test_set_campaigns_sets_only_what_changed() -> None:
+    """Every second with every open campaign: unchanged series are not set again (10^4
+    campaigns took 112 ms of the event loop each time), changed ones are."""
+    registry = CollectorRegistry()
+    metrics = Metrics(registry, process_collectors=False)
+    ids = [f"{i:08x}-0000-4000-8000-000000000000" for i in range(3)]
+    rows = [CampaignUnits(x, f"Sale {i}", 10, 1, 0) for i, x in enumerate(ids)]
+    metrics.set_campaigns(rows)
+    touched: list[tuple[str, ...]] = []
+    labels = metrics.campaign_units.labels
+
+    def counting(*values: str) -> Any:
+        touched.append(values)
+        return labels(*values)
+
+    metrics.campaign_units.labels = counting  # type: ignore[method-assign,assignment]
+    metrics.set_campaigns(rows)
+    assert touched == []
+    metrics.set_campaigns([*rows[:2], CampaignUnits(ids[2], "Sale 2", 10, 2, 1)])
+    assert {label for label, _ in touched} == {"Sale 2 00000002"}
+    shown = {
+        (s.labels["campaign"], s.labels["state"]): s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "surge_campaign_units"
+    }
+    assert shown[("Sale 2 00000002", "remaining")] == 7
+    assert shown[("Sale 0 00000000", "remaining")] == 9
 
 
 async def test_sweeper_metrics_count_released_holds_and_lag(start_server: StartServer) -> None:
