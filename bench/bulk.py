@@ -25,9 +25,14 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 
-from bench.workloads import RICH_POINTS, SUCCESS_LIMIT, SUCCESS_PRICE, SUCCESS_UNITS
+from bench.workloads import (
+    RICH_POINTS,
+    SUCCESS_LIMIT,
+    SUCCESS_PRICE,
+    SUCCESS_UNITS,
+    make_campaign,
+)
 from flashsale.model import RedeemRequest
-from inventory.items import ItemKind
 from server.app import App, Stores
 from server.config import Settings
 
@@ -144,23 +149,8 @@ async def make_templates(stores: Stores) -> Templates:
 
         async def campaign(units: int, limit: int) -> tuple[str, str]:
             # The sku holds a UUID, so each clone's is new and unique like its ids.
-            item = await app.catalog.create_item(
-                sku=f"scale-{uuid.uuid4()}",
-                name="Bench lucky bag",
-                kind=ItemKind.VIRTUAL,
-                initial_stock=units,
-            )
-            made = await app.campaigns.create(
-                item_id=item.id,
-                name="Bench flash sale",
-                units_allotted=units,
-                points_price=SUCCESS_PRICE,
-                cash_price_cents=0,
-                per_member_limit=limit,
-                starts_at=starts,
-                ends_at=starts + timedelta(days=1),
-            )
-            return item.id, made.meta.id
+            sku, ends = f"scale-{uuid.uuid4()}", starts + timedelta(days=1)
+            return await make_campaign(app, sku, units, SUCCESS_PRICE, limit, starts, ends)
 
         with psycopg.connect(stores.database_url) as conn:
             before = _row_counts(conn)

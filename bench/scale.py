@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import sys
 import time
@@ -52,6 +51,7 @@ from bench import bulk
 from bench.holds import sweep_holds
 from bench.loadgen import OK, SOLD_OUT, LoadGenerator, LoadSpec, steady
 from bench.probes import Processes, pid_from_file
+from bench.report import write_json
 from bench.run import _audit, _git_revision
 from bench.scale_report import TARGET_RATIO, print_report, problems, ratios
 from bench.scale_stores import (
@@ -294,10 +294,8 @@ def run(options: Options, out: Path, console: Console) -> int:
     }
     wrong = problems(sets)
     print_report(sets, found, console)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{started.strftime('%Y%m%dT%H%M%SZ')}-scale.json"
     document = {"meta": meta, "sets": sets, **found, "problems": wrong}
-    path.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    path = write_json(document, out, f"{started.strftime('%Y%m%dT%H%M%SZ')}-scale")
     console.print(f"JSON: {path}")
     for problem in wrong:
         console.print(f"[red]PROBLEM[/red] {problem}")

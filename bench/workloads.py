@@ -131,6 +131,27 @@ async def _bounded(calls: Iterable[Awaitable[T]], width: int = 32) -> list[T]:
     return await asyncio.gather(*(one(c) for c in calls))
 
 
+async def make_campaign(
+    app: App, sku: str, units: int, price: int, limit: int, starts: datetime, ends: datetime
+) -> tuple[str, str]:
+    """A virtual item with `units` and its flash sale, through the domain objects (the
+    operator API's paths); returns (item id, campaign id)."""
+    item = await app.catalog.create_item(
+        sku=sku, name="Bench lucky bag", kind=ItemKind.VIRTUAL, initial_stock=units
+    )
+    created = await app.campaigns.create(
+        item_id=item.id,
+        name="Bench flash sale",
+        units_allotted=units,
+        points_price=price,
+        cash_price_cents=0,
+        per_member_limit=limit,
+        starts_at=starts,
+        ends_at=ends,
+    )
+    return item.id, created.meta.id
+
+
 async def seed(stores: Stores, profile: Profile) -> Dataset:
     """Creates the data set through the domain objects; returns its ids."""
     settings = Settings(grpc_address="127.0.0.1:0", pg_pool_min=2, pg_pool_max=10)
@@ -145,23 +166,8 @@ async def seed(stores: Stores, profile: Profile) -> Dataset:
         ends = starts + timedelta(days=1)
 
         async def campaign(units: int, price: int, limit: int) -> str:
-            item = await app.catalog.create_item(
-                sku="bench-" + uuid.uuid4().hex[:16],
-                name="Bench lucky bag",
-                kind=ItemKind.VIRTUAL,
-                initial_stock=units,
-            )
-            created = await app.campaigns.create(
-                item_id=item.id,
-                name="Bench flash sale",
-                units_allotted=units,
-                points_price=price,
-                cash_price_cents=0,
-                per_member_limit=limit,
-                starts_at=starts,
-                ends_at=ends,
-            )
-            return created.meta.id
+            sku = "bench-" + uuid.uuid4().hex[:16]
+            return (await make_campaign(app, sku, units, price, limit, starts, ends))[1]
 
         async def member(points: int) -> str:
             created = await app.points.members.create(
